@@ -1,0 +1,391 @@
+//! Configuration: command-line flags, each also read from an environment
+//! variable, checked as a whole so that one message lists every problem
+//! before any port is bound.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::upstream::UpstreamSettings;
+
+/// Attempts the SDK's standard retry mode makes by default; the ceiling is
+/// ours: more attempts than this only burn the caller's deadline.
+const MAX_ATTEMPTS_CEILING: u32 = 10;
+
+/// One attempt's bound when none is set: long enough for Cognito's slowest
+/// normal answers (well under a second), short enough that a stuck
+/// connection leaves time for a retry within the default 5 s operation.
+const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The command line, as typed. Values that need checking are kept as text
+/// here so that every problem can be reported at once, not only the first.
+#[derive(Debug, Parser)]
+#[command(name = "cognito-identity-gateway", version, about)]
+pub struct Cli {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "COGNITO_GATEWAY_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: String,
+
+    /// Cognito Identity endpoint, instead of the region's (an emulator, a VPC
+    /// endpoint). Unset: the SDK's own AWS_ENDPOINT_URL_COGNITO_IDENTITY, then
+    /// the region's endpoint.
+    #[arg(long, env = "COGNITO_GATEWAY_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+
+    /// AWS region. Unset: the SDK's default chain (AWS_REGION, profile).
+    #[arg(long, env = "COGNITO_GATEWAY_REGION")]
+    pub region: Option<String>,
+
+    /// Bound on one upstream operation, retries included (e.g. 5s, 1500ms).
+    #[arg(long, env = "COGNITO_GATEWAY_UPSTREAM_TIMEOUT", default_value = "5s")]
+    pub upstream_timeout: String,
+
+    /// Bound on one upstream attempt; at most --upstream-timeout. Unset: 2s,
+    /// or --upstream-timeout when that is shorter.
+    #[arg(long, env = "COGNITO_GATEWAY_UPSTREAM_ATTEMPT_TIMEOUT")]
+    pub upstream_attempt_timeout: Option<String>,
+
+    /// Bound on opening a connection to the upstream.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_UPSTREAM_CONNECT_TIMEOUT",
+        default_value = "1s"
+    )]
+    pub upstream_connect_timeout: String,
+
+    /// Attempts per upstream operation, the first included (1 to 10).
+    #[arg(long, env = "COGNITO_GATEWAY_MAX_ATTEMPTS", default_value = "3")]
+    pub max_attempts: String,
+
+    /// Bound on a whole gRPC call; a shorter grpc-timeout from the caller wins.
+    #[arg(long, env = "COGNITO_GATEWAY_REQUEST_TIMEOUT", default_value = "10s")]
+    pub request_timeout: String,
+
+    /// Calls served at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CONCURRENCY_LIMIT",
+        default_value = "1024"
+    )]
+    pub concurrency_limit: String,
+
+    /// On SIGTERM or SIGINT, how long in-flight calls may take to finish.
+    #[arg(long, env = "COGNITO_GATEWAY_SHUTDOWN_GRACE", default_value = "20s")]
+    pub shutdown_grace: String,
+
+    /// Log format; RUST_LOG sets the filter (default: info).
+    #[arg(long, env = "COGNITO_GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object a line, for log pipelines.
+    Json,
+}
+
+/// The gRPC server's own settings.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Bound on a whole call.
+    pub request_timeout: Duration,
+    /// Calls served at once.
+    pub concurrency_limit: usize,
+    /// How long in-flight calls may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            concurrency_limit: 1024,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Checked configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where the gRPC server listens.
+    pub listen: SocketAddr,
+    /// How to reach Cognito.
+    pub upstream: UpstreamSettings,
+    /// The server.
+    pub server: ServerSettings,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Every problem with a configuration.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects problems while parsing flags.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn check<T, E: fmt::Display>(&mut self, flag: &str, outcome: Result<T, E>) -> Option<T> {
+        outcome
+            .map_err(|e| self.0.push(format!("--{flag}: {e}")))
+            .ok()
+    }
+
+    fn duration(&mut self, flag: &str, value: &str) -> Option<Duration> {
+        let parsed = humantime::parse_duration(value).map_err(|e| format!("{value:?}: {e}"));
+        let positive = parsed.and_then(|d| {
+            if d.is_zero() {
+                Err("must be more than zero".to_owned())
+            } else {
+                Ok(d)
+            }
+        });
+        self.check(flag, positive)
+    }
+
+    fn number<T: std::str::FromStr + PartialOrd + fmt::Display>(
+        &mut self,
+        flag: &str,
+        value: &str,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Option<T> {
+        let parsed = value
+            .parse::<T>()
+            .map_err(|_| format!("{value:?} is not a whole number"))
+            .and_then(|n| {
+                if range.contains(&n) {
+                    Ok(n)
+                } else {
+                    Err(format!(
+                        "{n} is out of range {}..={}",
+                        range.start(),
+                        range.end()
+                    ))
+                }
+            });
+        self.check(flag, parsed)
+    }
+}
+
+fn check_endpoint(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(url.to_owned()),
+        _ => Err(format!(
+            "{url:?}: must be an http:// or https:// URL with a host"
+        )),
+    }
+}
+
+fn check_region(region: &str) -> Result<String, String> {
+    let ok = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(region.to_owned())
+    } else {
+        Err(format!("{region:?}: must look like us-east-1"))
+    }
+}
+
+impl Cli {
+    /// Checks everything and returns settings, or every problem found.
+    pub fn into_settings(self) -> Result<Settings, ConfigError> {
+        let mut p = Problems::default();
+        let listen = p.check(
+            "listen",
+            self.listen.parse::<SocketAddr>().map_err(|e| {
+                format!(
+                    "{:?}: {e} (expected HOST:PORT, e.g. 0.0.0.0:50051)",
+                    self.listen
+                )
+            }),
+        );
+        let endpoint_url = self
+            .endpoint_url
+            .as_deref()
+            .map(|u| p.check("endpoint-url", check_endpoint(u)));
+        let region = self
+            .region
+            .as_deref()
+            .map(|r| p.check("region", check_region(r)));
+        let operation_timeout = p.duration("upstream-timeout", &self.upstream_timeout);
+        let attempt_timeout = match &self.upstream_attempt_timeout {
+            Some(value) => p.duration("upstream-attempt-timeout", value),
+            None => operation_timeout.map(|t| t.min(DEFAULT_ATTEMPT_TIMEOUT)),
+        };
+        let connect_timeout =
+            p.duration("upstream-connect-timeout", &self.upstream_connect_timeout);
+        let max_attempts = p.number("max-attempts", &self.max_attempts, 1..=MAX_ATTEMPTS_CEILING);
+        let request_timeout = p.duration("request-timeout", &self.request_timeout);
+        let concurrency_limit =
+            p.number("concurrency-limit", &self.concurrency_limit, 1..=usize::MAX);
+        let shutdown_grace = p.duration("shutdown-grace", &self.shutdown_grace);
+        if let (Some(attempt), Some(operation)) = (attempt_timeout, operation_timeout)
+            && attempt > operation
+        {
+            p.0.push(format!(
+                "--upstream-attempt-timeout: {} is longer than --upstream-timeout {}",
+                humantime::format_duration(attempt),
+                self.upstream_timeout
+            ));
+        }
+        match (
+            listen,
+            endpoint_url,
+            region,
+            operation_timeout,
+            attempt_timeout,
+            connect_timeout,
+            max_attempts,
+            request_timeout,
+            concurrency_limit,
+            shutdown_grace,
+        ) {
+            (
+                Some(listen),
+                endpoint_url,
+                region,
+                Some(operation_timeout),
+                Some(attempt_timeout),
+                Some(connect_timeout),
+                Some(max_attempts),
+                Some(request_timeout),
+                Some(concurrency_limit),
+                Some(shutdown_grace),
+            ) if p.0.is_empty() => Ok(Settings {
+                listen,
+                upstream: UpstreamSettings {
+                    endpoint_url: endpoint_url.flatten(),
+                    region: region.flatten(),
+                    operation_timeout,
+                    attempt_timeout,
+                    connect_timeout,
+                    max_attempts,
+                },
+                server: ServerSettings {
+                    request_timeout,
+                    concurrency_limit,
+                    shutdown_grace,
+                },
+                log_format: self.log_format,
+            }),
+            _ => Err(ConfigError(p.0)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
+        let mut argv = vec!["cognito-identity-gateway"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .expect("flags parse")
+            .into_settings()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.listen, "0.0.0.0:50051".parse().unwrap());
+        assert_eq!(s.upstream.max_attempts, 3);
+        assert_eq!(s.upstream.operation_timeout, Duration::from_secs(5));
+        assert_eq!(s.server.shutdown_grace, Duration::from_secs(20));
+        assert_eq!(s.upstream.endpoint_url, None);
+    }
+
+    #[test]
+    fn flags_are_read() {
+        let s = parse(&[
+            "--listen=127.0.0.1:7000",
+            "--endpoint-url=http://127.0.0.1:5000",
+            "--region=eu-west-1",
+            "--upstream-timeout=1500ms",
+            "--max-attempts=5",
+            "--shutdown-grace=3s",
+            "--log-format=json",
+        ])
+        .unwrap();
+        assert_eq!(s.listen.port(), 7000);
+        assert_eq!(
+            s.upstream.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert_eq!(s.upstream.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(s.upstream.operation_timeout, Duration::from_millis(1500));
+        // Unset, the attempt timeout follows a shorter operation timeout.
+        assert_eq!(s.upstream.attempt_timeout, Duration::from_millis(1500));
+        assert_eq!(s.upstream.max_attempts, 5);
+        assert_eq!(s.server.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let err = parse(&[
+            "--listen=nowhere",
+            "--endpoint-url=ftp://x",
+            "--region=US East",
+            "--upstream-timeout=soon",
+            "--max-attempts=0",
+            "--concurrency-limit=-1",
+            "--shutdown-grace=0s",
+        ])
+        .unwrap_err();
+        let flags: Vec<&str> = err.0.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(
+            flags,
+            [
+                "--listen",
+                "--endpoint-url",
+                "--region",
+                "--upstream-timeout",
+                "--max-attempts",
+                "--concurrency-limit",
+                "--shutdown-grace"
+            ]
+        );
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with("invalid configuration:\n  - --listen"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn attempt_timeout_may_not_exceed_operation_timeout() {
+        let err = parse(&["--upstream-timeout=1s", "--upstream-attempt-timeout=2s"]).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert!(err.0[0].starts_with("--upstream-attempt-timeout"));
+    }
+
+    #[test]
+    fn max_attempts_bounds() {
+        assert!(parse(&["--max-attempts=1"]).is_ok());
+        assert!(parse(&["--max-attempts=10"]).is_ok());
+        assert!(parse(&["--max-attempts=11"]).is_err());
+    }
+}

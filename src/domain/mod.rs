@@ -1,0 +1,84 @@
+//! The domain: validated requests, replies, the caller, and the two seams
+//! the gateway is built around, [`IdentityService`] (what the gRPC layer
+//! calls) and [`Upstream`] (what talks to Cognito). No proto type and no
+//! AWS SDK type appears here.
+
+mod context;
+mod operations;
+mod secret;
+mod types;
+pub mod validate;
+
+use std::future::Future;
+
+pub use context::{Caller, RequestContext};
+pub use operations::{
+    Credentials, GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput,
+    GetIdOutput, GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, OpenIdToken, RawMap,
+};
+pub use secret::Secret;
+pub use types::{
+    AccountId, CustomRoleArn, IdentityId, IdentityPoolId, Logins, PrincipalTags, SecretMap,
+    TokenDuration,
+};
+pub use validate::{Field, Violation, Violations};
+
+use crate::error::Error;
+
+/// The four operations as the gateway offers them: what the gRPC layer
+/// calls, with who is calling and by when they need the answer.
+pub trait IdentityService: Send + Sync + 'static {
+    /// GetId.
+    fn get_id(
+        &self,
+        ctx: &RequestContext,
+        input: GetIdInput,
+    ) -> impl Future<Output = Result<GetIdOutput, Error>> + Send;
+
+    /// GetOpenIdToken.
+    fn get_open_id_token(
+        &self,
+        ctx: &RequestContext,
+        input: GetOpenIdTokenInput,
+    ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send;
+
+    /// GetOpenIdTokenForDeveloperIdentity.
+    fn get_open_id_token_for_developer_identity(
+        &self,
+        ctx: &RequestContext,
+        input: GetOpenIdTokenForDeveloperIdentityInput,
+    ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send;
+
+    /// GetCredentialsForIdentity.
+    fn get_credentials_for_identity(
+        &self,
+        ctx: &RequestContext,
+        input: GetCredentialsForIdentityInput,
+    ) -> impl Future<Output = Result<GetCredentialsForIdentityOutput, Error>> + Send;
+}
+
+/// Cognito Identity itself (or anything that answers as it does). Errors are
+/// already sorted into domain cases.
+pub trait Upstream: Send + Sync + 'static {
+    /// GetId.
+    fn get_id(&self, input: &GetIdInput)
+    -> impl Future<Output = Result<GetIdOutput, Error>> + Send;
+
+    /// GetOpenIdToken.
+    fn get_open_id_token(
+        &self,
+        input: &GetOpenIdTokenInput,
+    ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send;
+
+    /// GetOpenIdTokenForDeveloperIdentity, signed with the developer credentials.
+    fn get_open_id_token_for_developer_identity(
+        &self,
+        input: &GetOpenIdTokenForDeveloperIdentityInput,
+    ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send;
+
+    /// GetCredentialsForIdentity.
+    fn get_credentials_for_identity(
+        &self,
+        input: &GetCredentialsForIdentityInput,
+    ) -> impl Future<Output = Result<GetCredentialsForIdentityOutput, Error>> + Send;
+}

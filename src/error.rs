@@ -1,0 +1,61 @@
+//! The domain's one error type. The upstream adapter sorts SDK errors into
+//! these cases; `grpc::status` turns them into gRPC statuses, in one place.
+
+use crate::domain::Violations;
+
+/// Everything that can go wrong with a call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request broke constraints of the service model; nothing was sent
+    /// upstream.
+    #[error("invalid request: {0}")]
+    InvalidRequest(Violations),
+
+    /// Cognito answered with an error.
+    #[error("Cognito Identity returned {code}: {message}")]
+    Cognito {
+        /// The Cognito error code, e.g. `NotAuthorizedException`.
+        code: String,
+        /// Cognito's message.
+        message: String,
+        /// The AWS request id, when the response carried one.
+        request_id: Option<String>,
+    },
+
+    /// Cognito could not be reached (connection refused or reset, DNS, TLS).
+    #[error("Cognito Identity could not be reached: {0}")]
+    Unreachable(String),
+
+    /// Cognito did not answer within the upstream timeouts.
+    #[error("Cognito Identity did not answer in time")]
+    UpstreamTimeout,
+
+    /// The caller's deadline passed before the answer came.
+    #[error("the call's deadline passed before Cognito Identity answered")]
+    DeadlineExceeded,
+
+    /// Cognito's answer could not be read.
+    #[error("Cognito Identity sent a response that could not be read: {0}")]
+    BadResponse(String),
+
+    /// A fault of the gateway itself.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whether trying the same call again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Cognito { code, .. } => matches!(
+                code.as_str(),
+                "TooManyRequestsException"
+                    | "LimitExceededException"
+                    | "InternalErrorException"
+                    | "ExternalServiceException"
+            ),
+            Error::Unreachable(_) | Error::UpstreamTimeout | Error::DeadlineExceeded => true,
+            Error::InvalidRequest(_) | Error::BadResponse(_) | Error::Internal(_) => false,
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The one place where a domain [`Error`] becomes a gRPC [`Status`].
+//!
+//! Cognito's errors keep their code: the status carries a
+//! `google.rpc.ErrorInfo` whose `reason` is the Cognito error code, in the
+//! domain `cognito-identity.amazonaws.com`, with the AWS request id and
+//! whether a retry may help in its metadata. Failures that are the gateway's
+//! own (validation, transport, deadlines) use the domain
+//! `cognito-identity-gateway`; validation failures also carry a
+//! `google.rpc.BadRequest` naming every bad field.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::error::Error;
+
+/// ErrorInfo domain of errors that Cognito returned.
+pub const COGNITO_DOMAIN: &str = "cognito-identity.amazonaws.com";
+/// ErrorInfo domain of errors that are the gateway's own.
+pub const GATEWAY_DOMAIN: &str = "cognito-identity-gateway";
+/// ErrorInfo metadata key of the AWS request id.
+pub const REQUEST_ID_KEY: &str = "aws_request_id";
+/// ErrorInfo metadata key saying whether a retry may help ("true"/"false").
+pub const RETRYABLE_KEY: &str = "retryable";
+
+/// The gRPC code for a Cognito error code.
+pub fn code_for_cognito_error(code: &str) -> Code {
+    match code {
+        "InvalidParameterException" => Code::InvalidArgument,
+        "NotAuthorizedException" => Code::PermissionDenied,
+        "ResourceNotFoundException" => Code::NotFound,
+        "ResourceConflictException" | "DeveloperUserAlreadyRegisteredException" => {
+            Code::AlreadyExists
+        }
+        "TooManyRequestsException" | "LimitExceededException" => Code::ResourceExhausted,
+        "InvalidIdentityPoolConfigurationException" => Code::FailedPrecondition,
+        "ExternalServiceException" | "InternalErrorException" => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
+fn error_info(
+    reason: &str,
+    domain: &str,
+    request_id: Option<String>,
+    retryable: bool,
+) -> ErrorDetails {
+    let mut metadata = HashMap::from([(RETRYABLE_KEY.to_owned(), retryable.to_string())]);
+    if let Some(id) = request_id {
+        metadata.insert(REQUEST_ID_KEY.to_owned(), id);
+    }
+    ErrorDetails::with_error_info(reason, domain, metadata)
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        let message = err.to_string();
+        let retryable = err.is_retryable();
+        let (code, details) = match err {
+            Error::InvalidRequest(violations) => {
+                let fields: Vec<FieldViolation> = violations
+                    .iter()
+                    .map(|v| FieldViolation::new(v.field.proto_name(), v.description.clone()))
+                    .collect();
+                let mut details = ErrorDetails::with_bad_request(fields);
+                details.set_error_info("INVALID_REQUEST", GATEWAY_DOMAIN, HashMap::new());
+                (Code::InvalidArgument, details)
+            }
+            Error::Cognito {
+                code, request_id, ..
+            } => (
+                code_for_cognito_error(&code),
+                error_info(&code, COGNITO_DOMAIN, request_id, retryable),
+            ),
+            Error::Unreachable(_) => (
+                Code::Unavailable,
+                error_info("UPSTREAM_UNREACHABLE", GATEWAY_DOMAIN, None, retryable),
+            ),
+            Error::UpstreamTimeout => (
+                Code::DeadlineExceeded,
+                error_info("UPSTREAM_TIMEOUT", GATEWAY_DOMAIN, None, retryable),
+            ),
+            Error::DeadlineExceeded => (
+                Code::DeadlineExceeded,
+                error_info("DEADLINE_EXCEEDED", GATEWAY_DOMAIN, None, retryable),
+            ),
+            Error::BadResponse(_) => (
+                Code::Unknown,
+                error_info("UPSTREAM_BAD_RESPONSE", GATEWAY_DOMAIN, None, retryable),
+            ),
+            Error::Internal(_) => (
+                Code::Internal,
+                error_info("INTERNAL", GATEWAY_DOMAIN, None, retryable),
+            ),
+        };
+        Status::with_error_details(code, message, details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::GetIdInput;
+
+    fn cognito(code: &str) -> Status {
+        Status::from(Error::Cognito {
+            code: code.to_owned(),
+            message: "m".to_owned(),
+            request_id: Some("req-123".to_owned()),
+        })
+    }
+
+    #[test]
+    fn every_cognito_error_maps_to_its_code_with_error_info() {
+        let table = [
+            ("InvalidParameterException", Code::InvalidArgument, false),
+            ("NotAuthorizedException", Code::PermissionDenied, false),
+            ("ResourceNotFoundException", Code::NotFound, false),
+            ("ResourceConflictException", Code::AlreadyExists, false),
+            (
+                "DeveloperUserAlreadyRegisteredException",
+                Code::AlreadyExists,
+                false,
+            ),
+            ("TooManyRequestsException", Code::ResourceExhausted, true),
+            ("LimitExceededException", Code::ResourceExhausted, true),
+            (
+                "InvalidIdentityPoolConfigurationException",
+                Code::FailedPrecondition,
+                false,
+            ),
+            ("ExternalServiceException", Code::Unavailable, true),
+            ("InternalErrorException", Code::Unavailable, true),
+            ("SomethingNewException", Code::Unknown, false),
+        ];
+        for (cognito_code, grpc_code, retryable) in table {
+            let status = cognito(cognito_code);
+            assert_eq!(status.code(), grpc_code, "{cognito_code}");
+            let info = status.get_details_error_info().expect("ErrorInfo");
+            assert_eq!(info.reason, cognito_code);
+            assert_eq!(info.domain, COGNITO_DOMAIN);
+            assert_eq!(info.metadata[REQUEST_ID_KEY], "req-123");
+            assert_eq!(
+                info.metadata[RETRYABLE_KEY],
+                retryable.to_string(),
+                "{cognito_code}"
+            );
+        }
+    }
+
+    #[test]
+    fn transport_failures_and_timeouts() {
+        let cases = [
+            (
+                Error::Unreachable("connection refused".into()),
+                Code::Unavailable,
+                "UPSTREAM_UNREACHABLE",
+            ),
+            (
+                Error::UpstreamTimeout,
+                Code::DeadlineExceeded,
+                "UPSTREAM_TIMEOUT",
+            ),
+            (
+                Error::DeadlineExceeded,
+                Code::DeadlineExceeded,
+                "DEADLINE_EXCEEDED",
+            ),
+            (
+                Error::BadResponse("x".into()),
+                Code::Unknown,
+                "UPSTREAM_BAD_RESPONSE",
+            ),
+            (Error::Internal("x".into()), Code::Internal, "INTERNAL"),
+        ];
+        for (err, code, reason) in cases {
+            let status = Status::from(err);
+            assert_eq!(status.code(), code);
+            let info = status.get_details_error_info().unwrap();
+            assert_eq!(
+                (info.reason.as_str(), info.domain.as_str()),
+                (reason, GATEWAY_DOMAIN)
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_requests_name_every_field() {
+        let violations = GetIdInput::parse(None, Some("x".into()), vec![]).unwrap_err();
+        let status = Status::from(Error::InvalidRequest(violations));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let fields: Vec<String> = status
+            .get_details_bad_request()
+            .unwrap()
+            .field_violations
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, ["identity_pool_id", "account_id"]);
+        assert!(status.message().contains("identity_pool_id: is required"));
+    }
+}

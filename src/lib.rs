@@ -1,0 +1,124 @@
+//! cognito-identity-gateway: a gRPC gateway in front of Amazon Cognito
+//! Identity (identity pools), so that internal services get identity ids,
+//! OpenID tokens and AWS credentials without holding developer credentials.
+//!
+//! A request travels down through these modules and back:
+//!
+//! - [`middleware`]: the tower stack: deadline, load shedding, concurrency limit.
+//! - [`grpc`]: translates proto messages into validated domain inputs and
+//!   domain outputs into replies; [`grpc::status`] maps every error to a gRPC
+//!   status, in one place.
+//! - [`domain`]: validated newtypes (one implementation of the service model's
+//!   constraints), inputs, outputs, the caller, and the two seams
+//!   [`domain::IdentityService`] and [`domain::Upstream`].
+//! - [`service`]: the identity service: deadline-bounded calls to the upstream.
+//! - [`upstream`]: Cognito through `aws-sdk-cognitoidentity`, its errors sorted
+//!   into [`error::Error`].
+//!
+//! Around them: [`config`] (flags and environment), [`telemetry`] (logs),
+//! [`shutdown`] (signals), [`jwt`] (reading a token's expiry), [`proto`] (the
+//! generated code). [`run`] serves the API; `main` and the integration tests
+//! both call it.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod jwt;
+pub mod middleware;
+pub mod proto;
+pub mod service;
+pub mod shutdown;
+pub mod telemetry;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+use crate::config::ServerSettings;
+use crate::domain::Upstream;
+use crate::grpc::{CognitoIdentityServiceServer, GrpcApi};
+use crate::service::Gateway;
+
+/// Why the server stopped other than by being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The reflection service could not read the descriptor set.
+    #[error("gRPC reflection could not be built: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The server failed.
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the gateway API, gRPC health checking and reflection on
+/// `listener`, forwarding to `upstream`, until `shutdown` resolves. Then it
+/// reports NOT_SERVING, stops accepting, and lets in-flight calls finish
+/// within the grace period.
+pub async fn run<U: Upstream>(
+    settings: &ServerSettings,
+    listener: TcpListener,
+    upstream: U,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    type Api<U> = CognitoIdentityServiceServer<GrpcApi<Gateway<U>>>;
+
+    let api = GrpcApi::new(Arc::new(Gateway::new(upstream))).into_server();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<Api<U>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let (draining_tx, draining_rx) = oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
+        health.set_not_serving::<Api<U>>().await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        let _ = draining_tx.send(());
+    };
+
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = Server::builder()
+        .layer(middleware::stack(
+            settings.request_timeout,
+            settings.concurrency_limit,
+        ))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(api)
+        .serve_with_incoming_shutdown(incoming, signal);
+
+    let grace = settings.shutdown_grace;
+    let grace_over = async move {
+        // Only a fired shutdown starts the clock; a dropped sender means the
+        // server already ended on its own.
+        if draining_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = grace_over => tracing::warn!(?grace, "grace period over: abandoning calls still in flight"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! The tower stack every request goes through before the gRPC layer, built
+//! in one function and read top to bottom.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tonic::Status;
+use tonic::body::Body;
+use tower::layer::util::{Identity, Stack};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::{BoxError, Layer, Service, ServiceBuilder};
+
+/// When the caller stops waiting, put in the request's extensions for the
+/// gRPC layer to hand to the domain.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(pub Instant);
+
+/// The stack's type, for `tonic::transport::Server::layer`.
+pub type GatewayStack =
+    Stack<GlobalConcurrencyLimitLayer, Stack<LoadShedLayer, Stack<DeadlineLayer, Identity>>>;
+
+/// The middleware, outermost first.
+pub fn stack(request_timeout: Duration, concurrency_limit: usize) -> ServiceBuilder<GatewayStack> {
+    ServiceBuilder::new()
+        // Every call gets a deadline: the caller's grpc-timeout, capped by the
+        // server's request timeout. Time spent waiting below counts.
+        .layer(DeadlineLayer { request_timeout })
+        // Refuse at once (RESOURCE_EXHAUSTED) rather than queue when full:
+        // a queue only adds latency that the caller's deadline then wastes.
+        .load_shed()
+        // At most this many calls in the whole process, across connections.
+        .layer(GlobalConcurrencyLimitLayer::new(concurrency_limit))
+}
+
+/// Applies [`Deadline`]s; see [`stack`].
+#[derive(Clone, Copy, Debug)]
+pub struct DeadlineLayer {
+    request_timeout: Duration,
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = DeadlineService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DeadlineService {
+            inner,
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+/// The service of [`DeadlineLayer`].
+#[derive(Clone, Debug)]
+pub struct DeadlineService<S> {
+    inner: S,
+    request_timeout: Duration,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<http::Request<B>> for DeadlineService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let budget = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(self.request_timeout, |t| t.min(self.request_timeout));
+        let deadline = Instant::now() + budget;
+        request.extensions_mut().insert(Deadline(deadline));
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout_at(deadline.into(), call).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => Ok(Status::deadline_exceeded("the call's deadline passed").into_http()),
+            }
+        })
+    }
+}
+
+/// Parses a `grpc-timeout` header: at most 8 digits and a unit, one of
+/// H, M, S, m, u, n (the gRPC over HTTP/2 specification).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(
+            parse_grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+    }
+
+    #[test]
+    fn grpc_timeout_rejects_malformed() {
+        for bad in ["", "S", "5", "5s", "123456789S", "-5S", "5 S", "é"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+}

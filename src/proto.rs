@@ -1,0 +1,9 @@
+//! The code generated from `proto/` by `build.rs`.
+
+#![allow(missing_docs, clippy::all, clippy::pedantic)]
+
+tonic::include_proto!("cognito_identity_gateway.v1");
+
+/// The encoded descriptor set of `proto/`, served by gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/gateway_descriptor.bin"));

@@ -1,0 +1,220 @@
+//! The upstream: Cognito Identity through the official AWS SDK. Builds the
+//! client from `aws-config`'s default chain (environment, profile, IRSA web
+//! identity, EKS Pod Identity), sends validated domain inputs, and sorts the
+//! SDK's errors into domain cases. No proto type appears here.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_cognitoidentity::Client;
+use aws_sdk_cognitoidentity::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cognitoidentity::operation::RequestId;
+
+use crate::domain::{
+    Credentials, GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput,
+    GetIdOutput, GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, OpenIdToken, Secret,
+    SecretMap, Upstream,
+};
+use crate::error::Error;
+use crate::jwt;
+
+/// How to reach Cognito.
+#[derive(Clone, Debug)]
+pub struct UpstreamSettings {
+    /// Endpoint to use instead of the region's (an emulator, a VPC endpoint).
+    /// `None` leaves it to the SDK, which also reads
+    /// `AWS_ENDPOINT_URL_COGNITO_IDENTITY` and `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    /// Region; `None` leaves it to the default chain (`AWS_REGION`, profile, IMDS).
+    pub region: Option<String>,
+    /// Bound on one operation, all attempts and back-off included.
+    pub operation_timeout: Duration,
+    /// Bound on one attempt.
+    pub attempt_timeout: Duration,
+    /// Bound on establishing a connection.
+    pub connect_timeout: Duration,
+    /// Attempts per operation, the first included (standard retry mode).
+    pub max_attempts: u32,
+}
+
+/// Cognito Identity through `aws-sdk-cognitoidentity`.
+#[derive(Clone, Debug)]
+pub struct CognitoUpstream {
+    client: Client,
+}
+
+impl CognitoUpstream {
+    /// Loads the AWS configuration from the default chain, with the
+    /// settings' overrides. Fails when no region can be found.
+    pub async fn load(settings: &UpstreamSettings) -> Result<Self, String> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(settings.connect_timeout)
+                    .operation_timeout(settings.operation_timeout)
+                    .operation_attempt_timeout(settings.attempt_timeout)
+                    .build(),
+            );
+        if let Some(region) = &settings.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        if config.region().is_none() {
+            return Err(
+                "no AWS region found: set --region, AWS_REGION, or a profile region".to_owned(),
+            );
+        }
+        Ok(Self::new(&config))
+    }
+
+    /// A client over an already loaded configuration.
+    pub fn new(config: &SdkConfig) -> Self {
+        Self {
+            client: Client::new(config),
+        }
+    }
+}
+
+/// The map as the SDK wants it: `None` rather than an empty map, so that
+/// requests look as the AWS CLI sends them.
+fn sdk_map(map: &SecretMap) -> Option<std::collections::HashMap<String, String>> {
+    (!map.is_empty()).then(|| map.exposed().collect())
+}
+
+fn token(identity_id: Option<String>, token: Option<String>) -> Result<OpenIdToken, Error> {
+    let (identity_id, token) = match (identity_id, token) {
+        (Some(identity_id), Some(token)) => (identity_id, token),
+        _ => return Err(missing("IdentityId and Token")),
+    };
+    let expires_at = jwt::expiry(&token);
+    Ok(OpenIdToken {
+        identity_id,
+        token: Secret::new(token),
+        expires_at,
+    })
+}
+
+fn missing(what: &str) -> Error {
+    Error::BadResponse(format!("the response has no {what}"))
+}
+
+fn system_time(time: &aws_sdk_cognitoidentity::primitives::DateTime) -> Option<SystemTime> {
+    SystemTime::try_from(*time).ok()
+}
+
+/// Sorts an SDK error into a domain case: transport failures by the
+/// `SdkError` variant first (`into_service_error` would fold them into
+/// `Unhandled`), then Cognito's own errors by their code.
+fn sort_error<E, R>(err: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + RequestId + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match err {
+        SdkError::ServiceError(context) => {
+            let err = context.err();
+            Error::Cognito {
+                code: err.code().unwrap_or("Unknown").to_owned(),
+                message: err.message().unwrap_or_default().to_owned(),
+                request_id: err.request_id().map(str::to_owned),
+            }
+        }
+        SdkError::TimeoutError(_) => Error::UpstreamTimeout,
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => Error::UpstreamTimeout,
+        SdkError::DispatchFailure(failure) => Error::Unreachable(
+            DisplayErrorContext(&SdkError::<E, R>::DispatchFailure(failure)).to_string(),
+        ),
+        SdkError::ResponseError(_) => Error::BadResponse(DisplayErrorContext(&err).to_string()),
+        other => Error::Internal(DisplayErrorContext(&other).to_string()),
+    }
+}
+
+impl Upstream for CognitoUpstream {
+    async fn get_id(&self, input: &GetIdInput) -> Result<GetIdOutput, Error> {
+        let out = self
+            .client
+            .get_id()
+            .identity_pool_id(input.identity_pool_id.as_str())
+            .set_account_id(input.account_id.as_ref().map(|a| a.as_str().to_owned()))
+            .set_logins(sdk_map(input.logins.map()))
+            .send()
+            .await
+            .map_err(sort_error)?;
+        let identity_id = out.identity_id.ok_or_else(|| missing("IdentityId"))?;
+        Ok(GetIdOutput { identity_id })
+    }
+
+    async fn get_open_id_token(&self, input: &GetOpenIdTokenInput) -> Result<OpenIdToken, Error> {
+        let out = self
+            .client
+            .get_open_id_token()
+            .identity_id(input.identity_id.as_str())
+            .set_logins(sdk_map(input.logins.map()))
+            .send()
+            .await
+            .map_err(sort_error)?;
+        token(out.identity_id, out.token)
+    }
+
+    async fn get_open_id_token_for_developer_identity(
+        &self,
+        input: &GetOpenIdTokenForDeveloperIdentityInput,
+    ) -> Result<OpenIdToken, Error> {
+        let out = self
+            .client
+            .get_open_id_token_for_developer_identity()
+            .identity_pool_id(input.identity_pool_id.as_str())
+            .set_identity_id(input.identity_id.as_ref().map(|i| i.as_str().to_owned()))
+            .set_logins(sdk_map(input.logins.map()))
+            .set_principal_tags(sdk_map(input.principal_tags.map()))
+            .set_token_duration(input.token_duration.map(|d| i64::from(d.seconds())))
+            .send()
+            .await
+            .map_err(sort_error)?;
+        token(out.identity_id, out.token)
+    }
+
+    async fn get_credentials_for_identity(
+        &self,
+        input: &GetCredentialsForIdentityInput,
+    ) -> Result<GetCredentialsForIdentityOutput, Error> {
+        let out = self
+            .client
+            .get_credentials_for_identity()
+            .identity_id(input.identity_id.as_str())
+            .set_logins(sdk_map(input.logins.map()))
+            .set_custom_role_arn(
+                input
+                    .custom_role_arn
+                    .as_ref()
+                    .map(|r| r.as_str().to_owned()),
+            )
+            .send()
+            .await
+            .map_err(sort_error)?;
+        let identity_id = out.identity_id.ok_or_else(|| missing("IdentityId"))?;
+        let credentials = out.credentials.ok_or_else(|| missing("Credentials"))?;
+        let (Some(access_key_id), Some(secret_key), Some(session_token)) = (
+            credentials.access_key_id,
+            credentials.secret_key,
+            credentials.session_token,
+        ) else {
+            return Err(missing("complete Credentials"));
+        };
+        Ok(GetCredentialsForIdentityOutput {
+            identity_id,
+            credentials: Credentials {
+                access_key_id: Secret::new(access_key_id),
+                secret_key: Secret::new(secret_key),
+                session_token: Secret::new(session_token),
+                expiration: credentials.expiration.as_ref().and_then(system_time),
+            },
+        })
+    }
+}
