@@ -34,9 +34,14 @@ pub enum Error {
     #[error("the call's deadline passed before Cognito Identity answered")]
     DeadlineExceeded,
 
-    /// Cognito's answer could not be read.
-    #[error("Cognito Identity sent a response that could not be read: {0}")]
-    BadResponse(String),
+    /// Cognito's answer could not be read (not awsJson, a proxy's error page).
+    #[error("Cognito Identity sent an unreadable response (HTTP {status}): {detail}")]
+    BadResponse {
+        /// The HTTP status of the response.
+        status: u16,
+        /// What could not be read; never the body itself.
+        detail: String,
+    },
 
     /// A fault of the gateway itself.
     #[error("internal error: {0}")]
@@ -55,7 +60,9 @@ impl Error {
                     | "ExternalServiceException"
             ),
             Error::Unreachable(_) | Error::UpstreamTimeout | Error::DeadlineExceeded => true,
-            Error::InvalidRequest(_) | Error::BadResponse(_) | Error::Internal(_) => false,
+            // A server fault behind an unreadable body (a proxy's 502 page).
+            Error::BadResponse { status, .. } => *status >= 500,
+            Error::InvalidRequest(_) | Error::Internal(_) => false,
         }
     }
 }

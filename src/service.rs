@@ -78,3 +78,31 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_past_the_deadline_is_dropped() {
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let never = std::future::pending::<Result<(), Error>>();
+        let outcome = within_deadline(Some(deadline), never).await;
+        assert!(
+            matches!(outcome, Err(Error::DeadlineExceeded)),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_within_the_deadline_keeps_its_result() {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let quick = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<_, Error>(7)
+        };
+        assert_eq!(within_deadline(Some(deadline), quick).await.unwrap(), 7);
+    }
+}

@@ -9,7 +9,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_cognitoidentity::Client;
-use aws_sdk_cognitoidentity::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cognitoidentity::config::http::HttpResponse;
+use aws_sdk_cognitoidentity::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cognitoidentity::operation::RequestId;
 
 use crate::domain::{
@@ -101,20 +102,36 @@ fn token(identity_id: Option<String>, token: Option<String>) -> Result<OpenIdTok
 }
 
 fn missing(what: &str) -> Error {
-    Error::BadResponse(format!("the response has no {what}"))
+    Error::BadResponse {
+        status: 200,
+        detail: format!("the response has no {what}"),
+    }
 }
 
 fn system_time(time: &aws_sdk_cognitoidentity::primitives::DateTime) -> Option<SystemTime> {
     SystemTime::try_from(*time).ok()
 }
 
+/// An error and its sources, each by its `Display`. Never `Debug` (nor the
+/// SDK's `DisplayErrorContext`, which appends it): the `Debug` of a response
+/// error holds the raw response, body included, and a body may hold a token.
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Sorts an SDK error into a domain case: transport failures by the
 /// `SdkError` variant first (`into_service_error` would fold them into
 /// `Unhandled`), then Cognito's own errors by their code.
-fn sort_error<E, R>(err: SdkError<E, R>) -> Error
+fn sort_error<E>(err: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + RequestId + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     match err {
         SdkError::ServiceError(context) => {
@@ -127,11 +144,20 @@ where
         }
         SdkError::TimeoutError(_) => Error::UpstreamTimeout,
         SdkError::DispatchFailure(failure) if failure.is_timeout() => Error::UpstreamTimeout,
-        SdkError::DispatchFailure(failure) => Error::Unreachable(
-            DisplayErrorContext(&SdkError::<E, R>::DispatchFailure(failure)).to_string(),
-        ),
-        SdkError::ResponseError(_) => Error::BadResponse(DisplayErrorContext(&err).to_string()),
-        other => Error::Internal(DisplayErrorContext(&other).to_string()),
+        SdkError::DispatchFailure(failure) => {
+            Error::Unreachable(match failure.as_connector_error() {
+                Some(connector) => causes(connector),
+                None => "dispatch failure".to_owned(),
+            })
+        }
+        SdkError::ResponseError(response) => Error::BadResponse {
+            status: response.raw().status().as_u16(),
+            detail: std::error::Error::source(&SdkError::<E, HttpResponse>::ResponseError(
+                response,
+            ))
+            .map_or_else(|| "unreadable response".to_owned(), causes),
+        },
+        other => Error::Internal(causes(&other)),
     }
 }
 

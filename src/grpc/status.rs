@@ -85,8 +85,13 @@ impl From<Error> for Status {
                 Code::DeadlineExceeded,
                 error_info("DEADLINE_EXCEEDED", GATEWAY_DOMAIN, None, retryable),
             ),
-            Error::BadResponse(_) => (
-                Code::Unknown,
+            Error::BadResponse { status, .. } => (
+                // An unreadable 5xx is a server fault like InternalErrorException.
+                if status >= 500 {
+                    Code::Unavailable
+                } else {
+                    Code::Unknown
+                },
                 error_info("UPSTREAM_BAD_RESPONSE", GATEWAY_DOMAIN, None, retryable),
             ),
             Error::Internal(_) => (
@@ -168,8 +173,19 @@ mod tests {
                 "DEADLINE_EXCEEDED",
             ),
             (
-                Error::BadResponse("x".into()),
+                Error::BadResponse {
+                    status: 200,
+                    detail: "x".into(),
+                },
                 Code::Unknown,
+                "UPSTREAM_BAD_RESPONSE",
+            ),
+            (
+                Error::BadResponse {
+                    status: 502,
+                    detail: "x".into(),
+                },
+                Code::Unavailable,
                 "UPSTREAM_BAD_RESPONSE",
             ),
             (Error::Internal("x".into()), Code::Internal, "INTERNAL"),

@@ -1,0 +1,106 @@
+//! The binary as an operator runs it: configuration from flags and the
+//! environment, a clear refusal of a bad configuration before any port is
+//! bound, and a clean exit on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
+
+/// A command with a clean environment: only what the test gives it.
+fn gateway() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[test]
+fn a_bad_configuration_lists_every_problem_and_exits_2() {
+    let out = gateway()
+        .args(["--listen", "nowhere", "--max-attempts", "zero"])
+        .env("COGNITO_GATEWAY_UPSTREAM_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("invalid configuration:"), "{stderr}");
+    for flag in ["--listen", "--max-attempts", "--upstream-timeout"] {
+        assert!(
+            stderr.contains(&format!("- {flag}:")),
+            "{flag} missing in {stderr}"
+        );
+    }
+}
+
+#[test]
+fn no_region_is_a_configuration_error() {
+    let out = gateway()
+        .args(["--listen", "127.0.0.1:0"])
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("no AWS region"), "{stderr}");
+}
+
+#[tokio::test]
+async fn serves_from_the_environment_and_exits_0_on_sigterm() {
+    let endpoint = support::moto_endpoint();
+    // Bind to learn a free port, then hand it to the binary.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = gateway()
+        .env("COGNITO_GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("COGNITO_GATEWAY_ENDPOINT_URL", &endpoint)
+        .env("AWS_REGION", support::REGION)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let mut serving = false;
+    for _ in 0..200 {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"));
+        if let Ok(channel) = endpoint.unwrap().connect().await {
+            let mut health = HealthClient::new(channel);
+            let status = health
+                .check(HealthCheckRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .status;
+            serving = status == 1;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(serving, "the gateway never reported SERVING");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+}

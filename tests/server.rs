@@ -1,0 +1,388 @@
+//! The server around the API: health checking, reflection, bad requests,
+//! upstream failures, deadlines, load shedding and graceful shutdown. The
+//! upstream is moto, a refused port, or a hung one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cognito_identity_gateway::config::ServerSettings;
+use cognito_identity_gateway::grpc::status::GATEWAY_DOMAIN;
+use cognito_identity_gateway::proto as pb;
+use cognito_identity_gateway::upstream::UpstreamSettings;
+use support::faults::{SLOW, SilentEndpoint, SlowUpstream, silent_endpoint};
+use support::{
+    TestGateway, create_pool, moto_endpoint, refused_endpoint, sdk_upstream, sdk_upstream_with,
+    upstream_settings,
+};
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_types::StatusExt;
+
+const SERVICE: &str = "cognito_identity_gateway.v1.CognitoIdentityService";
+const POOL: &str = "us-east-1:11111111-2222-3333-4444-555555555555";
+
+async fn health_of(gateway: &TestGateway, service: &str) -> ServingStatus {
+    let mut health = HealthClient::new(gateway.channel().await);
+    let status = health
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    ServingStatus::try_from(status).unwrap()
+}
+
+#[tokio::test]
+async fn health_overall_and_per_service() {
+    let gateway = TestGateway::start(sdk_upstream(&refused_endpoint().await).await).await;
+    assert_eq!(health_of(&gateway, "").await, ServingStatus::Serving);
+    assert_eq!(health_of(&gateway, SERVICE).await, ServingStatus::Serving);
+    let mut health = HealthClient::new(gateway.channel().await);
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_list_the_service() {
+    use tokio_stream::StreamExt;
+    use tonic_reflection::pb::{v1, v1alpha};
+
+    let gateway = TestGateway::start(sdk_upstream(&refused_endpoint().await).await).await;
+
+    let mut v1_client =
+        v1::server_reflection_client::ServerReflectionClient::new(gateway.channel().await);
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut replies = v1_client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.next().await.unwrap().unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        reply.message_response
+    else {
+        panic!("not a service list: {reply:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&SERVICE.to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+
+    let mut alpha_client =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(gateway.channel().await);
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                SERVICE.into(),
+            ),
+        ),
+    };
+    let mut replies = alpha_client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.next().await.unwrap().unwrap();
+    assert!(
+        matches!(
+            reply.message_response,
+            Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(ref f))
+                if !f.file_descriptor_proto.is_empty()
+        ),
+        "{reply:?}"
+    );
+    gateway.stop().await;
+}
+
+/// The fields a status's BadRequest names.
+fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .expect("BadRequest detail")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
+
+/// Bad requests are refused at the edge: the upstream here refuses
+/// connections, so any call that reached it would be UNAVAILABLE instead.
+#[tokio::test]
+async fn bad_requests_are_refused_before_any_upstream_call() {
+    let gateway = TestGateway::start(sdk_upstream(&refused_endpoint().await).await).await;
+    let mut client = gateway.client().await;
+    let secret = "very-secret-login-token";
+
+    let err = client
+        .get_id(pb::GetIdRequest {
+            identity_pool_id: "not-a-pool".into(),
+            account_id: "12ab".into(),
+            logins: HashMap::from([("x".repeat(129), secret.into())]),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_fields(&err),
+        ["identity_pool_id", "account_id", "logins"]
+    );
+    assert!(!err.message().contains(secret));
+
+    let err = client
+        .get_open_id_token(pb::GetOpenIdTokenRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), ["identity_id"]);
+    assert!(
+        err.message().contains("identity_id: is required"),
+        "{}",
+        err.message()
+    );
+
+    let err = client
+        .get_open_id_token_for_developer_identity(pb::GetOpenIdTokenForDeveloperIdentityRequest {
+            identity_pool_id: POOL.into(),
+            identity_id: "us-east-1:NOT-HEX".into(),
+            logins: HashMap::new(),
+            principal_tags: (0..51).map(|i| (format!("k{i}"), "v".into())).collect(),
+            token_duration_seconds: Some(86_401),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_fields(&err),
+        [
+            "identity_id",
+            "logins",
+            "principal_tags",
+            "token_duration_seconds"
+        ]
+    );
+
+    let err = client
+        .get_credentials_for_identity(pb::GetCredentialsForIdentityRequest {
+            identity_id: POOL.into(),
+            logins: (0..11).map(|i| (format!("p{i}"), secret.into())).collect(),
+            custom_role_arn: "arn:too-short".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), ["logins", "custom_role_arn"]);
+    assert!(!format!("{err:?}").contains(secret));
+
+    // A valid request does reach the (refusing) upstream.
+    let err = client
+        .get_id(pb::GetIdRequest {
+            identity_pool_id: POOL.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let info = err.get_details_error_info().unwrap();
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("UPSTREAM_UNREACHABLE", GATEWAY_DOMAIN)
+    );
+    gateway.stop().await;
+}
+
+/// moto answers GetId for an unknown pool with an HTML 500 page: a real
+/// upstream fault of the kind a proxy also produces.
+#[tokio::test]
+async fn an_unreadable_5xx_is_unavailable_and_shows_no_body() {
+    let endpoint = moto_endpoint();
+    let gateway = TestGateway::start(sdk_upstream(&endpoint).await).await;
+    let mut client = gateway.client().await;
+    let err = client
+        .get_id(pb::GetIdRequest {
+            identity_pool_id: "us-east-1:00000000-0000-0000-0000-000000000000".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let info = err.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("UPSTREAM_BAD_RESPONSE", GATEWAY_DOMAIN)
+    );
+    assert_eq!(info.metadata["retryable"], "true");
+    assert!(err.message().contains("HTTP 500"), "{}", err.message());
+    // The raw response (which, for a success, would hold a token) stays out.
+    assert!(!err.message().contains("doctype"), "{}", err.message());
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn the_callers_deadline_bounds_the_upstream_call() {
+    // The upstream never answers, and the SDK would wait 5 s for it; the
+    // caller gives 300 ms. The gateway must drop the upstream call then,
+    // which the hung upstream sees as its connection closing.
+    let hung = SilentEndpoint::start().await;
+    let settings = UpstreamSettings {
+        operation_timeout: Duration::from_secs(5),
+        attempt_timeout: Duration::from_secs(5),
+        max_attempts: 1,
+        ..upstream_settings(&hung.url)
+    };
+    let gateway = TestGateway::start(sdk_upstream_with(&settings).await).await;
+    let mut client = gateway.client().await;
+    let mut request = tonic::Request::new(pb::GetIdRequest {
+        identity_pool_id: POOL.into(),
+        ..Default::default()
+    });
+    request.set_timeout(Duration::from_millis(300));
+    let err = client.get_id(request).await.unwrap_err();
+    // The tonic client enforces the deadline too, and may give up first.
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(3), hung.connection_closed())
+        .await
+        .expect("the upstream call outlived the caller's deadline");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn the_request_timeout_caps_calls_without_a_deadline() {
+    let settings = ServerSettings {
+        request_timeout: Duration::from_millis(300),
+        ..ServerSettings::default()
+    };
+    let gateway =
+        TestGateway::start_with(sdk_upstream(&silent_endpoint().await).await, settings).await;
+    let mut client = gateway.client().await;
+    let err = client
+        .get_id(pb::GetIdRequest {
+            identity_pool_id: POOL.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn calls_past_the_concurrency_limit_are_shed() {
+    let settings = ServerSettings {
+        concurrency_limit: 1,
+        ..ServerSettings::default()
+    };
+    let upstream = SlowUpstream {
+        inner: sdk_upstream(&refused_endpoint().await).await,
+        delay: SLOW,
+    };
+    let gateway = TestGateway::start_with(upstream, settings).await;
+    let mut first = gateway.client().await;
+    let mut second = gateway.client().await;
+    let request = || pb::GetIdRequest {
+        identity_pool_id: POOL.into(),
+        ..Default::default()
+    };
+    let in_flight = tokio::spawn(async move { first.get_id(request()).await });
+    // Let the first call take the only slot (it sleeps for SLOW in it).
+    tokio::time::sleep(SLOW / 3).await;
+    let shed = second.get_id(request()).await.unwrap_err();
+    assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+    // The first call went on to the (refusing) upstream.
+    assert_eq!(
+        in_flight.await.unwrap().unwrap_err().code(),
+        Code::Unavailable
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_reports_not_serving_and_lets_in_flight_calls_finish() {
+    let endpoint = moto_endpoint();
+    let pool = create_pool(&endpoint, "login.example.com").await;
+    let upstream = SlowUpstream {
+        inner: sdk_upstream(&endpoint).await,
+        delay: SLOW,
+    };
+    let mut gateway = TestGateway::start(upstream).await;
+    let mut client = gateway.client().await;
+    let mut health = HealthClient::new(gateway.channel().await);
+    let in_flight = tokio::spawn(async move {
+        client
+            .get_id(pb::GetIdRequest {
+                identity_pool_id: pool,
+                ..Default::default()
+            })
+            .await
+    });
+    tokio::time::sleep(SLOW / 3).await;
+    gateway.begin_shutdown();
+    // Health on an open connection turns NOT_SERVING while the call drains.
+    let mut status = ServingStatus::Serving;
+    for _ in 0..50 {
+        let reply = health
+            .check(HealthCheckRequest {
+                service: SERVICE.into(),
+            })
+            .await;
+        match reply {
+            Ok(r) => status = ServingStatus::try_from(r.into_inner().status).unwrap(),
+            Err(_) => break,
+        }
+        if status == ServingStatus::NotServing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(status, ServingStatus::NotServing);
+    let reply = in_flight.await.unwrap().expect("in-flight call completes");
+    assert!(!reply.into_inner().identity_id.is_empty());
+    let addr = gateway.addr;
+    gateway.stop().await;
+    // No longer accepting.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn the_grace_period_bounds_shutdown() {
+    let settings = ServerSettings {
+        shutdown_grace: Duration::from_millis(100),
+        ..ServerSettings::default()
+    };
+    let gateway =
+        TestGateway::start_with(sdk_upstream(&silent_endpoint().await).await, settings).await;
+    let mut client = gateway.client().await;
+    let stuck = tokio::spawn(async move {
+        client
+            .get_id(pb::GetIdRequest {
+                identity_pool_id: POOL.into(),
+                ..Default::default()
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // `run` returns although the call to the hung upstream never finishes.
+    gateway.stop().await;
+    assert!(stuck.await.unwrap().is_err());
+}

@@ -1,0 +1,164 @@
+//! Shared helpers of the integration tests: starting the gateway in-process
+//! on 127.0.0.1:0, reaching the upstreams the test command started, and
+//! stand-in upstreams for faults that no real server can show on demand.
+
+#![allow(dead_code)]
+
+pub mod faults;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cognito_identity_gateway::config::ServerSettings;
+use cognito_identity_gateway::domain::Upstream;
+use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
+use cognito_identity_gateway::upstream::{CognitoUpstream, UpstreamSettings};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// Region every test uses.
+pub const REGION: &str = "us-east-1";
+
+/// The moto server the test command started. Panics, saying how to run the
+/// tests, when it is not there: a missing moto is a failure, not a skip.
+pub fn moto_endpoint() -> String {
+    std::env::var("MOTO_ENDPOINT").unwrap_or_else(|_| {
+        panic!("MOTO_ENDPOINT is not set: run the tests with scripts/test, which starts moto")
+    })
+}
+
+/// Developer credentials come from aws-config's default chain, as in
+/// production; the test command exports them. Checked here so that a bare
+/// `cargo test` fails with a clear message rather than an SDK error.
+pub fn require_aws_env() {
+    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        assert!(
+            std::env::var_os(var).is_some(),
+            "{var} is not set: run the tests with scripts/test"
+        );
+    }
+}
+
+/// Upstream settings for `endpoint`, with short timeouts so fault tests end soon.
+pub fn upstream_settings(endpoint: &str) -> UpstreamSettings {
+    UpstreamSettings {
+        endpoint_url: Some(endpoint.to_owned()),
+        region: Some(REGION.to_owned()),
+        operation_timeout: Duration::from_secs(5),
+        attempt_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+        max_attempts: 2,
+    }
+}
+
+/// The SDK upstream, loaded as `main` loads it.
+pub async fn sdk_upstream(endpoint: &str) -> CognitoUpstream {
+    sdk_upstream_with(&upstream_settings(endpoint)).await
+}
+
+/// The SDK upstream with the given settings.
+pub async fn sdk_upstream_with(settings: &UpstreamSettings) -> CognitoUpstream {
+    require_aws_env();
+    CognitoUpstream::load(settings)
+        .await
+        .expect("upstream loads")
+}
+
+/// A gateway running in-process.
+pub struct TestGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// Starts the gateway over `upstream` with `settings`.
+    pub async fn start_with<U: Upstream>(upstream: U, settings: ServerSettings) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            cognito_identity_gateway::run(&settings, listener, upstream, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("gateway runs");
+        });
+        Self {
+            addr,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Starts the gateway over `upstream` with default server settings.
+    pub async fn start<U: Upstream>(upstream: U) -> Self {
+        Self::start_with(upstream, ServerSettings::default()).await
+    }
+
+    /// A connected channel.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("gateway accepts connections")
+    }
+
+    /// A client of the gateway API.
+    pub async fn client(&self) -> CognitoIdentityServiceClient<Channel> {
+        CognitoIdentityServiceClient::new(self.channel().await)
+    }
+
+    /// Asks the gateway to stop, without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Asks the gateway to stop and waits until `run` has returned.
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("gateway task ends cleanly");
+        }
+    }
+}
+
+/// A loopback address where nothing listens: connections are refused.
+pub async fn refused_endpoint() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// The SDK client itself, to set up pools the way a user would.
+pub async fn admin_client(endpoint: &str) -> aws_sdk_cognitoidentity::Client {
+    require_aws_env();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    aws_sdk_cognitoidentity::Client::new(&config)
+}
+
+/// Creates an identity pool with a developer provider and unauthenticated
+/// identities allowed; returns its id.
+pub async fn create_pool(endpoint: &str, developer_provider: &str) -> String {
+    admin_client(endpoint)
+        .await
+        .create_identity_pool()
+        .identity_pool_name(format!("test-{}", std::process::id()))
+        .allow_unauthenticated_identities(true)
+        .developer_provider_name(developer_provider)
+        .send()
+        .await
+        .expect("pool created")
+        .identity_pool_id
+}
