@@ -24,6 +24,8 @@
 
 pub mod config;
 pub mod domain;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod error;
 pub mod grpc;
 pub mod jwt;

@@ -1,0 +1,205 @@
+//! An embedded Cognito Identity emulator with real semantics: the real
+//! awsJson1_1 protocol, stable identities, RS256-signed JWTs that honour
+//! TokenDuration, the service model's validation (the same code the gateway
+//! uses), SigV4 checking on the developer operation, and injectable faults.
+//! Behind the default cargo feature `emulator`.
+//!
+//! Routes: `POST /` (the API, by `X-Amz-Target`), `GET /.well-known/jwks_uri`
+//! (the signing keys), `GET`/`PUT /_emulator/faults`,
+//! `PUT /_emulator/faults/presets/cognito-default` and `GET /_emulator/calls`
+//! (calls per operation, faults included).
+
+mod api;
+pub mod faults;
+pub mod sigv4;
+pub mod store;
+pub mod tokens;
+pub mod wire;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+pub use faults::{FaultSettings, Faults, OperationFaults};
+pub use store::{Pool, Store};
+pub use tokens::Signer;
+
+/// The id of the ready pool of `--emulator` mode, fixed so that the README
+/// and examples can name it.
+pub const DEFAULT_POOL_ID: &str = "us-east-1:0a0a0a0a-0000-4000-8000-000000000001";
+/// The developer provider of the ready pool.
+pub const DEFAULT_DEVELOPER_PROVIDER: &str = "login.gateway.example";
+/// The access key the emulator accepts unless told otherwise.
+pub const DEFAULT_ACCESS_KEY: (&str, &str) = ("test", "test");
+/// Largest request body read: ten Logins values of 50,000 characters, as
+/// UTF-8, fit with room to spare.
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// How an emulator is set up.
+#[derive(Clone, Debug)]
+pub struct EmulatorSettings {
+    /// The region ids are made in.
+    pub region: String,
+    /// Access key id to secret key, for the SigV4 check.
+    pub access_keys: HashMap<String, String>,
+    /// PEM text of the RSA signing key; `None` makes one at start.
+    pub signing_key_pem: Option<String>,
+    /// Faults at start.
+    pub faults: FaultSettings,
+}
+
+impl Default for EmulatorSettings {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".to_owned(),
+            access_keys: HashMap::from([(
+                DEFAULT_ACCESS_KEY.0.to_owned(),
+                DEFAULT_ACCESS_KEY.1.to_owned(),
+            )]),
+            signing_key_pem: None,
+            faults: FaultSettings::default(),
+        }
+    }
+}
+
+/// The emulator's state.
+#[derive(Debug)]
+pub struct Emulator {
+    store: Mutex<Store>,
+    signer: Signer,
+    access_keys: HashMap<String, String>,
+    faults: Faults,
+    calls: Mutex<BTreeMap<String, u64>>,
+}
+
+/// A connection to close without answering (the drop switch).
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+impl Emulator {
+    /// An emulator with no pools.
+    pub fn new(settings: EmulatorSettings) -> Result<Arc<Self>, String> {
+        settings.faults.check()?;
+        let signer = match &settings.signing_key_pem {
+            Some(pem) => Signer::from_pem(pem)?,
+            None => Signer::generate()?,
+        };
+        Ok(Arc::new(Self {
+            store: Mutex::new(Store::new(settings.region)),
+            signer,
+            access_keys: settings.access_keys,
+            faults: Faults::new(settings.faults),
+            calls: Mutex::new(BTreeMap::new()),
+        }))
+    }
+
+    /// Adds the ready pool of `--emulator` mode.
+    pub fn add_default_pool(&self) {
+        if let Ok(mut store) = self.store.lock() {
+            store.insert_pool(Pool {
+                id: DEFAULT_POOL_ID.to_owned(),
+                name: "default".to_owned(),
+                allow_unauthenticated: true,
+                developer_provider: Some(DEFAULT_DEVELOPER_PROVIDER.to_owned()),
+                supported_login_providers: BTreeMap::new(),
+                tags: BTreeMap::new(),
+            });
+        }
+    }
+
+    /// Calls received per operation so far, faults included.
+    pub fn calls(&self, operation: &str) -> u64 {
+        self.calls
+            .lock()
+            .map_or(0, |c| c.get(operation).copied().unwrap_or(0))
+    }
+
+    /// The live faults.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Dropped> {
+        if self.faults.dropping() {
+            return Err(Dropped);
+        }
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return Ok(json_response(
+                    413,
+                    &serde_json::json!({"message": "request body too large"}),
+                ));
+            }
+        };
+        Ok(api::route(&self, &parts, &body).await)
+    }
+}
+
+fn json_response(status: u16, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    response
+}
+
+/// Serves `emulator` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    emulator: Arc<Emulator>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!("emulator accept failed: {e}");
+                    continue;
+                }
+            },
+        };
+        if emulator.faults.dropping() {
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let emulator = emulator.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| emulator.clone().handle(req));
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Starts an emulator on `listener` in the background; it stops with the runtime.
+pub fn spawn(listener: TcpListener, emulator: Arc<Emulator>) {
+    tokio::spawn(serve(listener, emulator, std::future::pending::<()>()));
+}
