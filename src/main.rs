@@ -1,29 +1,68 @@
 //! The `cognito-identity-gateway` binary: parse the configuration, start
-//! logging, reach the upstream, bind, and call [`run`].
+//! logging, reach the upstream, bind, and call [`run`]; or, as
+//! `cognito-identity-gateway emulator`, run the emulator alone.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use cognito_identity_gateway::config::Cli;
+use cognito_identity_gateway::config::{Cli, Command, ConfigError, LogFormat, Settings};
 use cognito_identity_gateway::upstream::CognitoUpstream;
 use cognito_identity_gateway::{run, shutdown, telemetry};
 
+/// Exit code of a bad configuration, as clap uses for bad usage.
+const BAD_CONFIGURATION: u8 = 2;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Cli::parse().into_settings() {
+    let mut cli = Cli::parse();
+    match cli.command.take() {
+        #[cfg(feature = "emulator")]
+        Some(Command::Emulator(args)) => emulator(args).await,
+        None => gateway(cli).await,
+    }
+}
+
+fn refuse(problems: &ConfigError) -> ExitCode {
+    eprint!("{problems}");
+    ExitCode::from(BAD_CONFIGURATION)
+}
+
+async fn gateway(cli: Cli) -> ExitCode {
+    #[cfg(feature = "emulator")]
+    let embedded = cli.emulator;
+    #[allow(unused_mut)]
+    let mut settings: Settings = match cli.into_settings() {
         Ok(settings) => settings,
-        Err(problems) => {
-            eprint!("{problems}");
-            return ExitCode::from(2);
-        }
+        Err(problems) => return refuse(&problems),
     };
     telemetry::init_logs(settings.log_format);
+    #[cfg(feature = "emulator")]
+    if embedded {
+        use cognito_identity_gateway::emulator;
+        let url = match emulator::start_embedded().await {
+            Ok(url) => url,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (id, secret) = emulator::DEFAULT_ACCESS_KEY;
+        settings.upstream.endpoint_url = Some(url.clone());
+        settings
+            .upstream
+            .region
+            .get_or_insert_with(|| "us-east-1".to_owned());
+        settings.upstream.static_credentials = Some((id.to_owned(), secret.to_owned()));
+        tracing::info!(
+            endpoint = %url,
+            identity_pool_id = emulator::DEFAULT_POOL_ID,
+            developer_provider = emulator::DEFAULT_DEVELOPER_PROVIDER,
+            "embedded Cognito Identity emulator ready"
+        );
+    }
     let upstream = match CognitoUpstream::load(&settings.upstream).await {
         Ok(upstream) => upstream,
-        Err(problem) => {
-            eprintln!("invalid configuration:\n  - {problem}");
-            return ExitCode::from(2);
-        }
+        Err(problem) => return refuse(&ConfigError(vec![problem])),
     };
     let listener = match tokio::net::TcpListener::bind(settings.listen).await {
         Ok(listener) => listener,
@@ -40,4 +79,33 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "emulator")]
+async fn emulator(args: cognito_identity_gateway::config::EmulatorArgs) -> ExitCode {
+    use cognito_identity_gateway::emulator::{self, Emulator};
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(problems) => return refuse(&problems),
+    };
+    telemetry::init_logs(LogFormat::Text);
+    let emulator = match Emulator::new(config.settings) {
+        Ok(emulator) => emulator,
+        Err(e) => return refuse(&ConfigError(vec![e])),
+    };
+    if config.default_pool {
+        emulator.add_default_pool();
+    }
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().map_or(config.listen, |a| a);
+    // The exact line scripts wait for: the address actually bound.
+    println!("emulator listening on http://{addr}");
+    emulator::serve(listener, emulator, shutdown::signal()).await;
+    ExitCode::SUCCESS
 }

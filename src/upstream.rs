@@ -38,6 +38,9 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     /// Attempts per operation, the first included (standard retry mode).
     pub max_attempts: u32,
+    /// Fixed credentials instead of the default chain: only for the
+    /// embedded emulator, which knows no real AWS account.
+    pub static_credentials: Option<(String, String)>,
 }
 
 /// Cognito Identity through `aws-sdk-cognitoidentity`.
@@ -64,6 +67,16 @@ impl CognitoUpstream {
         }
         if let Some(url) = &settings.endpoint_url {
             loader = loader.endpoint_url(url);
+        }
+        if let Some((id, secret)) = &settings.static_credentials {
+            loader =
+                loader.credentials_provider(aws_sdk_cognitoidentity::config::Credentials::new(
+                    id.clone(),
+                    secret.clone(),
+                    None,
+                    None,
+                    "embedded-emulator",
+                ));
         }
         let config = loader.load().await;
         if config.region().is_none() {

@@ -154,12 +154,14 @@ impl Faults {
         if let Some(rate) = f.rate_limit
             && let Ok(mut buckets) = self.buckets.lock()
         {
+            // A second's worth of calls, and at least one, may come at once.
+            let capacity = rate.max(1.0);
             let bucket = buckets.entry(operation.to_owned()).or_insert(Bucket {
-                tokens: rate,
+                tokens: capacity,
                 at: now,
             });
             let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-            bucket.tokens = (bucket.tokens + elapsed * rate).min(rate.max(1.0));
+            bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
             bucket.at = now;
             if bucket.tokens < 1.0 {
                 return Verdict::Throttle;

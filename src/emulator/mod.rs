@@ -138,7 +138,9 @@ impl Emulator {
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Dropped> {
-        if self.faults.dropping() {
+        // Only API calls are dropped: the admin routes stay reachable so the
+        // switch can be turned off again.
+        if self.faults.dropping() && req.uri().path() == "/" {
             return Err(Dropped);
         }
         let (parts, body) = req.into_parts();
@@ -184,10 +186,6 @@ pub async fn serve(
                 }
             },
         };
-        if emulator.faults.dropping() {
-            drop(stream);
-            continue;
-        }
         let _ = stream.set_nodelay(true);
         let emulator = emulator.clone();
         tokio::spawn(async move {
@@ -202,4 +200,19 @@ pub async fn serve(
 /// Starts an emulator on `listener` in the background; it stops with the runtime.
 pub fn spawn(listener: TcpListener, emulator: Arc<Emulator>) {
     tokio::spawn(serve(listener, emulator, std::future::pending::<()>()));
+}
+
+/// The emulator of `--emulator` mode: default settings and the ready pool,
+/// on a loopback port the OS picks. Returns its URL.
+pub async fn start_embedded() -> Result<String, String> {
+    let emulator = Emulator::new(EmulatorSettings::default())?;
+    emulator.add_default_pool();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot bind the embedded emulator: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("embedded emulator address: {e}"))?;
+    spawn(listener, emulator);
+    Ok(format!("http://{addr}"))
 }

@@ -50,6 +50,7 @@ pub fn upstream_settings(endpoint: &str) -> UpstreamSettings {
         attempt_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(1),
         max_attempts: 2,
+        static_credentials: None,
     }
 }
 

@@ -1,0 +1,277 @@
+"""Conformance of the embedded emulator with boto3, the official AWS SDK for
+Python: every operation, the errors it raises, the stable-identity rules, the
+SigV4 check, TokenDuration, and tokens verified against the served JWKS.
+
+scripts/test starts `cognito-identity-gateway emulator` and sets EMULATOR_ENDPOINT.
+"""
+
+import json
+import os
+import time
+import urllib.request
+import uuid
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import jwt
+import pytest
+
+ENDPOINT = os.environ["EMULATOR_ENDPOINT"]
+DEV = "login.conformance.example"
+
+
+def client(secret="test", key="test"):
+    return boto3.client(
+        "cognito-identity",
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+    )
+
+
+def unsigned_client():
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    return boto3.client(
+        "cognito-identity",
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        config=Config(signature_version=UNSIGNED),
+    )
+
+
+def code_of(excinfo):
+    return excinfo.value.response["Error"]["Code"]
+
+
+def status_of(excinfo):
+    return excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+@pytest.fixture
+def pool():
+    c = client()
+    p = c.create_identity_pool(
+        IdentityPoolName=f"conf {uuid.uuid4().hex[:8]}",
+        AllowUnauthenticatedIdentities=True,
+        DeveloperProviderName=DEV,
+        SupportedLoginProviders={"graph.facebook.com": "app-1"},
+    )
+    yield p["IdentityPoolId"]
+    try:
+        c.delete_identity_pool(IdentityPoolId=p["IdentityPoolId"])
+    except botocore.exceptions.ClientError:
+        pass
+
+
+def jwks_key(token):
+    with urllib.request.urlopen(f"{ENDPOINT}/.well-known/jwks_uri") as reply:
+        keys = json.load(reply)["keys"]
+    kid = jwt.get_unverified_header(token)["kid"]
+    return next(jwt.PyJWK(k) for k in keys if k["kid"] == kid).key
+
+
+def test_pool_administration(pool):
+    c = client()
+    described = c.describe_identity_pool(IdentityPoolId=pool)
+    assert described["DeveloperProviderName"] == DEV
+    assert described["AllowUnauthenticatedIdentities"] is True
+    assert described["SupportedLoginProviders"] == {"graph.facebook.com": "app-1"}
+    ids = []
+    token = None
+    while True:
+        page = c.list_identity_pools(MaxResults=1, **({"NextToken": token} if token else {}))
+        ids += [p["IdentityPoolId"] for p in page["IdentityPools"]]
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert pool in ids
+    c.delete_identity_pool(IdentityPoolId=pool)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.describe_identity_pool(IdentityPoolId=pool)
+    assert code_of(e) == "ResourceNotFoundException" and status_of(e) == 404
+
+
+def test_developer_tokens_are_stable_jwts_honouring_token_duration(pool):
+    c = client()
+    first = c.get_open_id_token_for_developer_identity(
+        IdentityPoolId=pool, Logins={DEV: "alice"}, TokenDuration=120
+    )
+    again = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "alice"})
+    other = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "bob"})
+    assert first["IdentityId"] == again["IdentityId"] != other["IdentityId"]
+    assert first["IdentityId"].startswith("us-east-1:")
+    claims = jwt.decode(first["Token"], jwks_key(first["Token"]), algorithms=["RS256"], audience=pool)
+    assert claims["sub"] == first["IdentityId"]
+    assert claims["exp"] - claims["iat"] == 120
+    assert "authenticated" in claims["amr"] and DEV in claims["amr"]
+    default = jwt.decode(again["Token"], jwks_key(again["Token"]), algorithms=["RS256"], audience=pool)
+    assert default["exp"] - default["iat"] == 900
+
+
+def test_get_id_and_open_id_token(pool):
+    c = unsigned_client()
+    anon = c.get_id(IdentityPoolId=pool)["IdentityId"]
+    token = c.get_open_id_token(IdentityId=anon)
+    claims = jwt.decode(token["Token"], jwks_key(token["Token"]), algorithms=["RS256"], audience=pool)
+    assert claims["exp"] - claims["iat"] == 600
+    assert claims["amr"] == ["unauthenticated"]
+    fb = c.get_id(IdentityPoolId=pool, Logins={"graph.facebook.com": "fb-token-1"})["IdentityId"]
+    assert c.get_id(IdentityPoolId=pool, Logins={"graph.facebook.com": "fb-token-1"})["IdentityId"] == fb
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_open_id_token(IdentityId=fb)
+    assert code_of(e) == "NotAuthorizedException" and status_of(e) == 403
+    assert c.get_open_id_token(IdentityId=fb, Logins={"graph.facebook.com": "fb-token-1"})["IdentityId"] == fb
+
+
+def test_credentials_for_a_developer_token(pool):
+    token = client().get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "carol"})
+    reply = unsigned_client().get_credentials_for_identity(
+        IdentityId=token["IdentityId"], Logins={"cognito-identity.amazonaws.com": token["Token"]}
+    )
+    creds = reply["Credentials"]
+    assert creds["AccessKeyId"].startswith("ASIA") and len(creds["SecretKey"]) == 40
+    left = creds["Expiration"].timestamp() - time.time()
+    assert 3500 < left <= 3600
+    for bad in [token["Token"][:-4] + "AAAA", "not-a-jwt"]:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            unsigned_client().get_credentials_for_identity(
+                IdentityId=token["IdentityId"], Logins={"cognito-identity.amazonaws.com": bad}
+            )
+        assert code_of(e) == "NotAuthorizedException"
+
+
+def test_expired_tokens_are_refused(pool):
+    token = client().get_open_id_token_for_developer_identity(
+        IdentityPoolId=pool, Logins={DEV: "dave"}, TokenDuration=1
+    )
+    time.sleep(2.1)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        unsigned_client().get_credentials_for_identity(
+            IdentityId=token["IdentityId"], Logins={"cognito-identity.amazonaws.com": token["Token"]}
+        )
+    assert code_of(e) == "NotAuthorizedException"
+    assert "expired" in e.value.response["Error"]["Message"]
+
+
+def test_linking_and_conflicts(pool):
+    c = client()
+    anon = c.get_id(IdentityPoolId=pool)["IdentityId"]
+    linked = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, IdentityId=anon, Logins={DEV: "erin"})
+    assert linked["IdentityId"] == anon
+    again = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "erin"})
+    assert again["IdentityId"] == anon
+    other = c.get_id(IdentityPoolId=pool)["IdentityId"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, IdentityId=other, Logins={DEV: "erin"})
+    assert code_of(e) == "DeveloperUserAlreadyRegisteredException" and status_of(e) == 400
+
+
+def test_providers_the_pool_does_not_have_are_refused(pool):
+    c = client()
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_open_id_token_for_developer_identity(
+            IdentityPoolId=pool, Logins={DEV: "frank", "other.developer.example": "frank"}
+        )
+    assert code_of(e) == "NotAuthorizedException"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_id(IdentityPoolId=pool, Logins={"accounts.google.com": "x"})
+    assert code_of(e) == "NotAuthorizedException"
+
+
+def test_unauthenticated_access_needs_the_pool_to_allow_it():
+    c = client()
+    pool = c.create_identity_pool(IdentityPoolName="closed", AllowUnauthenticatedIdentities=False)["IdentityPoolId"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_id(IdentityPoolId=pool)
+    assert code_of(e) == "NotAuthorizedException"
+    c.delete_identity_pool(IdentityPoolId=pool)
+
+
+def test_validation_errors(pool):
+    # botocore checks a few constraints itself; off, so the emulator's run.
+    c = boto3.client(
+        "cognito-identity",
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=botocore.config.Config(parameter_validation=False),
+    )
+    cases = [
+        lambda: c.get_id(IdentityPoolId="no-colon"),
+        lambda: c.get_id(IdentityPoolId=pool, AccountId="12ab"),
+        lambda: c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "x"}, TokenDuration=86401),
+        lambda: c.get_open_id_token_for_developer_identity(
+            IdentityPoolId=pool, Logins={DEV: "x"}, PrincipalTags={f"k{i}": "v" for i in range(51)}
+        ),
+        lambda: c.get_credentials_for_identity(IdentityId="us-east-1:ABC"),
+        lambda: c.get_credentials_for_identity(IdentityId=f"{pool}", CustomRoleArn="arn:short"),
+    ]
+    for call in cases:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call()
+        assert code_of(e) == "InvalidParameterException" and status_of(e) == 400
+
+
+def test_unknown_resources(pool):
+    c = client()
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_id(IdentityPoolId="us-east-1:00000000-0000-0000-0000-000000000000")
+    assert code_of(e) == "ResourceNotFoundException"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_open_id_token(IdentityId="us-east-1:00000000-0000-0000-0000-000000000000")
+    assert code_of(e) == "ResourceNotFoundException"
+
+
+def test_the_developer_operation_must_be_signed_correctly(pool):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        client(secret="wrong").get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "x"})
+    assert code_of(e) == "InvalidSignatureException" and status_of(e) == 403
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        client(key="AKIAUNKNOWN").get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "x"})
+    assert code_of(e) == "UnrecognizedClientException"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        unsigned_client().get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "x"})
+    assert code_of(e) == "MissingAuthenticationTokenException" and status_of(e) == 403
+
+
+def put_faults(body):
+    req = urllib.request.Request(f"{ENDPOINT}/_emulator/faults", data=json.dumps(body).encode(), method="PUT")
+    with urllib.request.urlopen(req) as reply:
+        return json.load(reply)
+
+
+def test_injected_faults(pool):
+    c = boto3.client(
+        "cognito-identity",
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    try:
+        # A bucket of one call, refilled once every 100 s: one call passes.
+        put_faults({"operations": {"GetId": {"rate_limit": 0.01}}})
+        outcomes = []
+        for _ in range(5):
+            try:
+                c.get_id(IdentityPoolId=pool)
+                outcomes.append("ok")
+            except botocore.exceptions.ClientError as err:
+                outcomes.append(err.response["Error"]["Code"])
+        assert outcomes == ["ok"] + ["TooManyRequestsException"] * 4
+        put_faults({"operations": {"*": {"error_rate": 1.0}}})
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            c.get_id(IdentityPoolId=pool)
+        assert code_of(e) == "InternalErrorException" and status_of(e) == 500
+        put_faults({"drop_connections": True})
+        with pytest.raises((botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+            c.get_id(IdentityPoolId=pool)
+    finally:
+        put_faults({})
+    assert c.get_id(IdentityPoolId=pool)["IdentityId"]
