@@ -5,7 +5,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use cognito_identity_gateway::config::{Cli, Command, ConfigError, LogFormat, Settings};
+use cognito_identity_gateway::config::{Cli, ConfigError, Settings};
+#[cfg(feature = "emulator")]
+use cognito_identity_gateway::config::{Command, LogFormat};
 use cognito_identity_gateway::upstream::CognitoUpstream;
 use cognito_identity_gateway::{run, shutdown, telemetry};
 
