@@ -9,25 +9,16 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use cognito_identity_gateway::emulator::{
-    self, DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID, Emulator, EmulatorSettings,
-};
+use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
 use cognito_identity_gateway::grpc::status::COGNITO_DOMAIN;
 use cognito_identity_gateway::proto as pb;
-use cognito_identity_gateway::upstream::CognitoUpstream;
-use support::{TestGateway, upstream_settings};
+use support::{TestGateway, emulator_upstream_signing_with, get_id, start_emulator};
 use tonic::Code;
 use tonic_types::StatusExt;
 
 async fn gateway_on_emulator(access_secret: &str) -> TestGateway {
-    let emu = Emulator::new(EmulatorSettings::default()).unwrap();
-    emu.add_default_pool();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    emulator::spawn(listener, emu);
-    let mut settings = upstream_settings(&url);
-    settings.static_credentials = Some(("test".into(), access_secret.into()));
-    TestGateway::start(CognitoUpstream::load(&settings).await.unwrap()).await
+    let (url, _emulator) = start_emulator().await;
+    TestGateway::start(emulator_upstream_signing_with(&url, access_secret).await).await
 }
 
 fn developer_request(
@@ -84,18 +75,12 @@ async fn cognito_errors_arrive_with_their_code_and_request_id() {
     let gateway = gateway_on_emulator("test").await;
     let mut client = gateway.client().await;
     let unknown_pool = client
-        .get_id(pb::GetIdRequest {
-            identity_pool_id: "us-east-1:00000000-0000-0000-0000-000000000000".into(),
-            ..Default::default()
-        })
+        .get_id(get_id("us-east-1:00000000-0000-0000-0000-000000000000"))
         .await
         .unwrap_err();
     let conflict = {
         let anon = client
-            .get_id(pb::GetIdRequest {
-                identity_pool_id: DEFAULT_POOL_ID.into(),
-                ..Default::default()
-            })
+            .get_id(get_id(DEFAULT_POOL_ID))
             .await
             .unwrap()
             .into_inner()
@@ -163,12 +148,6 @@ async fn a_wrong_developer_secret_is_refused_upstream() {
         "InvalidSignatureException"
     );
     // The public operations are not signed, so they still work.
-    client
-        .get_id(pb::GetIdRequest {
-            identity_pool_id: DEFAULT_POOL_ID.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    client.get_id(get_id(DEFAULT_POOL_ID)).await.unwrap();
     gateway.stop().await;
 }

@@ -1,6 +1,7 @@
 //! The server around the API: health checking, reflection, bad requests,
 //! upstream failures, deadlines, load shedding and graceful shutdown. The
-//! upstream is moto, a refused port, or a hung one.
+//! upstream is the emulator (with injected faults), a refused port, or a
+//! hung connection.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,14 +11,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cognito_identity_gateway::config::ServerSettings;
+use cognito_identity_gateway::emulator::{DEFAULT_POOL_ID, OperationFaults};
 use cognito_identity_gateway::grpc::status::GATEWAY_DOMAIN;
 use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::upstream::UpstreamSettings;
-use support::faults::{SLOW, SilentEndpoint, SlowUpstream, silent_endpoint};
+use support::faults::{SilentEndpoint, silent_endpoint};
 use support::{
-    TestGateway, create_pool, moto_endpoint, refused_endpoint, sdk_upstream, sdk_upstream_with,
-    upstream_settings,
+    TestGateway, emulator_upstream, get_id, moto_endpoint, refused_endpoint, sdk_upstream,
+    sdk_upstream_with, set_faults, start_emulator, upstream_settings,
 };
+
+/// Latency injected where a test must act while a call is in flight.
+const SLOW: Duration = Duration::from_millis(600);
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -193,13 +198,7 @@ async fn bad_requests_are_refused_before_any_upstream_call() {
     assert!(!format!("{err:?}").contains(secret));
 
     // A valid request does reach the (refusing) upstream.
-    let err = client
-        .get_id(pb::GetIdRequest {
-            identity_pool_id: POOL.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = client.get_id(get_id(POOL)).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     let info = err.get_details_error_info().unwrap();
     assert_eq!(
@@ -217,10 +216,7 @@ async fn an_unreadable_5xx_is_unavailable_and_shows_no_body() {
     let gateway = TestGateway::start(sdk_upstream(&endpoint).await).await;
     let mut client = gateway.client().await;
     let err = client
-        .get_id(pb::GetIdRequest {
-            identity_pool_id: "us-east-1:00000000-0000-0000-0000-000000000000".into(),
-            ..Default::default()
-        })
+        .get_id(get_id("us-east-1:00000000-0000-0000-0000-000000000000"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
@@ -250,10 +246,7 @@ async fn the_callers_deadline_bounds_the_upstream_call() {
     };
     let gateway = TestGateway::start(sdk_upstream_with(&settings).await).await;
     let mut client = gateway.client().await;
-    let mut request = tonic::Request::new(pb::GetIdRequest {
-        identity_pool_id: POOL.into(),
-        ..Default::default()
-    });
+    let mut request = tonic::Request::new(get_id(POOL));
     request.set_timeout(Duration::from_millis(300));
     let err = client.get_id(request).await.unwrap_err();
     // The tonic client enforces the deadline too, and may give up first.
@@ -276,13 +269,7 @@ async fn the_request_timeout_caps_calls_without_a_deadline() {
     let gateway =
         TestGateway::start_with(sdk_upstream(&silent_endpoint().await).await, settings).await;
     let mut client = gateway.client().await;
-    let err = client
-        .get_id(pb::GetIdRequest {
-            identity_pool_id: POOL.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = client.get_id(get_id(POOL)).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     gateway.stop().await;
 }
@@ -293,50 +280,52 @@ async fn calls_past_the_concurrency_limit_are_shed() {
         concurrency_limit: 1,
         ..ServerSettings::default()
     };
-    let upstream = SlowUpstream {
-        inner: sdk_upstream(&refused_endpoint().await).await,
-        delay: SLOW,
-    };
-    let gateway = TestGateway::start_with(upstream, settings).await;
+    let (url, emulator) = start_emulator().await;
+    set_faults(
+        &emulator,
+        "GetId",
+        OperationFaults {
+            latency_ms: SLOW.as_millis() as u64,
+            ..Default::default()
+        },
+    );
+    let gateway = TestGateway::start_with(emulator_upstream(&url).await, settings).await;
     let mut first = gateway.client().await;
     let mut second = gateway.client().await;
-    let request = || pb::GetIdRequest {
-        identity_pool_id: POOL.into(),
-        ..Default::default()
-    };
-    let in_flight = tokio::spawn(async move { first.get_id(request()).await });
-    // Let the first call take the only slot (it sleeps for SLOW in it).
-    tokio::time::sleep(SLOW / 3).await;
-    let shed = second.get_id(request()).await.unwrap_err();
+    let in_flight = tokio::spawn(async move { first.get_id(get_id(DEFAULT_POOL_ID)).await });
+    // Let the first call take the only slot (it waits SLOW at the emulator).
+    while emulator.calls("GetId") == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let shed = second.get_id(get_id(DEFAULT_POOL_ID)).await.unwrap_err();
     assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
-    // The first call went on to the (refusing) upstream.
+    assert!(in_flight.await.unwrap().is_ok());
     assert_eq!(
-        in_flight.await.unwrap().unwrap_err().code(),
-        Code::Unavailable
+        emulator.calls("GetId"),
+        1,
+        "the shed call never went upstream"
     );
     gateway.stop().await;
 }
 
 #[tokio::test]
 async fn shutdown_reports_not_serving_and_lets_in_flight_calls_finish() {
-    let endpoint = moto_endpoint();
-    let pool = create_pool(&endpoint, "login.example.com").await;
-    let upstream = SlowUpstream {
-        inner: sdk_upstream(&endpoint).await,
-        delay: SLOW,
-    };
-    let mut gateway = TestGateway::start(upstream).await;
+    let (url, emulator) = start_emulator().await;
+    set_faults(
+        &emulator,
+        "GetId",
+        OperationFaults {
+            latency_ms: SLOW.as_millis() as u64,
+            ..Default::default()
+        },
+    );
+    let mut gateway = TestGateway::start(emulator_upstream(&url).await).await;
     let mut client = gateway.client().await;
     let mut health = HealthClient::new(gateway.channel().await);
-    let in_flight = tokio::spawn(async move {
-        client
-            .get_id(pb::GetIdRequest {
-                identity_pool_id: pool,
-                ..Default::default()
-            })
-            .await
-    });
-    tokio::time::sleep(SLOW / 3).await;
+    let in_flight = tokio::spawn(async move { client.get_id(get_id(DEFAULT_POOL_ID)).await });
+    while emulator.calls("GetId") == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     gateway.begin_shutdown();
     // Health on an open connection turns NOT_SERVING while the call drains.
     let mut status = ServingStatus::Serving;
@@ -365,6 +354,68 @@ async fn shutdown_reports_not_serving_and_lets_in_flight_calls_finish() {
 }
 
 #[tokio::test]
+async fn throttling_is_resource_exhausted_with_the_cognito_code() {
+    let (url, emulator) = start_emulator().await;
+    // One call passes, then one every 100 s.
+    set_faults(
+        &emulator,
+        "GetId",
+        OperationFaults {
+            rate_limit: Some(0.01),
+            ..Default::default()
+        },
+    );
+    let gateway = TestGateway::start(emulator_upstream(&url).await).await;
+    let mut client = gateway.client().await;
+    client.get_id(get_id(DEFAULT_POOL_ID)).await.unwrap();
+    let err = client.get_id(get_id(DEFAULT_POOL_ID)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let info = err.get_details_error_info().unwrap();
+    assert_eq!(info.reason, "TooManyRequestsException");
+    assert_eq!(info.metadata["retryable"], "true");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn internal_errors_are_retried_then_unavailable() {
+    let (url, emulator) = start_emulator().await;
+    set_faults(
+        &emulator,
+        "GetId",
+        OperationFaults {
+            error_rate: 1.0,
+            ..Default::default()
+        },
+    );
+    let gateway = TestGateway::start(emulator_upstream(&url).await).await;
+    let mut client = gateway.client().await;
+    let err = client.get_id(get_id(DEFAULT_POOL_ID)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(
+        err.get_details_error_info().unwrap().reason,
+        "InternalErrorException"
+    );
+    // upstream_settings allows 2 attempts: the SDK retried once.
+    assert_eq!(emulator.calls("GetId"), 2);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn dropped_connections_are_unavailable() {
+    let (url, emulator) = start_emulator().await;
+    let faults = cognito_identity_gateway::emulator::FaultSettings {
+        drop_connections: true,
+        ..Default::default()
+    };
+    emulator.faults().set(faults).unwrap();
+    let gateway = TestGateway::start(emulator_upstream(&url).await).await;
+    let mut client = gateway.client().await;
+    let err = client.get_id(get_id(DEFAULT_POOL_ID)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    gateway.stop().await;
+}
+
+#[tokio::test]
 async fn the_grace_period_bounds_shutdown() {
     let settings = ServerSettings {
         shutdown_grace: Duration::from_millis(100),
@@ -373,14 +424,7 @@ async fn the_grace_period_bounds_shutdown() {
     let gateway =
         TestGateway::start_with(sdk_upstream(&silent_endpoint().await).await, settings).await;
     let mut client = gateway.client().await;
-    let stuck = tokio::spawn(async move {
-        client
-            .get_id(pb::GetIdRequest {
-                identity_pool_id: POOL.into(),
-                ..Default::default()
-            })
-            .await
-    });
+    let stuck = tokio::spawn(async move { client.get_id(get_id(POOL)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     // `run` returns although the call to the hung upstream never finishes.
     gateway.stop().await;

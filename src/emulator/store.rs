@@ -460,38 +460,20 @@ mod tests {
     #[test]
     fn providers_are_checked() {
         let (mut store, pool) = store_with_pool(false);
-        let err = store
-            .resolve(
-                &pool,
-                None,
-                &logins(&[("unknown.example", "x")]),
-                Caller::Public,
-            )
-            .unwrap_err();
-        assert_eq!(err.code, "NotAuthorizedException");
-        let err = store
-            .resolve(
-                &pool,
-                None,
-                &logins(&[("login.example", "x")]),
-                Caller::Public,
-            )
-            .unwrap_err();
-        assert_eq!(err.code, "NotAuthorizedException");
-        let err = store
-            .resolve(
-                &pool,
-                None,
-                &logins(&[("graph.facebook.com", "x")]),
-                Caller::Developer,
-            )
-            .unwrap_err();
-        assert_eq!(err.code, "InvalidParameterException");
-        let err = store
-            .resolve(&pool, None, &Logins::default(), Caller::Public)
-            .unwrap_err();
-        assert_eq!(err.code, "NotAuthorizedException");
-        assert!(err.message.contains("Unauthenticated"));
+        let mut refused = |entries: &[(&str, &str)], caller| {
+            store
+                .resolve(&pool, None, &logins(entries), caller)
+                .unwrap_err()
+        };
+        let unknown = refused(&[("unknown.example", "x")], Caller::Public);
+        assert_eq!(unknown.code, "NotAuthorizedException");
+        let developer_on_public = refused(&[("login.example", "x")], Caller::Public);
+        assert_eq!(developer_on_public.code, "NotAuthorizedException");
+        let no_developer = refused(&[("graph.facebook.com", "x")], Caller::Developer);
+        assert_eq!(no_developer.code, "InvalidParameterException");
+        let unauthenticated = refused(&[], Caller::Public);
+        assert_eq!(unauthenticated.code, "NotAuthorizedException");
+        assert!(unauthenticated.message.contains("Unauthenticated"));
     }
 
     #[test]

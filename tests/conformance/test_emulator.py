@@ -21,13 +21,14 @@ ENDPOINT = os.environ["EMULATOR_ENDPOINT"]
 DEV = "login.conformance.example"
 
 
-def client(secret="test", key="test"):
+def client(secret="test", key="test", **config):
     return boto3.client(
         "cognito-identity",
         endpoint_url=ENDPOINT,
         region_name="us-east-1",
         aws_access_key_id=key,
         aws_secret_access_key=secret,
+        config=botocore.config.Config(**config),
     )
 
 
@@ -193,14 +194,7 @@ def test_unauthenticated_access_needs_the_pool_to_allow_it():
 
 def test_validation_errors(pool):
     # botocore checks a few constraints itself; off, so the emulator's run.
-    c = boto3.client(
-        "cognito-identity",
-        endpoint_url=ENDPOINT,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=botocore.config.Config(parameter_validation=False),
-    )
+    c = client(parameter_validation=False)
     cases = [
         lambda: c.get_id(IdentityPoolId="no-colon"),
         lambda: c.get_id(IdentityPoolId=pool, AccountId="12ab"),
@@ -246,14 +240,7 @@ def put_faults(body):
 
 
 def test_injected_faults(pool):
-    c = boto3.client(
-        "cognito-identity",
-        endpoint_url=ENDPOINT,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    c = client(retries={"max_attempts": 1, "mode": "standard"})
     try:
         # A bucket of one call, refilled once every 100 s: one call passes.
         put_faults({"operations": {"GetId": {"rate_limit": 0.01}}})

@@ -1,8 +1,6 @@
-//! Stand-ins for faults at an exact moment, which no real server shows on
-//! demand. They are test doubles, named as such; everything else in the
-//! suite runs against real servers.
-
-use std::time::Duration;
+//! A stand-in for the one fault the emulator cannot show: a connection that
+//! is accepted and never answered, whose closing the test can observe. It is
+//! a test double, named as such; every other fault comes from the emulator.
 
 use std::sync::Arc;
 
@@ -48,52 +46,4 @@ impl SilentEndpoint {
 /// The URL of a [`SilentEndpoint`], for tests that only need it to hang.
 pub async fn silent_endpoint() -> String {
     SilentEndpoint::start().await.url
-}
-
-/// How long a [`SlowUpstream`] takes.
-pub const SLOW: Duration = Duration::from_millis(600);
-
-/// A real upstream made slow: each call waits [`SLOW`] (or `delay`) before
-/// going on, so that a test can act while calls are in flight.
-pub struct SlowUpstream<U> {
-    /// The real upstream.
-    pub inner: U,
-    /// Added before each call.
-    pub delay: Duration,
-}
-
-use cognito_identity_gateway::domain::{
-    GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput, GetIdOutput,
-    GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, OpenIdToken, Upstream,
-};
-use cognito_identity_gateway::error::Error;
-
-impl<U: Upstream> Upstream for SlowUpstream<U> {
-    async fn get_id(&self, input: &GetIdInput) -> Result<GetIdOutput, Error> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get_id(input).await
-    }
-
-    async fn get_open_id_token(&self, input: &GetOpenIdTokenInput) -> Result<OpenIdToken, Error> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get_open_id_token(input).await
-    }
-
-    async fn get_open_id_token_for_developer_identity(
-        &self,
-        input: &GetOpenIdTokenForDeveloperIdentityInput,
-    ) -> Result<OpenIdToken, Error> {
-        tokio::time::sleep(self.delay).await;
-        self.inner
-            .get_open_id_token_for_developer_identity(input)
-            .await
-    }
-
-    async fn get_credentials_for_identity(
-        &self,
-        input: &GetCredentialsForIdentityInput,
-    ) -> Result<GetCredentialsForIdentityOutput, Error> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get_credentials_for_identity(input).await
-    }
 }

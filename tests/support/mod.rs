@@ -7,10 +7,15 @@
 pub mod faults;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cognito_identity_gateway::config::ServerSettings;
 use cognito_identity_gateway::domain::Upstream;
+use cognito_identity_gateway::emulator::{
+    Emulator, EmulatorSettings, FaultSettings, OperationFaults,
+};
+use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
 use cognito_identity_gateway::upstream::{CognitoUpstream, UpstreamSettings};
 use tokio::net::TcpListener;
@@ -127,6 +132,51 @@ impl TestGateway {
         if let Some(handle) = self.handle.take() {
             handle.await.expect("gateway task ends cleanly");
         }
+    }
+}
+
+/// An emulator with the ready pool on 127.0.0.1:0; returns its URL and a
+/// handle to change its faults and count its calls.
+pub async fn start_emulator() -> (String, Arc<Emulator>) {
+    let emulator = Emulator::new(EmulatorSettings::default()).expect("emulator starts");
+    emulator.add_default_pool();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    cognito_identity_gateway::emulator::spawn(listener, emulator.clone());
+    (url, emulator)
+}
+
+/// The SDK upstream of an emulator, with the emulator's access key.
+pub async fn emulator_upstream(url: &str) -> CognitoUpstream {
+    let secret = cognito_identity_gateway::emulator::DEFAULT_ACCESS_KEY.1;
+    emulator_upstream_signing_with(url, secret).await
+}
+
+/// The SDK upstream of an emulator, signing with the emulator's access key
+/// id and `secret`, which may be wrong.
+pub async fn emulator_upstream_signing_with(url: &str, secret: &str) -> CognitoUpstream {
+    let id = cognito_identity_gateway::emulator::DEFAULT_ACCESS_KEY.0;
+    let settings = UpstreamSettings {
+        static_credentials: Some((id.to_owned(), secret.to_owned())),
+        ..upstream_settings(url)
+    };
+    CognitoUpstream::load(&settings)
+        .await
+        .expect("upstream loads")
+}
+
+/// Sets one operation's faults on an emulator.
+pub fn set_faults(emulator: &Emulator, operation: &str, faults: OperationFaults) {
+    let mut settings = FaultSettings::default();
+    settings.operations.insert(operation.to_owned(), faults);
+    emulator.faults().set(settings).expect("valid faults");
+}
+
+/// A GetId request for `pool`, unauthenticated.
+pub fn get_id(pool: &str) -> pb::GetIdRequest {
+    pb::GetIdRequest {
+        identity_pool_id: pool.to_owned(),
+        ..Default::default()
     }
 }
 
