@@ -262,3 +262,44 @@ def test_injected_faults(pool):
     finally:
         put_faults({})
     assert c.get_id(IdentityPoolId=pool)["IdentityId"]
+
+
+def test_a_token_only_buys_credentials_for_its_own_identity(pool):
+    c = client()
+    alice = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "grace"})
+    bob = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "heidi"})
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        unsigned_client().get_credentials_for_identity(
+            IdentityId=bob["IdentityId"], Logins={"cognito-identity.amazonaws.com": alice["Token"]}
+        )
+    assert code_of(e) == "NotAuthorizedException"
+
+
+def test_a_public_login_linked_elsewhere_is_a_conflict(pool):
+    c = unsigned_client()
+    first = c.get_id(IdentityPoolId=pool, Logins={"graph.facebook.com": "fb-ivan"})["IdentityId"]
+    other = c.get_id(IdentityPoolId=pool)["IdentityId"]
+    assert other != first
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.get_open_id_token(IdentityId=other, Logins={"graph.facebook.com": "fb-ivan"})
+    assert code_of(e) == "ResourceConflictException" and status_of(e) == 409
+
+
+def test_cognito_quota_preset_and_latency(pool):
+    req = urllib.request.Request(f"{ENDPOINT}/_emulator/faults/presets/cognito-default", method="PUT")
+    try:
+        with urllib.request.urlopen(req) as reply:
+            settings = json.load(reply)
+        limits = {op: f["rate_limit"] for op, f in settings["operations"].items()}
+        assert limits == {
+            "GetId": 25,
+            "GetOpenIdToken": 200,
+            "GetCredentialsForIdentity": 200,
+            "GetOpenIdTokenForDeveloperIdentity": 50,
+        }
+        put_faults({"operations": {"GetId": {"latency_ms": 300}}})
+        started = time.monotonic()
+        client().get_id(IdentityPoolId=pool)
+        assert time.monotonic() - started >= 0.3
+    finally:
+        put_faults({})
