@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::cache::CacheSettings;
 use crate::upstream::UpstreamSettings;
 
 /// Attempts the SDK's standard retry mode makes by default; the ceiling is
@@ -84,6 +85,79 @@ pub struct Cli {
     /// On SIGTERM or SIGINT, how long in-flight calls may take to finish.
     #[arg(long, env = "COGNITO_GATEWAY_SHUTDOWN_GRACE", default_value = "20s")]
     pub shutdown_grace: String,
+
+    /// Cache answers at all (true/false); off sends every call upstream.
+    #[arg(long, env = "COGNITO_GATEWAY_CACHE", default_value = "true")]
+    pub cache: String,
+
+    /// Cache GetOpenIdToken (the developer operation always is).
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CACHE_OPEN_ID_TOKENS",
+        default_value = "true"
+    )]
+    pub cache_open_id_tokens: String,
+
+    /// Cache GetCredentialsForIdentity, until the credentials expire.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CACHE_CREDENTIALS",
+        default_value = "true"
+    )]
+    pub cache_credentials: String,
+
+    /// Cache GetId for authenticated logins (unauthenticated ones never are).
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CACHE_IDENTITY_IDS",
+        default_value = "true"
+    )]
+    pub cache_identity_ids: String,
+
+    /// How long a GetId answer is kept.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CACHE_IDENTITY_ID_TTL",
+        default_value = "1h"
+    )]
+    pub cache_identity_id_ttl: String,
+
+    /// Entries expire this long before their token does.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CACHE_SAFETY_MARGIN",
+        default_value = "30s"
+    )]
+    pub cache_safety_margin: String,
+
+    /// Serve a cached token only while this share of its life remains (0 to 1).
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CACHE_MIN_REMAINING",
+        default_value = "0.5"
+    )]
+    pub cache_min_remaining: String,
+
+    /// Renew an entry in the background once this share of its life has
+    /// passed (0 to 1, below 1 minus --cache-min-remaining).
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CACHE_REFRESH_AFTER",
+        default_value = "0.4"
+    )]
+    pub cache_refresh_after: String,
+
+    /// At most this many background refreshes a second.
+    #[arg(long, env = "COGNITO_GATEWAY_CACHE_REFRESH_RATE", default_value = "10")]
+    pub cache_refresh_rate: String,
+
+    /// Memory budget of the cache: bytes, or with KiB, MiB, GiB.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CACHE_MAX_BYTES",
+        default_value = "256MiB"
+    )]
+    pub cache_max_bytes: String,
 
     /// Log format; RUST_LOG sets the filter (default: info).
     #[arg(long, env = "COGNITO_GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -243,6 +317,8 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     /// The server.
     pub server: ServerSettings,
+    /// The token cache.
+    pub cache: CacheSettings,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -310,6 +386,68 @@ impl Problems {
     }
 }
 
+impl Problems {
+    fn boolean(&mut self, flag: &str, value: &str) -> Option<bool> {
+        let parsed = match value {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(format!("{value:?} is not true or false")),
+        };
+        self.check(flag, parsed)
+    }
+
+    /// A number strictly between 0 and 1.
+    fn share(&mut self, flag: &str, value: &str) -> Option<f64> {
+        let parsed = value
+            .parse::<f64>()
+            .map_err(|_| format!("{value:?} is not a number"))
+            .and_then(|n| {
+                if n > 0.0 && n < 1.0 {
+                    Ok(n)
+                } else {
+                    Err(format!("{n} must be between 0 and 1"))
+                }
+            });
+        self.check(flag, parsed)
+    }
+
+    fn positive(&mut self, flag: &str, value: &str) -> Option<f64> {
+        let parsed = value
+            .parse::<f64>()
+            .map_err(|_| format!("{value:?} is not a number"))
+            .and_then(|n| {
+                if n > 0.0 && n.is_finite() {
+                    Ok(n)
+                } else {
+                    Err(format!("{n} must be more than zero"))
+                }
+            });
+        self.check(flag, parsed)
+    }
+
+    /// Bytes, with an optional KiB, MiB or GiB suffix.
+    fn bytes(&mut self, flag: &str, value: &str) -> Option<u64> {
+        let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+            Some(at) => value.split_at(at),
+            None => (value, ""),
+        };
+        let multiplier = match unit.trim() {
+            "" | "B" => Some(1),
+            "KiB" => Some(1 << 10),
+            "MiB" => Some(1 << 20),
+            "GiB" => Some(1 << 30),
+            _ => None,
+        };
+        let parsed = match (digits.parse::<u64>(), multiplier) {
+            (Ok(n), Some(m)) => n
+                .checked_mul(m)
+                .ok_or_else(|| format!("{value:?} is too large")),
+            _ => Err(format!("{value:?} is not a size like 268435456 or 256MiB")),
+        };
+        self.check(flag, parsed)
+    }
+}
+
 fn check_endpoint(url: &str) -> Result<String, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
     match (uri.scheme_str(), uri.host()) {
@@ -365,6 +503,7 @@ impl Cli {
         let concurrency_limit =
             p.number("concurrency-limit", &self.concurrency_limit, 1..=usize::MAX);
         let shutdown_grace = p.duration("shutdown-grace", &self.shutdown_grace);
+        let cache = self.cache_settings(&mut p);
         if let (Some(attempt), Some(operation)) = (attempt_timeout, operation_timeout)
             && attempt > operation
         {
@@ -385,6 +524,7 @@ impl Cli {
             request_timeout,
             concurrency_limit,
             shutdown_grace,
+            cache,
         ) {
             (
                 Some(listen),
@@ -397,6 +537,7 @@ impl Cli {
                 Some(request_timeout),
                 Some(concurrency_limit),
                 Some(shutdown_grace),
+                Some(cache),
             ) if p.0.is_empty() => Ok(Settings {
                 listen,
                 upstream: UpstreamSettings {
@@ -413,10 +554,46 @@ impl Cli {
                     concurrency_limit,
                     shutdown_grace,
                 },
+                cache,
                 log_format: self.log_format,
             }),
             _ => Err(ConfigError(p.0)),
         }
+    }
+
+    fn cache_settings(&self, p: &mut Problems) -> Option<CacheSettings> {
+        let enabled = p.boolean("cache", &self.cache);
+        let open_id_tokens = p.boolean("cache-open-id-tokens", &self.cache_open_id_tokens);
+        let credentials = p.boolean("cache-credentials", &self.cache_credentials);
+        let identity_ids = p.boolean("cache-identity-ids", &self.cache_identity_ids);
+        let identity_id_ttl = p.duration("cache-identity-id-ttl", &self.cache_identity_id_ttl);
+        let safety_margin = p.duration("cache-safety-margin", &self.cache_safety_margin);
+        let min_remaining_share = p.share("cache-min-remaining", &self.cache_min_remaining);
+        let refresh_after_share = p.share("cache-refresh-after", &self.cache_refresh_after);
+        let refresh_rate = p.positive("cache-refresh-rate", &self.cache_refresh_rate);
+        let max_bytes = p.bytes("cache-max-bytes", &self.cache_max_bytes);
+        if let (Some(keep), Some(refresh)) = (min_remaining_share, refresh_after_share)
+            && refresh >= 1.0 - keep
+        {
+            p.0.push(format!(
+                "--cache-refresh-after: {refresh} must be below 1 - --cache-min-remaining ({}), \
+                 or entries stop being served before they are renewed",
+                1.0 - keep
+            ));
+            return None;
+        }
+        Some(CacheSettings {
+            enabled: enabled?,
+            open_id_tokens: open_id_tokens?,
+            credentials: credentials?,
+            identity_ids: identity_ids?,
+            identity_id_ttl: identity_id_ttl?,
+            safety_margin: safety_margin?,
+            min_remaining_share: min_remaining_share?,
+            refresh_after_share: refresh_after_share?,
+            refresh_rate: refresh_rate?,
+            max_bytes: max_bytes?,
+        })
     }
 }
 
@@ -505,6 +682,33 @@ mod tests {
         let err = parse(&["--upstream-timeout=1s", "--upstream-attempt-timeout=2s"]).unwrap_err();
         assert_eq!(err.0.len(), 1);
         assert!(err.0[0].starts_with("--upstream-attempt-timeout"));
+    }
+
+    #[test]
+    fn cache_flags() {
+        let s = parse(&[]).unwrap();
+        assert!(s.cache.enabled && s.cache.credentials);
+        assert_eq!(s.cache.max_bytes, 256 * 1024 * 1024);
+        let s = parse(&[
+            "--cache=false",
+            "--cache-max-bytes=64KiB",
+            "--cache-min-remaining=0.3",
+            "--cache-refresh-after=0.6",
+            "--cache-identity-id-ttl=10m",
+        ])
+        .unwrap();
+        assert!(!s.cache.enabled);
+        assert_eq!(s.cache.max_bytes, 65_536);
+        assert_eq!(s.cache.identity_id_ttl, Duration::from_secs(600));
+        let err = parse(&[
+            "--cache=maybe",
+            "--cache-max-bytes=lots",
+            "--cache-refresh-rate=0",
+        ])
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        let err = parse(&["--cache-min-remaining=0.5", "--cache-refresh-after=0.5"]).unwrap_err();
+        assert!(err.0[0].starts_with("--cache-refresh-after"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::domain::Violations;
 
 /// Everything that can go wrong with a call.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The request broke constraints of the service model; nothing was sent
     /// upstream.

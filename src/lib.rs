@@ -11,17 +11,20 @@
 //! - [`domain`]: validated newtypes (one implementation of the service model's
 //!   constraints), inputs, outputs, the caller, and the two seams
 //!   [`domain::IdentityService`] and [`domain::Upstream`].
-//! - [`service`]: the identity service: deadline-bounded calls to the upstream.
+//! - [`service`]: the identity service: deadline-bounded calls, answered
+//!   through [`cache`] (the token cache over moka) or the upstream.
 //! - [`upstream`]: Cognito through `aws-sdk-cognitoidentity`, its errors sorted
 //!   into [`error::Error`].
 //!
 //! Around them: [`config`] (flags and environment), [`telemetry`] (logs),
-//! [`shutdown`] (signals), [`jwt`] (reading a token's expiry), [`proto`] (the
-//! generated code). [`run`] serves the API; `main` and the integration tests
+//! [`shutdown`] (signals), [`jwt`] (reading a token's expiry), [`rate`] (a
+//! token bucket), [`proto`] (the generated code), and [`emulator`] (an
+//! embedded Cognito Identity emulator, behind the default feature `emulator`). [`run`] serves the API; `main` and the integration tests
 //! both call it.
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod domain;
 #[cfg(feature = "emulator")]
@@ -31,6 +34,7 @@ pub mod grpc;
 pub mod jwt;
 pub mod middleware;
 pub mod proto;
+pub mod rate;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
@@ -46,9 +50,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::config::ServerSettings;
-use crate::domain::Upstream;
+use crate::domain::IdentityService;
 use crate::grpc::{CognitoIdentityServiceServer, GrpcApi};
-use crate::service::Gateway;
 
 /// Why the server stopped other than by being asked to.
 #[derive(Debug, thiserror::Error)]
@@ -61,21 +64,21 @@ pub enum RunError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves the gateway API, gRPC health checking and reflection on
-/// `listener`, forwarding to `upstream`, until `shutdown` resolves. Then it
-/// reports NOT_SERVING, stops accepting, and lets in-flight calls finish
-/// within the grace period.
-pub async fn run<U: Upstream>(
+/// Serves the gateway API over `service` (a [`service::Gateway`] in
+/// production), with gRPC health checking and reflection, on `listener`
+/// until `shutdown` resolves. Then it reports NOT_SERVING, stops accepting,
+/// and lets in-flight calls finish within the grace period.
+pub async fn run<S: IdentityService>(
     settings: &ServerSettings,
     listener: TcpListener,
-    upstream: U,
+    service: Arc<S>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
-    type Api<U> = CognitoIdentityServiceServer<GrpcApi<Gateway<U>>>;
+    type Api<S> = CognitoIdentityServiceServer<GrpcApi<S>>;
 
-    let api = GrpcApi::new(Arc::new(Gateway::new(upstream))).into_server();
+    let api = GrpcApi::new(service).into_server();
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<Api<U>>().await;
+    health.set_serving::<Api<S>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -89,7 +92,7 @@ pub async fn run<U: Upstream>(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
-        health.set_not_serving::<Api<U>>().await;
+        health.set_not_serving::<Api<S>>().await;
         health
             .set_service_status("", ServingStatus::NotServing)
             .await;

@@ -3,11 +3,14 @@
 //! `cognito-identity-gateway emulator`, run the emulator alone.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
+use cognito_identity_gateway::cache::Clock;
 use cognito_identity_gateway::config::{Cli, ConfigError, Settings};
 #[cfg(feature = "emulator")]
 use cognito_identity_gateway::config::{Command, LogFormat};
+use cognito_identity_gateway::service::Gateway;
 use cognito_identity_gateway::upstream::CognitoUpstream;
 use cognito_identity_gateway::{run, shutdown, telemetry};
 
@@ -74,7 +77,12 @@ async fn gateway(cli: Cli) -> ExitCode {
         }
     };
     tracing::info!(listen = %settings.listen, "serving gRPC");
-    match run(&settings.server, listener, upstream, shutdown::signal()).await {
+    let service = Arc::new(Gateway::new(
+        upstream,
+        settings.cache.clone(),
+        Clock::default(),
+    ));
+    match run(&settings.server, listener, service, shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -1,10 +1,13 @@
 //! The identity service: what every gRPC call reaches once validated. It is
-//! the seam where the caller's policy, the token cache and the upstream meet;
-//! today it bounds each upstream call by the caller's deadline.
+//! the seam where the caller's policy, the token cache and the upstream meet:
+//! each call is bounded by the caller's deadline, answered from the cache
+//! when it can be, and otherwise sent upstream once however many callers ask.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
+use crate::cache::{CacheKey, CacheSettings, Cacheable, Clock, KeyMaker, TokenCache};
 use crate::domain::{
     GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput, GetIdOutput,
     GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, IdentityService, OpenIdToken,
@@ -15,13 +18,50 @@ use crate::error::Error;
 /// The gateway's [`IdentityService`] over an [`Upstream`].
 #[derive(Debug)]
 pub struct Gateway<U> {
-    upstream: U,
+    upstream: Arc<U>,
+    cache: Option<TokenCache>,
 }
 
 impl<U: Upstream> Gateway<U> {
-    /// A gateway that forwards to `upstream`.
-    pub fn new(upstream: U) -> Self {
-        Self { upstream }
+    /// A gateway that forwards to `upstream` through a cache with `cache`
+    /// settings (none when they say it is off), reading time from `clock`.
+    pub fn new(upstream: U, cache: CacheSettings, clock: Clock) -> Self {
+        Self {
+            upstream: Arc::new(upstream),
+            cache: cache.enabled.then(|| TokenCache::new(cache, clock)),
+        }
+    }
+
+    /// The cache, if on.
+    pub fn cache(&self) -> Option<&TokenCache> {
+        self.cache.as_ref()
+    }
+
+    /// Answers `input` from the cache when `cacheable` and the cache is on,
+    /// otherwise straight from the upstream.
+    async fn answer<I, T, Fut>(
+        &self,
+        cacheable: fn(&CacheSettings) -> bool,
+        key: fn(&KeyMaker, &I) -> CacheKey,
+        input: I,
+        call: fn(Arc<U>, Arc<I>) -> Fut,
+    ) -> Result<T, Error>
+    where
+        I: Send + Sync + 'static,
+        T: Cacheable,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        let input = Arc::new(input);
+        match &self.cache {
+            Some(cache) if cacheable(cache.settings()) => {
+                let key = key(cache.keys(), &input);
+                let upstream = self.upstream.clone();
+                cache
+                    .get_or_fetch(key, move || call(upstream.clone(), input.clone()))
+                    .await
+            }
+            _ => call(self.upstream.clone(), input).await,
+        }
     }
 }
 
@@ -42,7 +82,18 @@ async fn within_deadline<T>(
 
 impl<U: Upstream> IdentityService for Gateway<U> {
     async fn get_id(&self, ctx: &RequestContext, input: GetIdInput) -> Result<GetIdOutput, Error> {
-        within_deadline(ctx.deadline, self.upstream.get_id(&input)).await
+        // Only authenticated identities are stable: an unauthenticated GetId
+        // makes a new identity each time, and sharing one between callers
+        // would change what Cognito means, so it is never cached.
+        let cacheable = if input.logins.map().is_empty() {
+            |_: &CacheSettings| false
+        } else {
+            |s: &CacheSettings| s.identity_ids
+        };
+        let answer = self.answer(cacheable, KeyMaker::get_id, input, |u, i| async move {
+            u.get_id(&i).await
+        });
+        within_deadline(ctx.deadline, answer).await
     }
 
     async fn get_open_id_token(
@@ -50,7 +101,13 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         ctx: &RequestContext,
         input: GetOpenIdTokenInput,
     ) -> Result<OpenIdToken, Error> {
-        within_deadline(ctx.deadline, self.upstream.get_open_id_token(&input)).await
+        let answer = self.answer(
+            |s| s.open_id_tokens,
+            KeyMaker::get_open_id_token,
+            input,
+            |u, i| async move { u.get_open_id_token(&i).await },
+        );
+        within_deadline(ctx.deadline, answer).await
     }
 
     async fn get_open_id_token_for_developer_identity(
@@ -58,12 +115,13 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         ctx: &RequestContext,
         input: GetOpenIdTokenForDeveloperIdentityInput,
     ) -> Result<OpenIdToken, Error> {
-        within_deadline(
-            ctx.deadline,
-            self.upstream
-                .get_open_id_token_for_developer_identity(&input),
-        )
-        .await
+        let answer = self.answer(
+            |_| true,
+            KeyMaker::developer,
+            input,
+            |u, i| async move { u.get_open_id_token_for_developer_identity(&i).await },
+        );
+        within_deadline(ctx.deadline, answer).await
     }
 
     async fn get_credentials_for_identity(
@@ -71,11 +129,13 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         ctx: &RequestContext,
         input: GetCredentialsForIdentityInput,
     ) -> Result<GetCredentialsForIdentityOutput, Error> {
-        within_deadline(
-            ctx.deadline,
-            self.upstream.get_credentials_for_identity(&input),
-        )
-        .await
+        let answer = self.answer(
+            |s| s.credentials,
+            KeyMaker::credentials,
+            input,
+            |u, i| async move { u.get_credentials_for_identity(&i).await },
+        );
+        within_deadline(ctx.deadline, answer).await
     }
 }
 

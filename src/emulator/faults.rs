@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::rate::TokenBucket;
+
 /// Cognito's default quotas, requests per second per account and region
 /// (the Amazon Cognito service quotas page): the `cognito-default` preset.
 pub const COGNITO_DEFAULT_QUOTAS: [(&str, f64); 4] = [
@@ -95,18 +97,11 @@ pub enum Verdict {
     Fail,
 }
 
-/// A token bucket holding one second of burst.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 /// The live fault state.
 #[derive(Debug, Default)]
 pub struct Faults {
     settings: Mutex<FaultSettings>,
-    buckets: Mutex<BTreeMap<String, Bucket>>,
+    buckets: Mutex<BTreeMap<String, TokenBucket>>,
 }
 
 impl Faults {
@@ -154,19 +149,12 @@ impl Faults {
         if let Some(rate) = f.rate_limit
             && let Ok(mut buckets) = self.buckets.lock()
         {
-            // A second's worth of calls, and at least one, may come at once.
-            let capacity = rate.max(1.0);
-            let bucket = buckets.entry(operation.to_owned()).or_insert(Bucket {
-                tokens: capacity,
-                at: now,
-            });
-            let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-            bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
-            bucket.at = now;
-            if bucket.tokens < 1.0 {
+            let bucket = buckets
+                .entry(operation.to_owned())
+                .or_insert_with(|| TokenBucket::new(rate));
+            if !bucket.try_take(now) {
                 return Verdict::Throttle;
             }
-            bucket.tokens -= 1.0;
         }
         if roll < f.error_rate {
             return Verdict::Fail;

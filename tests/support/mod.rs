@@ -10,13 +10,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cognito_identity_gateway::cache::{CacheSettings, Clock};
 use cognito_identity_gateway::config::ServerSettings;
-use cognito_identity_gateway::domain::Upstream;
+use cognito_identity_gateway::domain::{IdentityService, Upstream};
 use cognito_identity_gateway::emulator::{
     Emulator, EmulatorSettings, FaultSettings, OperationFaults,
 };
 use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
+use cognito_identity_gateway::service::Gateway;
 use cognito_identity_gateway::upstream::{CognitoUpstream, UpstreamSettings};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -81,13 +83,19 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
-    /// Starts the gateway over `upstream` with `settings`.
+    /// Starts the gateway over `upstream` with `settings` and a default cache.
     pub async fn start_with<U: Upstream>(upstream: U, settings: ServerSettings) -> Self {
+        let gateway = Gateway::new(upstream, CacheSettings::default(), Clock::default());
+        Self::serve(Arc::new(gateway), settings).await
+    }
+
+    /// Serves `service` (a gateway the test keeps a handle on).
+    pub async fn serve<S: IdentityService>(service: Arc<S>, settings: ServerSettings) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            cognito_identity_gateway::run(&settings, listener, upstream, async {
+            cognito_identity_gateway::run(&settings, listener, service, async {
                 let _ = rx.await;
             })
             .await

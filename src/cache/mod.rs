@@ -1,0 +1,509 @@
+//! The token cache, over `moka::future::Cache`: one upstream call per key
+//! however many callers wait, tokens served only while they still have a
+//! useful share of their life, popular entries refreshed in the background
+//! before that share runs out, and still-valid tokens served when Cognito
+//! fails. Keys are keyed hashes ([`key`]); values hold secrets only inside
+//! [`crate::domain::Secret`]s.
+//!
+//! Time comes from a [`Clock`] that tests can move forward.
+
+mod clock;
+mod key;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::ops::compute::Op;
+
+pub use clock::Clock;
+pub use key::{CacheKey, KeyMaker};
+
+use crate::domain::{GetCredentialsForIdentityOutput, GetIdOutput, OpenIdToken};
+use crate::error::Error;
+use crate::rate::TokenBucket;
+
+/// Bytes an entry costs beyond its strings: the key, the entry, the `Arc`,
+/// and moka's own bookkeeping (deques, timer wheel, hash table slot). An
+/// estimate, checked by the memory benchmark.
+const ENTRY_OVERHEAD_BYTES: usize = 320;
+
+/// How the cache behaves.
+#[derive(Clone, Debug)]
+pub struct CacheSettings {
+    /// Off: every call goes upstream (for measuring the miss path).
+    pub enabled: bool,
+    /// Cache GetOpenIdToken (GetOpenIdTokenForDeveloperIdentity always is).
+    pub open_id_tokens: bool,
+    /// Cache GetCredentialsForIdentity, until the credentials' Expiration.
+    pub credentials: bool,
+    /// Cache GetId (identity ids are stable), for `identity_id_ttl`.
+    pub identity_ids: bool,
+    /// How long a GetId answer is kept.
+    pub identity_id_ttl: Duration,
+    /// Entries expire this long before the token does (clock skew, and the
+    /// time the caller needs to use it).
+    pub safety_margin: Duration,
+    /// A token is served only while at least this share of the life it was
+    /// issued with remains.
+    pub min_remaining_share: f64,
+    /// An entry requested after this share of its life has passed is
+    /// renewed in the background.
+    pub refresh_after_share: f64,
+    /// At most this many background refreshes a second, so that they cannot
+    /// themselves exceed Cognito's quota.
+    pub refresh_rate: f64,
+    /// Memory budget in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            open_id_tokens: true,
+            credentials: true,
+            identity_ids: true,
+            identity_id_ttl: Duration::from_secs(3600),
+            safety_margin: Duration::from_secs(30),
+            min_remaining_share: 0.5,
+            refresh_after_share: 0.4,
+            // A fifth of the developer operation's default quota (50/s).
+            refresh_rate: 10.0,
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// A cached answer.
+#[derive(Clone, Debug)]
+pub enum Cached {
+    /// GetId.
+    Id(GetIdOutput),
+    /// GetOpenIdToken or the developer operation.
+    Token(OpenIdToken),
+    /// GetCredentialsForIdentity.
+    Credentials(GetCredentialsForIdentityOutput),
+}
+
+/// An answer that can be cached.
+pub trait Cacheable: Sized + Send + 'static {
+    /// Wraps it.
+    fn into_cached(self) -> Cached;
+    /// Unwraps it; `None` if the entry holds another kind (never, as keys
+    /// carry the operation).
+    fn from_cached(cached: Cached) -> Option<Self>;
+}
+
+impl Cacheable for GetIdOutput {
+    fn into_cached(self) -> Cached {
+        Cached::Id(self)
+    }
+    fn from_cached(cached: Cached) -> Option<Self> {
+        match cached {
+            Cached::Id(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Cacheable for OpenIdToken {
+    fn into_cached(self) -> Cached {
+        Cached::Token(self)
+    }
+    fn from_cached(cached: Cached) -> Option<Self> {
+        match cached {
+            Cached::Token(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Cacheable for GetCredentialsForIdentityOutput {
+    fn into_cached(self) -> Cached {
+        Cached::Credentials(self)
+    }
+    fn from_cached(cached: Cached) -> Option<Self> {
+        match cached {
+            Cached::Credentials(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A cache entry.
+#[derive(Debug)]
+struct Entry {
+    value: Cached,
+    born: Instant,
+    /// The true expiry, on the monotonic clock.
+    expires: Instant,
+    /// Served only while at least this much life remains.
+    min_remaining: Duration,
+    refresh_claimed: AtomicBool,
+    weight: u32,
+}
+
+/// What the cache needs to turn an answer into an entry.
+#[derive(Clone, Debug)]
+struct Lifetimes {
+    clock: Clock,
+    safety_margin: Duration,
+    min_remaining_share: f64,
+    identity_id_ttl: Duration,
+}
+
+impl Lifetimes {
+    /// An entry for `value`, or the value back when it cannot be cached (no
+    /// expiry, or less life left than the safety margin).
+    fn entry(&self, value: Cached) -> Result<Entry, Cached> {
+        let (life, min_remaining, bytes) = match &value {
+            Cached::Id(v) => (
+                Some(self.identity_id_ttl),
+                Duration::ZERO,
+                v.identity_id.len(),
+            ),
+            Cached::Token(t) => {
+                let life = t
+                    .expires_at
+                    .and_then(|e| e.duration_since(self.clock.wall()).ok());
+                let share = life.map(|l| l.mul_f64(self.min_remaining_share));
+                (
+                    life,
+                    share.unwrap_or_default(),
+                    t.identity_id.len() + t.token.len(),
+                )
+            }
+            Cached::Credentials(c) => {
+                let life = c
+                    .credentials
+                    .expiration
+                    .and_then(|e| e.duration_since(self.clock.wall()).ok());
+                let share = life.map(|l| l.mul_f64(self.min_remaining_share));
+                let cr = &c.credentials;
+                let bytes = c.identity_id.len()
+                    + cr.access_key_id.len()
+                    + cr.secret_key.len()
+                    + cr.session_token.len();
+                (life, share.unwrap_or_default(), bytes)
+            }
+        };
+        match life {
+            Some(life) if life > self.safety_margin => {
+                let born = self.clock.now();
+                Ok(Entry {
+                    value,
+                    born,
+                    expires: born + life,
+                    min_remaining,
+                    refresh_claimed: AtomicBool::new(false),
+                    weight: u32::try_from(bytes + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX),
+                })
+            }
+            _ => Err(value),
+        }
+    }
+}
+
+impl Entry {
+    /// Still valid: before the true expiry minus the safety margin.
+    fn valid(&self, now: Instant, margin: Duration) -> bool {
+        now + margin < self.expires
+    }
+
+    /// Valid, with enough life left to be useful to the caller.
+    fn servable(&self, now: Instant, margin: Duration) -> bool {
+        self.valid(now, margin) && self.expires.saturating_duration_since(now) >= self.min_remaining
+    }
+
+    /// Past the point where it should be renewed.
+    fn due_for_refresh(&self, now: Instant, share: f64) -> bool {
+        let life = self.expires.saturating_duration_since(self.born);
+        now.saturating_duration_since(self.born) >= life.mul_f64(share)
+    }
+}
+
+/// Makes moka expire each entry at its true expiry minus the margin.
+struct ExpireAtTokenExpiry {
+    clock: Clock,
+    margin: Duration,
+}
+
+impl ExpireAtTokenExpiry {
+    fn left(&self, entry: &Entry) -> Option<Duration> {
+        Some(
+            entry
+                .expires
+                .saturating_duration_since(self.clock.now())
+                .saturating_sub(self.margin),
+        )
+    }
+}
+
+impl moka::Expiry<CacheKey, Arc<Entry>> for ExpireAtTokenExpiry {
+    fn expire_after_create(
+        &self,
+        _: &CacheKey,
+        entry: &Arc<Entry>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        self.left(entry)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &CacheKey,
+        entry: &Arc<Entry>,
+        _: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        self.left(entry)
+    }
+}
+
+/// Counters, kept here and exported by telemetry.
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    coalesced: AtomicU64,
+    refreshes: AtomicU64,
+    stale_served: AtomicU64,
+    evictions: AtomicU64,
+}
+
+/// A reading of the cache's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Answers served from the cache.
+    pub hits: u64,
+    /// Answers fetched upstream for a caller.
+    pub misses: u64,
+    /// Callers that waited for another caller's upstream call.
+    pub coalesced: u64,
+    /// Background refreshes that renewed an entry.
+    pub refreshes: u64,
+    /// Still-valid tokens served because the upstream failed.
+    pub stale_served: u64,
+    /// Entries removed by expiry or the memory budget.
+    pub evictions: u64,
+    /// Entries now.
+    pub entries: u64,
+    /// Bytes now, as weighed.
+    pub bytes: u64,
+}
+
+enum Miss {
+    Upstream(Error),
+    Uncacheable(Cached),
+}
+
+/// The token cache.
+pub struct TokenCache {
+    cache: Cache<CacheKey, Arc<Entry>>,
+    settings: CacheSettings,
+    lifetimes: Lifetimes,
+    counters: Arc<Counters>,
+    refresh_budget: Mutex<TokenBucket>,
+    keys: KeyMaker,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenCache {
+    /// A cache with `settings`, reading time from `clock`.
+    pub fn new(settings: CacheSettings, clock: Clock) -> Self {
+        let counters = Arc::new(Counters::default());
+        let evictions = counters.clone();
+        let cache = Cache::builder()
+            .max_capacity(settings.max_bytes)
+            .weigher(|_: &CacheKey, e: &Arc<Entry>| e.weight)
+            .expire_after(ExpireAtTokenExpiry {
+                clock: clock.clone(),
+                margin: settings.safety_margin,
+            })
+            .eviction_listener(move |_, _, cause| {
+                if cause.was_evicted() {
+                    evictions.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build();
+        Self {
+            cache,
+            lifetimes: Lifetimes {
+                clock,
+                safety_margin: settings.safety_margin,
+                min_remaining_share: settings.min_remaining_share,
+                identity_id_ttl: settings.identity_id_ttl,
+            },
+            refresh_budget: Mutex::new(TokenBucket::new(settings.refresh_rate)),
+            settings,
+            counters,
+            keys: KeyMaker::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &CacheSettings {
+        &self.settings
+    }
+
+    /// Makes keys for this cache.
+    pub fn keys(&self) -> &KeyMaker {
+        &self.keys
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            coalesced: c.coalesced.load(Ordering::Relaxed),
+            refreshes: c.refreshes.load(Ordering::Relaxed),
+            stale_served: c.stale_served.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+            entries: self.cache.entry_count(),
+            bytes: self.cache.weighted_size(),
+        }
+    }
+
+    /// Applies pending evictions and expiries now (moka does it lazily).
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+
+    /// The answer for `key`: from the cache while servable, otherwise from
+    /// `fetch`, called once however many callers ask at the same time.
+    pub async fn get_or_fetch<T, F, Fut>(&self, key: CacheKey, fetch: F) -> Result<T, Error>
+    where
+        T: Cacheable,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        let margin = self.settings.safety_margin;
+        let mut stale = None;
+        if let Some(entry) = self.cache.get(&key).await {
+            let now = self.lifetimes.clock.now();
+            if entry.servable(now, margin) {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                self.refresh_if_due(key, &entry, now, &fetch);
+                return unwrap(entry.value.clone());
+            }
+            // Too little life left to serve: remove it so that the call
+            // below fetches, unless another caller has replaced it already.
+            let seen = entry.clone();
+            self.cache
+                .entry(key)
+                .and_compute_with(|current| {
+                    std::future::ready(match current {
+                        Some(c) if Arc::ptr_eq(c.value(), &seen) => Op::Remove,
+                        _ => Op::Nop,
+                    })
+                })
+                .await;
+            stale = Some(entry);
+        }
+
+        let fetched = Arc::new(AtomicBool::new(false));
+        let init = {
+            let fetched = fetched.clone();
+            let call = fetch();
+            let lifetimes = self.lifetimes.clone();
+            async move {
+                fetched.store(true, Ordering::Relaxed);
+                match call.await {
+                    Ok(value) => lifetimes
+                        .entry(value.into_cached())
+                        .map(Arc::new)
+                        .map_err(Miss::Uncacheable),
+                    Err(e) => Err(Miss::Upstream(e)),
+                }
+            }
+        };
+        let outcome = self.cache.try_get_with(key, init).await;
+        let counter = if fetched.load(Ordering::Relaxed) {
+            &self.counters.misses
+        } else {
+            &self.counters.coalesced
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(entry) => unwrap(entry.value.clone()),
+            Err(miss) => match &*miss {
+                Miss::Uncacheable(value) => unwrap(value.clone()),
+                Miss::Upstream(err) => {
+                    let now = self.lifetimes.clock.now();
+                    match stale {
+                        Some(entry) if err.is_retryable() && entry.valid(now, margin) => {
+                            self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                "upstream failed ({err}); serving a still-valid cached token"
+                            );
+                            unwrap(entry.value.clone())
+                        }
+                        _ => Err(err.clone()),
+                    }
+                }
+            },
+        }
+    }
+
+    /// Renews `entry` in the background if it is past its refresh point,
+    /// nobody has started renewing it, and the refresh budget allows.
+    fn refresh_if_due<T, F, Fut>(&self, key: CacheKey, entry: &Arc<Entry>, now: Instant, fetch: &F)
+    where
+        T: Cacheable,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        if !entry.due_for_refresh(now, self.settings.refresh_after_share)
+            || entry.refresh_claimed.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let allowed = self
+            .refresh_budget
+            .lock()
+            .is_ok_and(|mut budget| budget.try_take(now));
+        if !allowed {
+            entry.refresh_claimed.store(false, Ordering::Release);
+            return;
+        }
+        let call = fetch();
+        let cache = self.cache.clone();
+        let lifetimes = self.lifetimes.clone();
+        let counters = self.counters.clone();
+        let entry = entry.clone();
+        tokio::spawn(async move {
+            let renewed = match call.await {
+                Ok(value) => lifetimes.entry(value.into_cached()).ok(),
+                Err(err) => {
+                    tracing::warn!("background refresh failed: {err}");
+                    None
+                }
+            };
+            match renewed {
+                Some(new) => {
+                    cache.insert(key, Arc::new(new)).await;
+                    counters.refreshes.fetch_add(1, Ordering::Relaxed);
+                }
+                // A later request may try again, within the budget.
+                None => entry.refresh_claimed.store(false, Ordering::Release),
+            }
+        });
+    }
+}
+
+fn unwrap<T: Cacheable>(cached: Cached) -> Result<T, Error> {
+    T::from_cached(cached)
+        .ok_or_else(|| Error::Internal("cache entry of the wrong kind".to_owned()))
+}
