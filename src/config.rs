@@ -39,6 +39,14 @@ pub struct Cli {
     #[arg(long, env = "COGNITO_GATEWAY_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: String,
 
+    /// Admin HTTP address for /metrics, /healthz and /readyz; `off` for none.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9464"
+    )]
+    pub admin_listen: String,
+
     /// Cognito Identity endpoint, instead of the region's (an emulator, a VPC
     /// endpoint). Unset: the SDK's own AWS_ENDPOINT_URL_COGNITO_IDENTITY, then
     /// the region's endpoint.
@@ -313,6 +321,8 @@ impl Default for ServerSettings {
 pub struct Settings {
     /// Where the gRPC server listens.
     pub listen: SocketAddr,
+    /// Where the admin HTTP server listens, if anywhere.
+    pub admin_listen: Option<SocketAddr>,
     /// How to reach Cognito.
     pub upstream: UpstreamSettings,
     /// The server.
@@ -483,6 +493,16 @@ impl Cli {
                 )
             }),
         );
+        let admin_listen = match self.admin_listen.as_str() {
+            "off" | "" => Some(None),
+            addr => p
+                .check(
+                    "admin-listen",
+                    addr.parse::<SocketAddr>()
+                        .map_err(|e| format!("{addr:?}: {e} (expected HOST:PORT or off)")),
+                )
+                .map(Some),
+        };
         let endpoint_url = self
             .endpoint_url
             .as_deref()
@@ -515,6 +535,7 @@ impl Cli {
         }
         match (
             listen,
+            admin_listen,
             endpoint_url,
             region,
             operation_timeout,
@@ -528,6 +549,7 @@ impl Cli {
         ) {
             (
                 Some(listen),
+                Some(admin_listen),
                 endpoint_url,
                 region,
                 Some(operation_timeout),
@@ -540,6 +562,7 @@ impl Cli {
                 Some(cache),
             ) if p.0.is_empty() => Ok(Settings {
                 listen,
+                admin_listen,
                 upstream: UpstreamSettings {
                     endpoint_url: endpoint_url.flatten(),
                     region: region.flatten(),
@@ -617,6 +640,9 @@ mod tests {
         assert_eq!(s.upstream.operation_timeout, Duration::from_secs(5));
         assert_eq!(s.server.shutdown_grace, Duration::from_secs(20));
         assert_eq!(s.upstream.endpoint_url, None);
+        assert_eq!(s.admin_listen, Some("0.0.0.0:9464".parse().unwrap()));
+        assert_eq!(parse(&["--admin-listen=off"]).unwrap().admin_listen, None);
+        assert!(parse(&["--admin-listen=nowhere"]).is_err());
     }
 
     #[test]

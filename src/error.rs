@@ -49,6 +49,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// A short, stable name of the failure: the Cognito error code, or the
+    /// gateway's own reason. Safe for labels, spans and logs.
+    pub fn reason(&self) -> &str {
+        match self {
+            Error::InvalidRequest(_) => "INVALID_REQUEST",
+            Error::Cognito { code, .. } => code,
+            Error::Unreachable(_) => "UPSTREAM_UNREACHABLE",
+            Error::UpstreamTimeout => "UPSTREAM_TIMEOUT",
+            Error::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Error::BadResponse { .. } => "UPSTREAM_BAD_RESPONSE",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+
     /// Whether trying the same call again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -42,6 +42,7 @@ pub mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -64,17 +65,45 @@ pub enum RunError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Where the gateway listens.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The gRPC API, health and reflection.
+    pub grpc: TcpListener,
+    /// `/metrics`, `/healthz`, `/readyz`, if wanted.
+    pub admin: Option<TcpListener>,
+}
+
 /// Serves the gateway API over `service` (a [`service::Gateway`] in
-/// production), with gRPC health checking and reflection, on `listener`
-/// until `shutdown` resolves. Then it reports NOT_SERVING, stops accepting,
-/// and lets in-flight calls finish within the grace period.
+/// production), with gRPC health checking and reflection, and the admin
+/// routes, until `shutdown` resolves. Then it reports NOT_SERVING (and
+/// `/readyz` 503), stops accepting, and lets in-flight calls finish within
+/// the grace period.
 pub async fn run<S: IdentityService>(
     settings: &ServerSettings,
-    listener: TcpListener,
+    listeners: Listeners,
     service: Arc<S>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     type Api<S> = CognitoIdentityServiceServer<GrpcApi<S>>;
+
+    let draining = Arc::new(AtomicBool::new(false));
+    let (admin_stop, admin_stopped) = oneshot::channel::<()>();
+    if let Some(admin) = listeners.admin {
+        let stats = service.clone();
+        telemetry::metrics::metrics().set_cache_source(move || stats.cache_stats());
+        let probe = service.clone();
+        let state = telemetry::admin::AdminState {
+            draining: draining.clone(),
+            upstream_reachable: Arc::new(move || {
+                let probe = probe.clone();
+                Box::pin(async move { probe.ready().await })
+            }),
+        };
+        tokio::spawn(telemetry::admin::serve(admin, state, async {
+            let _ = admin_stopped.await;
+        }));
+    }
 
     let api = GrpcApi::new(service).into_server();
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -92,6 +121,7 @@ pub async fn run<S: IdentityService>(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
+        draining.store(true, Ordering::Release);
         health.set_not_serving::<Api<S>>().await;
         health
             .set_service_status("", ServingStatus::NotServing)
@@ -99,7 +129,7 @@ pub async fn run<S: IdentityService>(
         let _ = draining_tx.send(());
     };
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
     let server = Server::builder()
         .layer(middleware::stack(
             settings.request_timeout,
@@ -124,6 +154,7 @@ pub async fn run<S: IdentityService>(
         served = server => served?,
         () = grace_over => tracing::warn!(?grace, "grace period over: abandoning calls still in flight"),
     }
+    let _ = admin_stop.send(());
     tracing::info!("stopped");
     Ok(())
 }

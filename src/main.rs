@@ -12,7 +12,7 @@ use cognito_identity_gateway::config::{Cli, ConfigError, Settings};
 use cognito_identity_gateway::config::{Command, LogFormat};
 use cognito_identity_gateway::service::Gateway;
 use cognito_identity_gateway::upstream::CognitoUpstream;
-use cognito_identity_gateway::{run, shutdown, telemetry};
+use cognito_identity_gateway::{Listeners, run, shutdown, telemetry};
 
 /// Exit code of a bad configuration, as clap uses for bad usage.
 const BAD_CONFIGURATION: u8 = 2;
@@ -40,7 +40,10 @@ async fn gateway(cli: Cli) -> ExitCode {
         Ok(settings) => settings,
         Err(problems) => return refuse(&problems),
     };
-    telemetry::init_logs(settings.log_format);
+    let telemetry = match telemetry::init(settings.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(problem) => return refuse(&ConfigError(vec![problem])),
+    };
     #[cfg(feature = "emulator")]
     if embedded {
         use cognito_identity_gateway::emulator;
@@ -69,24 +72,40 @@ async fn gateway(cli: Cli) -> ExitCode {
         Ok(upstream) => upstream,
         Err(problem) => return refuse(&ConfigError(vec![problem])),
     };
-    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("cannot listen on {}: {e}", settings.listen);
-            return ExitCode::FAILURE;
-        }
+    let Some(grpc) = bind(settings.listen).await else {
+        return ExitCode::FAILURE;
     };
-    tracing::info!(listen = %settings.listen, "serving gRPC");
+    let admin = match settings.admin_listen {
+        Some(addr) => match bind(addr).await {
+            Some(listener) => Some(listener),
+            None => return ExitCode::FAILURE,
+        },
+        None => None,
+    };
+    tracing::info!(listen = %settings.listen, admin = ?settings.admin_listen, "serving gRPC");
     let service = Arc::new(Gateway::new(
         upstream,
         settings.cache.clone(),
         Clock::default(),
     ));
-    match run(&settings.server, listener, service, shutdown::signal()).await {
+    let listeners = Listeners { grpc, admin };
+    let outcome = run(&settings.server, listeners, service, shutdown::signal()).await;
+    telemetry.shutdown().await;
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            eprintln!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            eprintln!("cannot listen on {addr}: {e}");
+            None
         }
     }
 }
@@ -98,7 +117,7 @@ async fn emulator(args: cognito_identity_gateway::config::EmulatorArgs) -> ExitC
         Ok(config) => config,
         Err(problems) => return refuse(&problems),
     };
-    telemetry::init_logs(LogFormat::Text);
+    let _logs = telemetry::init(LogFormat::Text);
     let emulator = match Emulator::new(config.settings) {
         Ok(emulator) => emulator,
         Err(e) => return refuse(&ConfigError(vec![e])),

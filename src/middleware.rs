@@ -13,18 +13,25 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::{BoxError, Layer, Service, ServiceBuilder};
 
+use crate::telemetry::rpc::ObserveLayer;
+
 /// When the caller stops waiting, put in the request's extensions for the
 /// gRPC layer to hand to the domain.
 #[derive(Clone, Copy, Debug)]
 pub struct Deadline(pub Instant);
 
 /// The stack's type, for `tonic::transport::Server::layer`.
-pub type GatewayStack =
-    Stack<GlobalConcurrencyLimitLayer, Stack<LoadShedLayer, Stack<DeadlineLayer, Identity>>>;
+pub type GatewayStack = Stack<
+    GlobalConcurrencyLimitLayer,
+    Stack<LoadShedLayer, Stack<DeadlineLayer, Stack<ObserveLayer, Identity>>>,
+>;
 
 /// The middleware, outermost first.
 pub fn stack(request_timeout: Duration, concurrency_limit: usize) -> ServiceBuilder<GatewayStack> {
     ServiceBuilder::new()
+        // A span and metrics for every API call, around everything below,
+        // continued from the caller's trace context.
+        .layer(ObserveLayer)
         // Every call gets a deadline: the caller's grpc-timeout, capped by the
         // server's request timeout. Time spent waiting below counts.
         .layer(DeadlineLayer { request_timeout })

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cache::{CacheKey, CacheSettings, Cacheable, Clock, KeyMaker, TokenCache};
+use crate::cache::{CacheKey, CacheSettings, CacheStats, Cacheable, Clock, KeyMaker, TokenCache};
 use crate::domain::{
     GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput, GetIdOutput,
     GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, IdentityService, OpenIdToken,
@@ -60,7 +60,10 @@ impl<U: Upstream> Gateway<U> {
                     .get_or_fetch(key, move || call(upstream.clone(), input.clone()))
                     .await
             }
-            _ => call(self.upstream.clone(), input).await,
+            _ => {
+                crate::cache::record_outcome("bypass");
+                call(self.upstream.clone(), input).await
+            }
         }
     }
 }
@@ -81,6 +84,14 @@ async fn within_deadline<T>(
 }
 
 impl<U: Upstream> IdentityService for Gateway<U> {
+    fn ready(&self) -> impl Future<Output = bool> + Send {
+        self.upstream.reachable()
+    }
+
+    fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(TokenCache::stats)
+    }
+
     async fn get_id(&self, ctx: &RequestContext, input: GetIdInput) -> Result<GetIdOutput, Error> {
         // Only authenticated identities are stable: an unauthenticated GetId
         // makes a new identity each time, and sharing one between callers

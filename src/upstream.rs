@@ -3,7 +3,8 @@
 //! identity, EKS Pod Identity), sends validated domain inputs, and sorts the
 //! SDK's errors into domain cases. No proto type appears here.
 
-use std::time::{Duration, SystemTime};
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -20,6 +21,9 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::jwt;
+use crate::telemetry::metrics::metrics;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 /// How to reach Cognito.
 #[derive(Clone, Debug)]
@@ -47,7 +51,13 @@ pub struct UpstreamSettings {
 #[derive(Clone, Debug)]
 pub struct CognitoUpstream {
     client: Client,
+    region: String,
+    /// host:port that `/readyz` checks a connection to.
+    authority: String,
 }
+
+/// Bound on `/readyz`'s connection check: a probe must answer quickly.
+const REACHABILITY_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl CognitoUpstream {
     /// Loads the AWS configuration from the default chain, with the
@@ -84,13 +94,92 @@ impl CognitoUpstream {
                 "no AWS region found: set --region, AWS_REGION, or a profile region".to_owned(),
             );
         }
-        Ok(Self::new(&config))
+        Ok(Self::new(&config, settings.endpoint_url.as_deref()))
     }
 
-    /// A client over an already loaded configuration.
-    pub fn new(config: &SdkConfig) -> Self {
+    /// A client over an already loaded configuration; `endpoint_url` as
+    /// given to the loader, if any.
+    pub fn new(config: &SdkConfig, endpoint_url: Option<&str>) -> Self {
+        let region = config.region().map(ToString::to_string).unwrap_or_default();
+        // Where the SDK will connect: the given endpoint, the SDK's own
+        // environment overrides, or the region's public endpoint.
+        let endpoint = endpoint_url
+            .map(str::to_owned)
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_COGNITO_IDENTITY").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .unwrap_or_else(|| format!("https://cognito-identity.{region}.amazonaws.com"));
+        let authority = endpoint
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| {
+                let port = uri
+                    .port_u16()
+                    .unwrap_or(if uri.scheme_str() == Some("http") {
+                        80
+                    } else {
+                        443
+                    });
+                uri.host().map(|host| format!("{host}:{port}"))
+            })
+            .unwrap_or(endpoint);
         Self {
             client: Client::new(config),
+            region,
+            authority,
+        }
+    }
+
+    /// Runs one SDK call inside a client span (OpenTelemetry RPC
+    /// conventions for AWS), counts it, and sorts its error.
+    async fn observe<T, E>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    ) -> Result<T, Error>
+    where
+        T: RequestId,
+        E: ProvideErrorMetadata + RequestId + std::error::Error + Send + Sync + 'static,
+    {
+        let span = tracing::info_span!(
+            "aws.client",
+            otel.name = %format_args!("CognitoIdentity/{operation}"),
+            otel.kind = "client",
+            rpc.system = "aws-api",
+            rpc.service = "CognitoIdentity",
+            rpc.method = operation,
+            cloud.region = %self.region,
+            aws.request_id = Empty,
+            http.response.status_code = Empty,
+            error.type = Empty,
+        );
+        let started = Instant::now();
+        let result = call.instrument(span.clone()).await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(out) => {
+                span.record("http.response.status_code", 200);
+                if let Some(id) = out.request_id() {
+                    span.record("aws.request_id", id);
+                }
+                metrics().upstream_finished(operation, "OK", elapsed);
+                Ok(out)
+            }
+            Err(err) => {
+                let err = span.in_scope(|| sort_error(err));
+                span.record("error.type", err.reason());
+                metrics().upstream_finished(operation, err.reason(), elapsed);
+                let request_id = match &err {
+                    Error::Cognito { request_id, .. } => request_id.as_deref(),
+                    _ => None,
+                };
+                tracing::warn!(
+                    operation,
+                    code = err.reason(),
+                    aws_request_id = request_id,
+                    "Cognito Identity call failed"
+                );
+                Err(err)
+            }
         }
     }
 }
@@ -148,6 +237,8 @@ where
 {
     match err {
         SdkError::ServiceError(context) => {
+            tracing::Span::current()
+                .record("http.response.status_code", context.raw().status().as_u16());
             let err = context.err();
             Error::Cognito {
                 code: err.code().unwrap_or("Unknown").to_owned(),
@@ -175,29 +266,38 @@ where
 }
 
 impl Upstream for CognitoUpstream {
+    async fn reachable(&self) -> bool {
+        matches!(
+            tokio::time::timeout(
+                REACHABILITY_TIMEOUT,
+                tokio::net::TcpStream::connect(&self.authority)
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+
     async fn get_id(&self, input: &GetIdInput) -> Result<GetIdOutput, Error> {
-        let out = self
+        let call = self
             .client
             .get_id()
             .identity_pool_id(input.identity_pool_id.as_str())
             .set_account_id(input.account_id.as_ref().map(|a| a.as_str().to_owned()))
             .set_logins(sdk_map(input.logins.map()))
-            .send()
-            .await
-            .map_err(sort_error)?;
+            .send();
+        let out = self.observe("GetId", call).await?;
         let identity_id = out.identity_id.ok_or_else(|| missing("IdentityId"))?;
         Ok(GetIdOutput { identity_id })
     }
 
     async fn get_open_id_token(&self, input: &GetOpenIdTokenInput) -> Result<OpenIdToken, Error> {
-        let out = self
+        let call = self
             .client
             .get_open_id_token()
             .identity_id(input.identity_id.as_str())
             .set_logins(sdk_map(input.logins.map()))
-            .send()
-            .await
-            .map_err(sort_error)?;
+            .send();
+        let out = self.observe("GetOpenIdToken", call).await?;
         token(out.identity_id, out.token)
     }
 
@@ -205,7 +305,7 @@ impl Upstream for CognitoUpstream {
         &self,
         input: &GetOpenIdTokenForDeveloperIdentityInput,
     ) -> Result<OpenIdToken, Error> {
-        let out = self
+        let call = self
             .client
             .get_open_id_token_for_developer_identity()
             .identity_pool_id(input.identity_pool_id.as_str())
@@ -213,9 +313,10 @@ impl Upstream for CognitoUpstream {
             .set_logins(sdk_map(input.logins.map()))
             .set_principal_tags(sdk_map(input.principal_tags.map()))
             .set_token_duration(input.token_duration.map(|d| i64::from(d.seconds())))
-            .send()
-            .await
-            .map_err(sort_error)?;
+            .send();
+        let out = self
+            .observe("GetOpenIdTokenForDeveloperIdentity", call)
+            .await?;
         token(out.identity_id, out.token)
     }
 
@@ -223,7 +324,7 @@ impl Upstream for CognitoUpstream {
         &self,
         input: &GetCredentialsForIdentityInput,
     ) -> Result<GetCredentialsForIdentityOutput, Error> {
-        let out = self
+        let call = self
             .client
             .get_credentials_for_identity()
             .identity_id(input.identity_id.as_str())
@@ -234,9 +335,8 @@ impl Upstream for CognitoUpstream {
                     .as_ref()
                     .map(|r| r.as_str().to_owned()),
             )
-            .send()
-            .await
-            .map_err(sort_error)?;
+            .send();
+        let out = self.observe("GetCredentialsForIdentity", call).await?;
         let identity_id = out.identity_id.ok_or_else(|| missing("IdentityId"))?;
         let credentials = out.credentials.ok_or_else(|| missing("Credentials"))?;
         let (Some(access_key_id), Some(secret_key), Some(session_token)) = (

@@ -20,6 +20,7 @@ fn gateway() -> Command {
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("COGNITO_GATEWAY_ADMIN_LISTEN", "off")
         .stdin(Stdio::null());
     cmd
 }

@@ -395,6 +395,7 @@ impl TokenCache {
             let now = self.lifetimes.clock.now();
             if entry.servable(now, margin) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                record_outcome("hit");
                 self.refresh_if_due(key, &entry, now, &fetch);
                 return unwrap(entry.value.clone());
             }
@@ -430,12 +431,13 @@ impl TokenCache {
             }
         };
         let outcome = self.cache.try_get_with(key, init).await;
-        let counter = if fetched.load(Ordering::Relaxed) {
-            &self.counters.misses
+        let (counter, label) = if fetched.load(Ordering::Relaxed) {
+            (&self.counters.misses, "miss")
         } else {
-            &self.counters.coalesced
+            (&self.counters.coalesced, "coalesced")
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        record_outcome(label);
         match outcome {
             Ok(entry) => unwrap(entry.value.clone()),
             Err(miss) => match &*miss {
@@ -445,6 +447,7 @@ impl TokenCache {
                     match stale {
                         Some(entry) if err.is_retryable() && entry.valid(now, margin) => {
                             self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
+                            record_outcome("stale");
                             tracing::warn!(
                                 "upstream failed ({err}); serving a still-valid cached token"
                             );
@@ -501,6 +504,11 @@ impl TokenCache {
             }
         });
     }
+}
+
+/// Says on the call's span how the cache answered.
+pub fn record_outcome(outcome: &'static str) {
+    tracing::Span::current().record("cache.outcome", outcome);
 }
 
 fn unwrap<T: Cacheable>(cached: Cached) -> Result<T, Error> {

@@ -28,6 +28,17 @@ use crate::error::Error;
 /// The four operations as the gateway offers them: what the gRPC layer
 /// calls, with who is calling and by when they need the answer.
 pub trait IdentityService: Send + Sync + 'static {
+    /// Whether the service can answer now (for `/readyz`): its upstream can
+    /// be reached.
+    fn ready(&self) -> impl Future<Output = bool> + Send {
+        std::future::ready(true)
+    }
+
+    /// The cache's counters, if it has a cache.
+    fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
+        None
+    }
+
     /// GetId.
     fn get_id(
         &self,
@@ -60,6 +71,11 @@ pub trait IdentityService: Send + Sync + 'static {
 /// Cognito Identity itself (or anything that answers as it does). Errors are
 /// already sorted into domain cases.
 pub trait Upstream: Send + Sync + 'static {
+    /// Whether the upstream can be reached now (a connection can be opened).
+    fn reachable(&self) -> impl Future<Output = bool> + Send {
+        std::future::ready(true)
+    }
+
     /// GetId.
     fn get_id(&self, input: &GetIdInput)
     -> impl Future<Output = Result<GetIdOutput, Error>> + Send;

@@ -57,6 +57,9 @@ impl From<Error> for Status {
     fn from(err: Error) -> Status {
         let message = err.to_string();
         let retryable = err.is_retryable();
+        let reason = err.reason().to_owned();
+        // The call's server span, when there is one, says what failed.
+        tracing::Span::current().record("error.type", reason.as_str());
         let (code, details) = match err {
             Error::InvalidRequest(violations) => {
                 let fields: Vec<FieldViolation> = violations
@@ -64,40 +67,26 @@ impl From<Error> for Status {
                     .map(|v| FieldViolation::new(v.field.proto_name(), v.description.clone()))
                     .collect();
                 let mut details = ErrorDetails::with_bad_request(fields);
-                details.set_error_info("INVALID_REQUEST", GATEWAY_DOMAIN, HashMap::new());
+                details.set_error_info(reason, GATEWAY_DOMAIN, HashMap::new());
                 (Code::InvalidArgument, details)
             }
             Error::Cognito {
                 code, request_id, ..
             } => (
                 code_for_cognito_error(&code),
-                error_info(&code, COGNITO_DOMAIN, request_id, retryable),
+                error_info(&reason, COGNITO_DOMAIN, request_id, retryable),
             ),
-            Error::Unreachable(_) => (
-                Code::Unavailable,
-                error_info("UPSTREAM_UNREACHABLE", GATEWAY_DOMAIN, None, retryable),
-            ),
-            Error::UpstreamTimeout => (
-                Code::DeadlineExceeded,
-                error_info("UPSTREAM_TIMEOUT", GATEWAY_DOMAIN, None, retryable),
-            ),
-            Error::DeadlineExceeded => (
-                Code::DeadlineExceeded,
-                error_info("DEADLINE_EXCEEDED", GATEWAY_DOMAIN, None, retryable),
-            ),
-            Error::BadResponse { status, .. } => (
-                // An unreadable 5xx is a server fault like InternalErrorException.
-                if status >= 500 {
-                    Code::Unavailable
-                } else {
-                    Code::Unknown
-                },
-                error_info("UPSTREAM_BAD_RESPONSE", GATEWAY_DOMAIN, None, retryable),
-            ),
-            Error::Internal(_) => (
-                Code::Internal,
-                error_info("INTERNAL", GATEWAY_DOMAIN, None, retryable),
-            ),
+            other => {
+                let code = match other {
+                    Error::Unreachable(_) => Code::Unavailable,
+                    Error::UpstreamTimeout | Error::DeadlineExceeded => Code::DeadlineExceeded,
+                    // An unreadable 5xx is a server fault like InternalErrorException.
+                    Error::BadResponse { status, .. } if status >= 500 => Code::Unavailable,
+                    Error::BadResponse { .. } => Code::Unknown,
+                    _ => Code::Internal,
+                };
+                (code, error_info(&reason, GATEWAY_DOMAIN, None, retryable))
+            }
         };
         Status::with_error_details(code, message, details)
     }

@@ -95,7 +95,11 @@ impl TestGateway {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            cognito_identity_gateway::run(&settings, listener, service, async {
+            let listeners = cognito_identity_gateway::Listeners {
+                grpc: listener,
+                admin: None,
+            };
+            cognito_identity_gateway::run(&settings, listeners, service, async {
                 let _ = rx.await;
             })
             .await

@@ -1,0 +1,291 @@
+//! Prometheus metrics: requests per RPC and status code, latency, calls in
+//! flight; upstream calls per operation and Cognito error code, with
+//! latency; the token cache's counters; build information. One registry per
+//! process, as Prometheus clients keep.
+
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::cache::CacheStats;
+
+/// Labels of a gRPC call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    /// The method, e.g. `GetId`.
+    pub rpc: String,
+    /// The gRPC status code name, e.g. `OK`.
+    pub code: String,
+}
+
+/// Labels of a latency series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    /// The method or operation.
+    pub method: String,
+}
+
+/// Labels of an upstream call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// The Cognito operation.
+    pub operation: String,
+    /// `OK`, the Cognito error code, or the gateway's reason for a transport failure.
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+type Latency = Family<MethodLabel, Histogram, fn() -> Histogram>;
+
+/// Latency buckets: 100 µs to about 3.3 s, doubling; a cache hit lands in
+/// the first few, a Cognito call in the middle.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+}
+
+/// Where the cache's counters are read at scrape time.
+type CacheSource = Arc<dyn Fn() -> Option<CacheStats> + Send + Sync>;
+
+#[derive(Default)]
+struct CacheCollector {
+    source: Mutex<Option<CacheSource>>,
+}
+
+impl std::fmt::Debug for CacheCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for CacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let source = self.source.lock().ok().and_then(|s| s.clone());
+        let Some(stats) = source.and_then(|f| f()) else {
+            return Ok(());
+        };
+        let counters = [
+            (
+                "gateway_cache_hits",
+                "Answers served from the cache.",
+                stats.hits,
+            ),
+            (
+                "gateway_cache_misses",
+                "Answers fetched upstream for a caller.",
+                stats.misses,
+            ),
+            (
+                "gateway_cache_coalesced_waits",
+                "Callers that waited for another caller's upstream call.",
+                stats.coalesced,
+            ),
+            (
+                "gateway_cache_background_refreshes",
+                "Entries renewed in the background.",
+                stats.refreshes,
+            ),
+            (
+                "gateway_cache_stale_serves",
+                "Still-valid tokens served because the upstream failed.",
+                stats.stale_served,
+            ),
+            (
+                "gateway_cache_evictions",
+                "Entries removed by expiry or the memory budget.",
+                stats.evictions,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "gateway_cache_entries",
+                "Entries in the cache.",
+                stats.entries,
+            ),
+            (
+                "gateway_cache_bytes",
+                "Bytes the cache holds, as weighed.",
+                stats.bytes,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The process's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RpcLabels, Counter>,
+    request_latency: Latency,
+    in_flight: Gauge,
+    upstream_calls: Family<UpstreamLabels, Counter>,
+    upstream_latency: Latency,
+    cache: Arc<CacheCollector>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RpcLabels, Counter>::default();
+        registry.register(
+            "grpc_server_requests",
+            "gRPC calls finished, by method and status code.",
+            requests.clone(),
+        );
+        let request_latency: Latency = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "grpc_server_request_duration_seconds",
+            "Time from a call's arrival to its status, by method.",
+            request_latency.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "grpc_server_in_flight_requests",
+            "gRPC calls being served.",
+            in_flight.clone(),
+        );
+        let upstream_calls = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "cognito_upstream_calls",
+            "Calls to Cognito Identity, by operation and outcome (OK or the error code).",
+            upstream_calls.clone(),
+        );
+        let upstream_latency: Latency = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "cognito_upstream_duration_seconds",
+            "Time a call to Cognito Identity took, retries included, by operation.",
+            upstream_latency.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        registry.register("gateway_build_info", "Build information; always 1.", build);
+        let cache = Arc::new(CacheCollector::default());
+        registry.register_collector(Box::new(cache.clone()));
+        Self {
+            registry,
+            requests,
+            request_latency,
+            in_flight,
+            upstream_calls,
+            upstream_latency,
+            cache,
+        }
+    }
+
+    /// Where to read the cache's counters from at scrape time.
+    pub fn set_cache_source(
+        &self,
+        source: impl Fn() -> Option<CacheStats> + Send + Sync + 'static,
+    ) {
+        if let Ok(mut slot) = self.cache.source.lock() {
+            *slot = Some(Arc::new(source));
+        }
+    }
+
+    /// A call started.
+    pub fn call_started(&self) {
+        self.in_flight.inc();
+    }
+
+    /// A call finished with `code` after `elapsed`.
+    pub fn call_finished(&self, rpc: &str, code: tonic::Code, elapsed: Duration) {
+        self.in_flight.dec();
+        self.requests
+            .get_or_create(&RpcLabels {
+                rpc: rpc.to_owned(),
+                code: code_name(code).to_owned(),
+            })
+            .inc();
+        self.request_latency
+            .get_or_create(&MethodLabel {
+                method: rpc.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// An upstream call finished.
+    pub fn upstream_finished(&self, operation: &str, outcome: &str, elapsed: Duration) {
+        self.upstream_calls
+            .get_or_create(&UpstreamLabels {
+                operation: operation.to_owned(),
+                code: outcome.to_owned(),
+            })
+            .inc();
+        self.upstream_latency
+            .get_or_create(&MethodLabel {
+                method: operation.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The canonical name of a gRPC code, as the gRPC specification spells it.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}

@@ -1,0 +1,248 @@
+//! The server side of every API call: a span following the OpenTelemetry
+//! RPC conventions, continued from the caller's W3C trace context, and the
+//! request metrics. A tower layer, so that time spent in the middleware
+//! below it (deadlines, load shedding) is inside the span.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body::{Body, Frame};
+use tonic::Code;
+use tower::{BoxError, Layer, Service};
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::metrics::{code_name, metrics};
+use super::traces;
+
+/// The gRPC service observed; health checks and reflection pass untouched.
+const API_PREFIX: &str = "/cognito_identity_gateway.v1.CognitoIdentityService/";
+
+/// Observes API calls; see the module documentation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ObserveLayer;
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe { inner }
+    }
+}
+
+/// The service of [`ObserveLayer`].
+#[derive(Clone, Debug)]
+pub struct Observe<S> {
+    inner: S,
+}
+
+/// Closes a call's books once its status is known: records it on the span,
+/// counts it, and logs it at debug. Runs once, also when the client goes
+/// away mid-call (then the call counts as CANCELLED).
+struct Finish {
+    span: tracing::Span,
+    method: &'static str,
+    started: Instant,
+    done: bool,
+}
+
+impl Finish {
+    fn finish(&mut self, code: Code) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let elapsed = self.started.elapsed();
+        self.span.record("rpc.grpc.status_code", code as i64);
+        metrics().call_finished(self.method, code, elapsed);
+        let _entered = self.span.enter();
+        tracing::debug!(
+            rpc = self.method,
+            code = code_name(code),
+            elapsed_us = elapsed.as_micros() as u64,
+            "call finished"
+        );
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.finish(Code::Cancelled);
+    }
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
+    let value = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    Some(Code::from_i32(value))
+}
+
+/// The methods of the API, as `'static` names for labels.
+fn method_name(path: &str) -> Option<&'static str> {
+    const METHODS: [&str; 4] = [
+        "GetId",
+        "GetOpenIdToken",
+        "GetOpenIdTokenForDeveloperIdentity",
+        "GetCredentialsForIdentity",
+    ];
+    let method = path.strip_prefix(API_PREFIX)?;
+    METHODS.into_iter().find(|m| *m == method)
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that reads the status from the trailers.
+    pub struct ObservedBody<B> {
+        #[pin]
+        inner: B,
+        finish: Option<Finish>,
+    }
+}
+
+impl<B> Body for ObservedBody<B>
+where
+    B: Body,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(finish)) = (&polled, this.finish.as_mut())
+            && let Some(trailers) = frame.trailers_ref()
+        {
+            finish.finish(grpc_status(trailers).unwrap_or(Code::Unknown));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B, ResBody> Service<http::Request<B>> for Observe<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = http::Response<ObservedBody<ResBody>>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let Some(method) = method_name(request.uri().path()) else {
+            let call = self.inner.call(request);
+            return Box::pin(async move {
+                let response = call.await.map_err(Into::into)?;
+                Ok(response.map(|inner| ObservedBody {
+                    inner,
+                    finish: None,
+                }))
+            });
+        };
+        let span = tracing::info_span!(
+            "grpc.server",
+            otel.name = %format_args!("cognito_identity_gateway.v1.CognitoIdentityService/{method}"),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = "cognito_identity_gateway.v1.CognitoIdentityService",
+            rpc.method = method,
+            rpc.grpc.status_code = Empty,
+            server.address = Empty,
+            server.port = Empty,
+            client.address = Empty,
+            client.port = Empty,
+            cache.outcome = Empty,
+            error.type = Empty,
+        );
+        // A caller's context that cannot be parented is dropped, not fatal.
+        let _ = span.set_parent(traces::extract(request.headers()));
+        if let Some(info) = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+        {
+            if let Some(local) = info.local_addr() {
+                span.record("server.address", tracing::field::display(local.ip()));
+                span.record("server.port", local.port());
+            }
+            if let Some(remote) = info.remote_addr() {
+                span.record("client.address", tracing::field::display(remote.ip()));
+                span.record("client.port", remote.port());
+            }
+        }
+        metrics().call_started();
+        let mut finish = Finish {
+            span: span.clone(),
+            method,
+            started: Instant::now(),
+            done: false,
+        };
+        let call = self.inner.call(request).instrument(span);
+        Box::pin(async move {
+            match call.await {
+                Ok(response) => {
+                    // A trailers-only response (an error) carries the status
+                    // in its headers; otherwise it comes in the trailers.
+                    let finish = match grpc_status(response.headers()) {
+                        Some(code) => {
+                            finish.finish(code);
+                            None
+                        }
+                        None => Some(finish),
+                    };
+                    Ok(response.map(|inner| ObservedBody { inner, finish }))
+                }
+                Err(err) => {
+                    // A middleware error (load shed): answered here, as
+                    // tonic would, so that it is counted like any status.
+                    let status = tonic::Status::from_error(err.into());
+                    finish.finish(status.code());
+                    Ok(status.into_http().map(|inner| ObservedBody {
+                        inner,
+                        finish: None,
+                    }))
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_api_is_observed() {
+        assert_eq!(
+            method_name("/cognito_identity_gateway.v1.CognitoIdentityService/GetId"),
+            Some("GetId")
+        );
+        assert_eq!(method_name("/grpc.health.v1.Health/Check"), None);
+        assert_eq!(
+            method_name("/cognito_identity_gateway.v1.CognitoIdentityService/Nope"),
+            None
+        );
+    }
+}
