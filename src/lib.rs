@@ -90,15 +90,9 @@ pub async fn run<S: IdentityService>(
     let draining = Arc::new(AtomicBool::new(false));
     let (admin_stop, admin_stopped) = oneshot::channel::<()>();
     if let Some(admin) = listeners.admin {
-        let stats = service.clone();
-        telemetry::metrics::metrics().set_cache_source(move || stats.cache_stats());
-        let probe = service.clone();
         let state = telemetry::admin::AdminState {
             draining: draining.clone(),
-            upstream_reachable: Arc::new(move || {
-                let probe = probe.clone();
-                Box::pin(async move { probe.ready().await })
-            }),
+            probe: Arc::new(service.clone()),
         };
         tokio::spawn(telemetry::admin::serve(admin, state, async {
             let _ = admin_stopped.await;

@@ -88,8 +88,11 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         self.upstream.reachable()
     }
 
-    fn cache_stats(&self) -> Option<CacheStats> {
-        self.cache.as_ref().map(TokenCache::stats)
+    async fn cache_stats(&self) -> Option<CacheStats> {
+        let cache = self.cache.as_ref()?;
+        // moka counts entries lazily; settle them so the scrape is current.
+        cache.run_pending_tasks().await;
+        Some(cache.stats())
     }
 
     async fn get_id(&self, ctx: &RequestContext, input: GetIdInput) -> Result<GetIdOutput, Error> {

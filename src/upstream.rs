@@ -237,8 +237,10 @@ where
 {
     match err {
         SdkError::ServiceError(context) => {
-            tracing::Span::current()
-                .record("http.response.status_code", context.raw().status().as_u16());
+            tracing::Span::current().record(
+                "http.response.status_code",
+                i64::from(context.raw().status().as_u16()),
+            );
             let err = context.err();
             Error::Cognito {
                 code: err.code().unwrap_or("Unknown").to_owned(),

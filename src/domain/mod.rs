@@ -34,9 +34,9 @@ pub trait IdentityService: Send + Sync + 'static {
         std::future::ready(true)
     }
 
-    /// The cache's counters, if it has a cache.
-    fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
-        None
+    /// The cache's counters, if it has a cache, brought up to date.
+    fn cache_stats(&self) -> impl Future<Output = Option<crate::cache::CacheStats>> + Send {
+        std::future::ready(None)
     }
 
     /// GetId.

@@ -14,17 +14,38 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use super::metrics::metrics;
+use crate::cache::CacheStats;
+use crate::domain::IdentityService;
 
-/// Answers whether the upstream can be reached now.
-pub type ReadinessProbe = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What the admin routes ask of the service.
+pub trait Probe: Send + Sync + 'static {
+    /// Whether the upstream can be reached now.
+    fn ready(&self) -> BoxFuture<bool>;
+    /// The cache's counters, brought up to date.
+    fn cache_stats(&self) -> BoxFuture<Option<CacheStats>>;
+}
+
+impl<S: IdentityService> Probe for Arc<S> {
+    fn ready(&self) -> BoxFuture<bool> {
+        let service = self.clone();
+        Box::pin(async move { IdentityService::ready(&*service).await })
+    }
+
+    fn cache_stats(&self) -> BoxFuture<Option<CacheStats>> {
+        let service = self.clone();
+        Box::pin(async move { IdentityService::cache_stats(&*service).await })
+    }
+}
 
 /// What the admin routes report on.
 #[derive(Clone)]
 pub struct AdminState {
     /// Set once shutdown has begun.
     pub draining: Arc<AtomicBool>,
-    /// The upstream check of `/readyz`.
-    pub upstream_reachable: ReadinessProbe,
+    /// The service.
+    pub probe: Arc<dyn Probe>,
 }
 
 fn text(status: u16, body: impl Into<Bytes>, content_type: &'static str) -> Response<Full<Bytes>> {
@@ -43,16 +64,16 @@ async fn route<B>(
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     Ok(match (request.method().as_str(), request.uri().path()) {
-        ("GET", "/metrics") => text(
-            200,
-            metrics().encode(),
-            "text/plain; version=0.0.4; charset=utf-8",
-        ),
+        ("GET", "/metrics") => {
+            let cache = state.probe.cache_stats().await;
+            let exposition = metrics().encode(cache);
+            text(200, exposition, "text/plain; version=0.0.4; charset=utf-8")
+        }
         ("GET", "/healthz") => text(200, "ok\n", PLAIN),
         ("GET", "/readyz") => {
             if state.draining.load(Ordering::Acquire) {
                 text(503, "draining\n", PLAIN)
-            } else if (state.upstream_reachable)().await {
+            } else if state.probe.ready().await {
                 text(200, "ready\n", PLAIN)
             } else {
                 text(503, "upstream unreachable\n", PLAIN)

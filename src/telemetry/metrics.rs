@@ -53,12 +53,10 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
 }
 
-/// Where the cache's counters are read at scrape time.
-type CacheSource = Arc<dyn Fn() -> Option<CacheStats> + Send + Sync>;
-
+/// The cache's counters as read for the scrape being encoded.
 #[derive(Default)]
 struct CacheCollector {
-    source: Mutex<Option<CacheSource>>,
+    stats: Mutex<Option<CacheStats>>,
 }
 
 impl std::fmt::Debug for CacheCollector {
@@ -69,39 +67,38 @@ impl std::fmt::Debug for CacheCollector {
 
 impl prometheus_client::collector::Collector for CacheCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let source = self.source.lock().ok().and_then(|s| s.clone());
-        let Some(stats) = source.and_then(|f| f()) else {
+        let Some(stats) = self.stats.lock().ok().and_then(|s| *s) else {
             return Ok(());
         };
         let counters = [
             (
                 "gateway_cache_hits",
-                "Answers served from the cache.",
+                "Answers served from the cache",
                 stats.hits,
             ),
             (
                 "gateway_cache_misses",
-                "Answers fetched upstream for a caller.",
+                "Answers fetched upstream for a caller",
                 stats.misses,
             ),
             (
                 "gateway_cache_coalesced_waits",
-                "Callers that waited for another caller's upstream call.",
+                "Callers that waited for another caller's upstream call",
                 stats.coalesced,
             ),
             (
                 "gateway_cache_background_refreshes",
-                "Entries renewed in the background.",
+                "Entries renewed in the background",
                 stats.refreshes,
             ),
             (
                 "gateway_cache_stale_serves",
-                "Still-valid tokens served because the upstream failed.",
+                "Still-valid tokens served because the upstream failed",
                 stats.stale_served,
             ),
             (
                 "gateway_cache_evictions",
-                "Entries removed by expiry or the memory budget.",
+                "Entries removed by expiry or the memory budget",
                 stats.evictions,
             ),
         ];
@@ -117,12 +114,12 @@ impl prometheus_client::collector::Collector for CacheCollector {
         let gauges = [
             (
                 "gateway_cache_entries",
-                "Entries in the cache.",
+                "Entries in the cache",
                 stats.entries,
             ),
             (
                 "gateway_cache_bytes",
-                "Bytes the cache holds, as weighed.",
+                "Bytes the cache holds, as weighed",
                 stats.bytes,
             ),
         ];
@@ -164,31 +161,31 @@ impl Metrics {
         let requests = Family::<RpcLabels, Counter>::default();
         registry.register(
             "grpc_server_requests",
-            "gRPC calls finished, by method and status code.",
+            "gRPC calls finished, by method and status code",
             requests.clone(),
         );
         let request_latency: Latency = Family::new_with_constructor(latency_histogram);
         registry.register(
             "grpc_server_request_duration_seconds",
-            "Time from a call's arrival to its status, by method.",
+            "Time from a call's arrival to its status, by method",
             request_latency.clone(),
         );
         let in_flight = Gauge::default();
         registry.register(
             "grpc_server_in_flight_requests",
-            "gRPC calls being served.",
+            "gRPC calls being served",
             in_flight.clone(),
         );
         let upstream_calls = Family::<UpstreamLabels, Counter>::default();
         registry.register(
             "cognito_upstream_calls",
-            "Calls to Cognito Identity, by operation and outcome (OK or the error code).",
+            "Calls to Cognito Identity, by operation and outcome (OK or the error code)",
             upstream_calls.clone(),
         );
         let upstream_latency: Latency = Family::new_with_constructor(latency_histogram);
         registry.register(
             "cognito_upstream_duration_seconds",
-            "Time a call to Cognito Identity took, retries included, by operation.",
+            "Time a call to Cognito Identity took, retries included, by operation",
             upstream_latency.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
@@ -197,7 +194,7 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             })
             .set(1);
-        registry.register("gateway_build_info", "Build information; always 1.", build);
+        registry.register("gateway_build_info", "Build information; always 1", build);
         let cache = Arc::new(CacheCollector::default());
         registry.register_collector(Box::new(cache.clone()));
         Self {
@@ -208,16 +205,6 @@ impl Metrics {
             upstream_calls,
             upstream_latency,
             cache,
-        }
-    }
-
-    /// Where to read the cache's counters from at scrape time.
-    pub fn set_cache_source(
-        &self,
-        source: impl Fn() -> Option<CacheStats> + Send + Sync + 'static,
-    ) {
-        if let Ok(mut slot) = self.cache.source.lock() {
-            *slot = Some(Arc::new(source));
         }
     }
 
@@ -257,8 +244,11 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    /// The Prometheus text exposition, with the cache's counters `cache`.
+    pub fn encode(&self, cache: Option<CacheStats>) -> String {
+        if let Ok(mut slot) = self.cache.stats.lock() {
+            *slot = cache;
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -185,11 +185,11 @@ where
         {
             if let Some(local) = info.local_addr() {
                 span.record("server.address", tracing::field::display(local.ip()));
-                span.record("server.port", local.port());
+                span.record("server.port", i64::from(local.port()));
             }
             if let Some(remote) = info.remote_addr() {
                 span.record("client.address", tracing::field::display(remote.ip()));
-                span.record("client.port", remote.port());
+                span.record("client.port", i64::from(remote.port()));
             }
         }
         metrics().call_started();

@@ -1,0 +1,421 @@
+//! Telemetry as an operator sees it: the real binary, configured by the
+//! standard OTEL_* environment, exporting to an in-process OTLP gRPC
+//! collector (the trace service of opentelemetry-proto on 127.0.0.1:0),
+//! and scraped on its admin listener. Also the check that no secret from
+//! any request or response reaches the exported spans or the logs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
+use cognito_identity_gateway::proto as pb;
+use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
+const SECRET_USER: &str = "secret-developer-user-7f3a";
+const SECRET_TAG: &str = "secret-tag-value-91c2";
+const SECRET_LOGIN: &str = "secret-login-token-5d8e";
+
+#[derive(Default, Clone)]
+struct Collector {
+    requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.requests.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    let status = reply[9..12].parse().unwrap();
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of a metric line `name{labels} value`, 0 when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn with_trace<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01")
+            .parse()
+            .unwrap(),
+    );
+    request
+}
+
+fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+}
+
+fn str_attr<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
+    match attr(span, key)? {
+        Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn int_attr(span: &Span, key: &str) -> Option<i64> {
+    match attr(span, key)? {
+        Value::IntValue(i) => Some(*i),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn spans_metrics_and_logs() {
+    let collector = Collector::default();
+    let otlp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp_addr = otlp.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(otlp)),
+    );
+
+    let (grpc_port, admin_port) = (free_port(), free_port());
+    let mut child = Command::new(BIN)
+        .args(["--emulator", "--log-format", "json"])
+        .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "debug")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp_addr}"))
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .env("OTEL_SERVICE_NAME", "gateway-under-test")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Read the logs as they come: a full pipe would block the gateway.
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+
+    let mut channel = None;
+    for _ in 0..200 {
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+                .unwrap();
+        if let Ok(c) = endpoint.connect().await {
+            channel = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client: CognitoIdentityServiceClient<Channel> =
+        CognitoIdentityServiceClient::new(channel.expect("the gateway listens"));
+
+    assert_eq!(http_get(admin_port, "/healthz").await.0, 200);
+    assert_eq!(http_get(admin_port, "/readyz").await.0, 200);
+    let before = http_get(admin_port, "/metrics").await.1;
+
+    let developer = || pb::GetOpenIdTokenForDeveloperIdentityRequest {
+        identity_pool_id: DEFAULT_POOL_ID.into(),
+        logins: HashMap::from([(DEFAULT_DEVELOPER_PROVIDER.into(), SECRET_USER.into())]),
+        principal_tags: HashMap::from([("team".into(), SECRET_TAG.into())]),
+        token_duration_seconds: Some(900),
+        ..Default::default()
+    };
+    let first = client
+        .get_open_id_token_for_developer_identity(with_trace(developer()))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = client
+        .get_open_id_token_for_developer_identity(with_trace(developer()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.token, second.token);
+    let credentials = client
+        .get_credentials_for_identity(with_trace(pb::GetCredentialsForIdentityRequest {
+            identity_id: first.identity_id.clone(),
+            logins: HashMap::from([("cognito-identity.amazonaws.com".into(), first.token.clone())]),
+            custom_role_arn: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .credentials
+        .unwrap();
+    let invalid = client
+        .get_id(with_trace(pb::GetIdRequest {
+            identity_pool_id: "bad".into(),
+            logins: HashMap::from([("graph.facebook.com".into(), SECRET_LOGIN.into())]),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.code(), tonic::Code::InvalidArgument);
+    let not_found = client
+        .get_id(with_trace(pb::GetIdRequest {
+            identity_pool_id: "us-east-1:00000000-0000-0000-0000-000000000000".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(not_found.code(), tonic::Code::NotFound);
+
+    // Metrics moved as the calls were made.
+    let after = http_get(admin_port, "/metrics").await.1;
+    let developer_ok =
+        r#"grpc_server_requests_total{rpc="GetOpenIdTokenForDeveloperIdentity",code="OK"}"#;
+    assert_eq!(
+        metric(&after, developer_ok) - metric(&before, developer_ok),
+        2.0,
+        "{after}"
+    );
+    assert_eq!(
+        metric(
+            &after,
+            r#"grpc_server_requests_total{rpc="GetId",code="INVALID_ARGUMENT"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &after,
+            r#"grpc_server_requests_total{rpc="GetId",code="NOT_FOUND"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &after,
+            r#"cognito_upstream_calls_total{operation="GetOpenIdTokenForDeveloperIdentity",code="OK"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &after,
+            r#"cognito_upstream_calls_total{operation="GetId",code="ResourceNotFoundException"}"#
+        ),
+        1.0
+    );
+    assert!(metric(&after, "gateway_cache_hits_total") >= 1.0, "{after}");
+    assert!(
+        metric(&after, "gateway_cache_misses_total") >= 2.0,
+        "{after}"
+    );
+    assert!(metric(&after, "gateway_cache_entries") >= 1.0, "{after}");
+    assert!(
+        after.contains(r#"grpc_server_request_duration_seconds_count{method="GetId"} 2"#),
+        "{after}"
+    );
+    assert!(after.contains("gateway_build_info{version="));
+    assert_eq!(metric(&after, "grpc_server_in_flight_requests"), 0.0);
+
+    // SIGTERM flushes the exporter before exit.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = logs.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{logs}");
+
+    let exported = collector.requests.lock().unwrap().clone();
+    let resource_attrs = format!(
+        "{:?}",
+        exported.first().expect("spans exported").resource_spans[0].resource
+    );
+    assert!(
+        resource_attrs.contains("gateway-under-test")
+            && resource_attrs.contains("deployment.environment")
+    );
+    let spans: Vec<Span> = exported
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| s.spans.clone())
+        .collect();
+    let named = |name: &str| -> Vec<&Span> { spans.iter().filter(|s| s.name == name).collect() };
+
+    let servers = named(
+        "cognito_identity_gateway.v1.CognitoIdentityService/GetOpenIdTokenForDeveloperIdentity",
+    );
+    assert_eq!(
+        servers.len(),
+        2,
+        "{:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    for server in &servers {
+        assert_eq!(hex::encode(&server.trace_id), TRACE_ID);
+        assert_eq!(hex::encode(&server.parent_span_id), PARENT_SPAN_ID);
+        assert_eq!(server.kind, SpanKind::Server as i32);
+        assert_eq!(str_attr(server, "rpc.system"), Some("grpc"));
+        assert_eq!(
+            str_attr(server, "rpc.service"),
+            Some("cognito_identity_gateway.v1.CognitoIdentityService")
+        );
+        assert_eq!(
+            str_attr(server, "rpc.method"),
+            Some("GetOpenIdTokenForDeveloperIdentity")
+        );
+        assert_eq!(int_attr(server, "rpc.grpc.status_code"), Some(0));
+        assert_eq!(str_attr(server, "server.address"), Some("127.0.0.1"));
+        assert_eq!(str_attr(server, "client.address"), Some("127.0.0.1"));
+        assert_eq!(int_attr(server, "server.port"), Some(i64::from(grpc_port)));
+    }
+    let outcomes: Vec<_> = servers
+        .iter()
+        .map(|s| str_attr(s, "cache.outcome"))
+        .collect();
+    assert!(
+        outcomes.contains(&Some("miss")) && outcomes.contains(&Some("hit")),
+        "{outcomes:?}"
+    );
+
+    let clients = named("CognitoIdentity/GetOpenIdTokenForDeveloperIdentity");
+    assert_eq!(clients.len(), 1, "one upstream call for two requests");
+    let client_span = clients[0];
+    let miss = servers
+        .iter()
+        .find(|s| str_attr(s, "cache.outcome") == Some("miss"))
+        .unwrap();
+    assert_eq!(client_span.parent_span_id, miss.span_id);
+    assert_eq!(client_span.trace_id, miss.trace_id);
+    assert_eq!(client_span.kind, SpanKind::Client as i32);
+    assert_eq!(str_attr(client_span, "rpc.system"), Some("aws-api"));
+    assert_eq!(
+        str_attr(client_span, "rpc.service"),
+        Some("CognitoIdentity")
+    );
+    assert_eq!(
+        str_attr(client_span, "rpc.method"),
+        Some("GetOpenIdTokenForDeveloperIdentity")
+    );
+    assert_eq!(str_attr(client_span, "cloud.region"), Some("us-east-1"));
+    assert!(str_attr(client_span, "aws.request_id").is_some_and(|id| !id.is_empty()));
+    assert_eq!(
+        int_attr(client_span, "http.response.status_code"),
+        Some(200)
+    );
+
+    let failed_server = named("cognito_identity_gateway.v1.CognitoIdentityService/GetId");
+    let error_types: Vec<_> = failed_server
+        .iter()
+        .map(|s| str_attr(s, "error.type"))
+        .collect();
+    assert!(
+        error_types.contains(&Some("INVALID_REQUEST")),
+        "{error_types:?}"
+    );
+    assert!(
+        error_types.contains(&Some("ResourceNotFoundException")),
+        "{error_types:?}"
+    );
+    let failed_client = named("CognitoIdentity/GetId");
+    assert_eq!(
+        failed_client.len(),
+        1,
+        "the invalid request never went upstream"
+    );
+    assert_eq!(
+        str_attr(failed_client[0], "error.type"),
+        Some("ResourceNotFoundException")
+    );
+    assert_eq!(
+        int_attr(failed_client[0], "http.response.status_code"),
+        Some(404),
+        "{:?}",
+        failed_client[0].attributes
+    );
+
+    // No secret anywhere: not in spans, not in logs (at debug).
+    let everything = format!("{exported:?}\n{logs}");
+    for secret in [
+        SECRET_USER,
+        SECRET_TAG,
+        SECRET_LOGIN,
+        first.token.as_str(),
+        credentials.access_key_id.as_str(),
+        credentials.secret_key.as_str(),
+        credentials.session_token.as_str(),
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "a secret leaked: {secret:.12}…"
+        );
+    }
+    // Logs are JSON lines, with the per-request debug line and the warning.
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("\"call finished\"") && l.contains("\"level\":\"DEBUG\""))
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("Cognito Identity call failed")
+                && l.contains("ResourceNotFoundException"))
+    );
+}
