@@ -419,3 +419,175 @@ async fn spans_metrics_and_logs() {
                 && l.contains("ResourceNotFoundException"))
     );
 }
+
+/// Starts the binary with `env`, makes one traced developer-token call
+/// through `--emulator`, stops it with SIGTERM, and returns its exit code.
+async fn one_traced_call(env: &[(&str, String)]) -> Option<i32> {
+    let grpc_port = free_port();
+    let mut command = Command::new(BIN);
+    command
+        .args(["--emulator", "--admin-listen", "off"])
+        .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap();
+    let mut client = None;
+    for _ in 0..200 {
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+                .unwrap();
+        if let Ok(c) = endpoint.connect().await {
+            client = Some(CognitoIdentityServiceClient::new(c));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client
+        .expect("the gateway listens")
+        .get_open_id_token_for_developer_identity(with_trace(
+            pb::GetOpenIdTokenForDeveloperIdentityRequest {
+                identity_pool_id: DEFAULT_POOL_ID.into(),
+                logins: HashMap::from([(DEFAULT_DEVELOPER_PROVIDER.into(), "u".into())]),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+        .code()
+}
+
+/// An OTLP/HTTP collector: `POST /v1/traces` with a protobuf body. Returns
+/// its base URL and the span names it received.
+async fn http_collector() -> (String, Arc<Mutex<Vec<String>>>) {
+    use prost::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let received = names.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let received = received.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let received = received.clone();
+                        async move {
+                            use http_body_util::BodyExt;
+                            let path = req.uri().path().to_owned();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            if path == "/v1/traces" {
+                                let export = ExportTraceServiceRequest::decode(body).unwrap();
+                                let mut names = received.lock().unwrap();
+                                for span in export
+                                    .resource_spans
+                                    .iter()
+                                    .flat_map(|r| &r.scope_spans)
+                                    .flat_map(|s| &s.spans)
+                                {
+                                    names.push(span.name.clone());
+                                }
+                            }
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::new()),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, names)
+}
+
+#[tokio::test]
+async fn otlp_over_http_protobuf_and_the_sampler_and_sdk_switches() {
+    let (url, names) = http_collector().await;
+    let base = |extra: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", url.clone()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env
+    };
+    assert_eq!(one_traced_call(&base(&[])).await, Some(0));
+    let exported = names.lock().unwrap().clone();
+    assert!(
+        exported
+            .iter()
+            .any(|n| n == "CognitoIdentity/GetOpenIdTokenForDeveloperIdentity"),
+        "{exported:?}"
+    );
+
+    names.lock().unwrap().clear();
+    assert_eq!(
+        one_traced_call(&base(&[("OTEL_TRACES_SAMPLER", "always_off")])).await,
+        Some(0)
+    );
+    assert_eq!(
+        one_traced_call(&base(&[("OTEL_SDK_DISABLED", "true")])).await,
+        Some(0)
+    );
+    assert!(
+        names.lock().unwrap().is_empty(),
+        "{:?}",
+        names.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn readyz_fails_while_the_upstream_cannot_be_reached() {
+    let closed = free_port();
+    let (grpc_port, admin_port) = (free_port(), free_port());
+    let mut child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .args([
+            "--endpoint-url",
+            &format!("http://127.0.0.1:{closed}"),
+            "--region",
+            "us-east-1",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut healthz = 0;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", admin_port))
+            .await
+            .is_ok()
+        {
+            healthz = http_get(admin_port, "/healthz").await.0;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(healthz, 200);
+    let (status, body) = http_get(admin_port, "/readyz").await;
+    assert_eq!((status, body.as_str()), (503, "upstream unreachable\n"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
