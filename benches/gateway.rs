@@ -45,7 +45,10 @@ struct Floor {
 
 #[tonic::async_trait]
 impl CognitoIdentityService for Floor {
-    async fn get_id(&self, _: tonic::Request<pb::GetIdRequest>) -> Result<tonic::Response<pb::GetIdResponse>, tonic::Status> {
+    async fn get_id(
+        &self,
+        _: tonic::Request<pb::GetIdRequest>,
+    ) -> Result<tonic::Response<pb::GetIdResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("floor"))
     }
     async fn get_open_id_token(
@@ -57,7 +60,8 @@ impl CognitoIdentityService for Floor {
     async fn get_open_id_token_for_developer_identity(
         &self,
         _: tonic::Request<pb::GetOpenIdTokenForDeveloperIdentityRequest>,
-    ) -> Result<tonic::Response<pb::GetOpenIdTokenForDeveloperIdentityResponse>, tonic::Status> {
+    ) -> Result<tonic::Response<pb::GetOpenIdTokenForDeveloperIdentityResponse>, tonic::Status>
+    {
         Ok(tonic::Response::new(self.reply.clone()))
     }
     async fn get_credentials_for_identity(
@@ -75,10 +79,14 @@ async fn serve_floor(port: u16, token_len: usize) {
         token: "t".repeat(token_len),
         expires_at: Some(SystemTime::now().into()),
     };
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     tonic::transport::Server::builder()
         .add_service(CognitoIdentityServiceServer::new(Floor { reply }))
-        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
+        .serve_with_incoming(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        )
         .await
         .unwrap();
 }
@@ -116,7 +124,9 @@ impl Load {
 }
 
 async fn connect(port: u16) -> Channel {
-    let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap().tcp_nodelay(true);
+    let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .tcp_nodelay(true);
     for _ in 0..400 {
         if let Ok(channel) = endpoint.connect().await {
             return channel;
@@ -139,10 +149,14 @@ async fn drive(port: u16, connections: usize, streams: usize, time: Duration) ->
                 let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::with_capacity(1 << 16));
                 while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
-                    match client.get_open_id_token_for_developer_identity(request()).await {
+                    match client
+                        .get_open_id_token_for_developer_identity(request())
+                        .await
+                    {
                         Ok(_) => {
                             ok += 1;
-                            latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                            latencies
+                                .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
                         }
                         Err(_) => errors += 1,
                     }
@@ -174,7 +188,12 @@ async fn drive(port: u16, connections: usize, streams: usize, time: Duration) ->
 /// User plus system CPU time of a process, from /proc/PID/stat.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
     // Fields 14 and 15 of stat(5), counted after the command name: utime, stime.
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     // USER_HZ is 100 on Linux.
@@ -182,7 +201,11 @@ fn cpu_time(pid: u32) -> Duration {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server {
@@ -199,8 +222,14 @@ impl Drop for Server {
 
 fn spawn(program: &str, args: &[String], env: &[(&str, String)]) -> Child {
     let mut command = Command::new(program);
-    command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    command.env("RUST_LOG", "warn").env("AWS_EC2_METADATA_DISABLED", "true");
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+        .env("RUST_LOG", "warn")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
     for (k, v) in env {
         command.env(k, v);
     }
@@ -210,13 +239,22 @@ fn spawn(program: &str, args: &[String], env: &[(&str, String)]) -> Child {
 fn floor_server(token_len: usize) -> Server {
     let port = free_port();
     let me = std::env::current_exe().unwrap();
-    let child = spawn(me.to_str().unwrap(), &["floor".into(), port.to_string(), token_len.to_string()], &[]);
+    let child = spawn(
+        me.to_str().unwrap(),
+        &["floor".into(), port.to_string(), token_len.to_string()],
+        &[],
+    );
     Server { child, port }
 }
 
 fn gateway_server(extra: &[&str], env: &[(&str, String)]) -> Server {
     let port = free_port();
-    let mut args = vec!["--listen".to_owned(), format!("127.0.0.1:{port}"), "--admin-listen".into(), "off".into()];
+    let mut args = vec![
+        "--listen".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--admin-listen".into(),
+        "off".into(),
+    ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     Server {
         child: spawn(BIN, &args, env),
@@ -224,7 +262,12 @@ fn gateway_server(extra: &[&str], env: &[(&str, String)]) -> Server {
     }
 }
 
-async fn measure(server: &Server, connections: usize, streams: usize, time: Duration) -> (Load, f64) {
+async fn measure(
+    server: &Server,
+    connections: usize,
+    streams: usize,
+    time: Duration,
+) -> (Load, f64) {
     // Warm up: connections made, the cache filled.
     let _ = drive(server.port, 1, 4, Duration::from_millis(300)).await;
     let before = cpu_time(server.child.id());
@@ -249,7 +292,9 @@ fn row(name: &str, shape: &str, load: &Load, cpu_us: f64) {
 
 async fn hit_path(time: Duration) {
     println!("\n## 1. Cache-hit path against the floor\n");
-    println!("Load: the same Rust tonic client for every server, GetOpenIdTokenForDeveloperIdentity with the same request; {time:?} per cell.\n");
+    println!(
+        "Load: the same Rust tonic client for every server, GetOpenIdTokenForDeveloperIdentity with the same request; {time:?} per cell.\n"
+    );
     println!("| server | shape | req/s | p50 µs | p99 µs | CPU µs/req | errors |");
     println!("|---|---|---|---|---|---|---|");
     let collector = start_collector().await;
@@ -271,12 +316,21 @@ async fn hit_path(time: Duration) {
         row("gateway, tracing off", &shape, &g, gc);
         let (t, tc) = measure(&traced, connections, streams, time).await;
         row("gateway, tracing on", &shape, &t, tc);
-        ratios.push((shape, g.rps() / f.rps(), t.rps() / f.rps(), g.percentile(0.5) - f.percentile(0.5)));
+        ratios.push((
+            shape,
+            g.rps() / f.rps(),
+            t.rps() / f.rps(),
+            g.percentile(0.5) - f.percentile(0.5),
+        ));
     }
     println!("\n| shape | gateway/floor, tracing off | gateway/floor, tracing on | p50 added µs |");
     println!("|---|---|---|---|");
     for (shape, off, on, added) in ratios {
-        println!("| {shape} | {:.1} % | {:.1} % | {added:.0} |", off * 100.0, on * 100.0);
+        println!(
+            "| {shape} | {:.1} % | {:.1} % | {added:.0} |",
+            off * 100.0,
+            on * 100.0
+        );
     }
 }
 
@@ -284,7 +338,16 @@ async fn miss_path(samples: usize) {
     println!("\n## 2. The miss path: gateway (cache off) against the SDK calling the emulator\n");
     let emulator_port = free_port();
     let _emulator = Server {
-        child: spawn(BIN, &["emulator".into(), "--listen".into(), format!("127.0.0.1:{emulator_port}"), "--default-pool".into()], &[]),
+        child: spawn(
+            BIN,
+            &[
+                "emulator".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{emulator_port}"),
+                "--default-pool".into(),
+            ],
+            &[],
+        ),
         port: emulator_port,
     };
     let endpoint = format!("http://127.0.0.1:{emulator_port}");
@@ -292,13 +355,25 @@ async fn miss_path(samples: usize) {
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
     ];
-    let gateway = gateway_server(&["--cache", "false", "--endpoint-url", &endpoint, "--region", "us-east-1"], &creds);
+    let gateway = gateway_server(
+        &[
+            "--cache",
+            "false",
+            "--endpoint-url",
+            &endpoint,
+            "--region",
+            "us-east-1",
+        ],
+        &creds,
+    );
     let _ = connect(emulator_port).await;
 
     let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(&endpoint)
-        .credentials_provider(aws_sdk_cognitoidentity::config::Credentials::new("test", "test", None, None, "bench"))
+        .credentials_provider(aws_sdk_cognitoidentity::config::Credentials::new(
+            "test", "test", None, None, "bench",
+        ))
         .load()
         .await;
     let sdk = aws_sdk_cognitoidentity::Client::new(&sdk_config);
@@ -321,7 +396,10 @@ async fn miss_path(samples: usize) {
         req.logins.insert(DEFAULT_DEVELOPER_PROVIDER.into(), user);
         req.principal_tags.clear();
         let started = Instant::now();
-        client.get_open_id_token_for_developer_identity(req).await.unwrap();
+        client
+            .get_open_id_token_for_developer_identity(req)
+            .await
+            .unwrap();
         let t = started.elapsed();
         if i >= 50 {
             direct.push(d.as_micros() as u32);
@@ -334,8 +412,16 @@ async fn miss_path(samples: usize) {
     println!("{samples} sequential calls each, alternating, after 50 of warm-up.\n");
     println!("| path | p50 µs | p99 µs |");
     println!("|---|---|---|");
-    println!("| SDK -> emulator | {:.0} | {:.0} |", pct(&direct, 0.5), pct(&direct, 0.99));
-    println!("| gRPC -> gateway (cache off) -> SDK -> emulator | {:.0} | {:.0} |", pct(&through, 0.5), pct(&through, 0.99));
+    println!(
+        "| SDK -> emulator | {:.0} | {:.0} |",
+        pct(&direct, 0.5),
+        pct(&direct, 0.99)
+    );
+    println!(
+        "| gRPC -> gateway (cache off) -> SDK -> emulator | {:.0} | {:.0} |",
+        pct(&through, 0.5),
+        pct(&through, 0.99)
+    );
     println!(
         "| added by the gateway | {:.0} | {:.0} |",
         pct(&through, 0.5) - pct(&direct, 0.5),
@@ -356,7 +442,8 @@ async fn coalescing() {
                 format!("127.0.0.1:{emulator_port}"),
                 "--default-pool".into(),
                 "--faults".into(),
-                r#"{"operations":{"GetOpenIdTokenForDeveloperIdentity":{"latency_ms":100}}}"#.into(),
+                r#"{"operations":{"GetOpenIdTokenForDeveloperIdentity":{"latency_ms":100}}}"#
+                    .into(),
             ],
             &[],
         ),
@@ -367,13 +454,21 @@ async fn coalescing() {
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
     ];
-    let gateway = gateway_server(&["--endpoint-url", &endpoint, "--region", "us-east-1"], &creds);
+    let gateway = gateway_server(
+        &["--endpoint-url", &endpoint, "--region", "us-east-1"],
+        &creds,
+    );
     let channel = connect(gateway.port).await;
     let _ = connect(emulator_port).await;
     let calls: Vec<_> = (0..1000)
         .map(|_| {
             let mut client = CognitoIdentityServiceClient::new(channel.clone());
-            tokio::spawn(async move { client.get_open_id_token_for_developer_identity(request()).await.is_ok() })
+            tokio::spawn(async move {
+                client
+                    .get_open_id_token_for_developer_identity(request())
+                    .await
+                    .is_ok()
+            })
         })
         .collect();
     let mut ok = 0;
@@ -381,7 +476,10 @@ async fn coalescing() {
         ok += u32::from(call.await.unwrap());
     }
     let counts = http_get(emulator_port, "/_emulator/calls").await;
-    println!("1,000 concurrent identical requests on a cold key (100 ms of injected upstream latency): {ok} answered OK; upstream calls counted by the emulator: `{}`", counts.trim());
+    println!(
+        "1,000 concurrent identical requests on a cold key (100 ms of injected upstream latency): {ok} answered OK; upstream calls counted by the emulator: `{}`",
+        counts.trim()
+    );
 }
 
 fn rss_bytes() -> u64 {
@@ -407,42 +505,58 @@ async fn memory() {
         let before = rss_bytes();
         for i in 0..n {
             let key = cache.keys().get_id(
-                &GetIdInput::parse(Some(DEFAULT_POOL_ID.into()), None, vec![("p".into(), format!("u{i}"))]).unwrap(),
+                &GetIdInput::parse(
+                    Some(DEFAULT_POOL_ID.into()),
+                    None,
+                    vec![("p".into(), format!("u{i}"))],
+                )
+                .unwrap(),
             );
             let value = OpenIdToken {
                 identity_id: format!("us-east-1:{i:08x}-0000-4000-8000-000000000000"),
                 token: Secret::new("t".repeat(token_len)),
                 expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
             };
-            let _: OpenIdToken = cache.get_or_fetch(key, move || std::future::ready(Ok(value.clone()))).await.unwrap();
+            let _: OpenIdToken = cache
+                .get_or_fetch(key, move || std::future::ready(Ok(value.clone())))
+                .await
+                .unwrap();
         }
         cache.run_pending_tasks().await;
         let per_entry = (rss_bytes() - before) as f64 / f64::from(n);
         let stored = token_len + identity_len;
-        println!(
-            "| {n} | {stored} | {per_entry:.0} | {} |",
-            2 * stored + 300
-        );
+        println!("| {n} | {stored} | {per_entry:.0} | {} |", 2 * stored + 300);
         drop(cache);
     }
 }
 
 async fn http_get(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     let mut reply = String::new();
     stream.read_to_string(&mut reply).await.unwrap();
-    reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
 }
 
 /// An OTLP gRPC collector that accepts and drops spans; returns its URL.
 async fn start_collector() -> String {
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-    use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
     struct Sink;
     #[tonic::async_trait]
     impl TraceService for Sink {
@@ -464,13 +578,25 @@ async fn start_collector() -> String {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     if args.first().map(String::as_str) == Some("floor") {
-        runtime.block_on(serve_floor(args[1].parse().unwrap(), args[2].parse().unwrap()));
+        runtime.block_on(serve_floor(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+        ));
         return;
     }
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let only = args.first().cloned().unwrap_or_default();
     runtime.block_on(async {
         println!("# cognito-identity-gateway benchmark");

@@ -371,33 +371,27 @@ mod tests {
         Logins::parse(entries.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap()
     }
 
+    /// The developer operation for `user`, with an optional identity.
+    fn developer(
+        store: &mut Store,
+        pool: &str,
+        identity: Option<&str>,
+        user: &str,
+    ) -> Result<Resolved, AwsError> {
+        store.resolve(
+            pool,
+            identity,
+            &logins(&[("login.example", user)]),
+            Caller::Developer,
+        )
+    }
+
     #[test]
     fn the_same_user_gets_the_same_identity() {
         let (mut store, pool) = store_with_pool(false);
-        let a = store
-            .resolve(
-                &pool,
-                None,
-                &logins(&[("login.example", "u1")]),
-                Caller::Developer,
-            )
-            .unwrap();
-        let b = store
-            .resolve(
-                &pool,
-                None,
-                &logins(&[("login.example", "u1")]),
-                Caller::Developer,
-            )
-            .unwrap();
-        let c = store
-            .resolve(
-                &pool,
-                None,
-                &logins(&[("login.example", "u2")]),
-                Caller::Developer,
-            )
-            .unwrap();
+        let a = developer(&mut store, &pool, None, "u1").unwrap();
+        let b = developer(&mut store, &pool, None, "u1").unwrap();
+        let c = developer(&mut store, &pool, None, "u2").unwrap();
         assert_eq!(a.identity_id, b.identity_id);
         assert_ne!(a.identity_id, c.identity_id);
         assert!(a.identity_id.starts_with("us-east-1:"));
@@ -405,14 +399,7 @@ mod tests {
         // A new store (a restart) gives the same id for the same pool id.
         let mut again = Store::new("us-east-1");
         again.insert_pool(store.pool(&pool).unwrap().clone());
-        let d = again
-            .resolve(
-                &pool,
-                None,
-                &logins(&[("login.example", "u1")]),
-                Caller::Developer,
-            )
-            .unwrap();
+        let d = developer(&mut again, &pool, None, "u1").unwrap();
         assert_eq!(a.identity_id, d.identity_id);
     }
 
@@ -423,37 +410,16 @@ mod tests {
             .resolve(&pool, None, &Logins::default(), Caller::Public)
             .unwrap();
         assert!(anon.providers.is_empty());
-        let linked = store
-            .resolve(
-                &pool,
-                Some(&anon.identity_id),
-                &logins(&[("login.example", "u1")]),
-                Caller::Developer,
-            )
-            .unwrap();
+        let linked = developer(&mut store, &pool, Some(&anon.identity_id), "u1").unwrap();
         assert_eq!(linked.identity_id, anon.identity_id);
         // u1 now resolves to the linked identity.
-        let again = store
-            .resolve(
-                &pool,
-                None,
-                &logins(&[("login.example", "u1")]),
-                Caller::Developer,
-            )
-            .unwrap();
+        let again = developer(&mut store, &pool, None, "u1").unwrap();
         assert_eq!(again.identity_id, anon.identity_id);
         // Linking u1 to another identity is refused.
         let other = store
             .resolve(&pool, None, &Logins::default(), Caller::Public)
             .unwrap();
-        let err = store
-            .resolve(
-                &pool,
-                Some(&other.identity_id),
-                &logins(&[("login.example", "u1")]),
-                Caller::Developer,
-            )
-            .unwrap_err();
+        let err = developer(&mut store, &pool, Some(&other.identity_id), "u1").unwrap_err();
         assert_eq!(err.code, "DeveloperUserAlreadyRegisteredException");
     }
 
