@@ -62,7 +62,8 @@ impl<U: Upstream> Gateway<U> {
             }
             _ => {
                 crate::cache::record_outcome("bypass");
-                call(self.upstream.clone(), input).await
+                // Boxed like the cache's miss path: the SDK's future is large.
+                Box::pin(call(self.upstream.clone(), input)).await
             }
         }
     }

@@ -140,7 +140,7 @@ impl CognitoUpstream {
         T: RequestId,
         E: ProvideErrorMetadata + RequestId + std::error::Error + Send + Sync + 'static,
     {
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "aws.client",
             otel.name = %format_args!("CognitoIdentity/{operation}"),
             otel.kind = "client",

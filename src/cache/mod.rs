@@ -399,9 +399,31 @@ impl TokenCache {
                 self.refresh_if_due(key, &entry, now, &fetch);
                 return unwrap(entry.value.clone());
             }
-            // Too little life left to serve: remove it so that the call
-            // below fetches, unless another caller has replaced it already.
-            let seen = entry.clone();
+            stale = Some(entry);
+        }
+        // The miss path holds moka's insertion and the upstream call, whose
+        // futures are large: boxed, so that the hit path's future stays
+        // small and cheap to move (a measured memmove hot spot).
+        Box::pin(self.fetch_into(key, stale, fetch)).await
+    }
+
+    /// The miss path of [`Self::get_or_fetch`]: `stale` is the entry seen
+    /// with too little life left, if any.
+    async fn fetch_into<T, F, Fut>(
+        &self,
+        key: CacheKey,
+        stale: Option<Arc<Entry>>,
+        fetch: F,
+    ) -> Result<T, Error>
+    where
+        T: Cacheable,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        let margin = self.settings.safety_margin;
+        if let Some(seen) = stale.clone() {
+            // Remove it so that the call below fetches, unless another caller
+            // has replaced it already.
             self.cache
                 .entry(key)
                 .and_compute_with(|current| {
@@ -411,9 +433,7 @@ impl TokenCache {
                     })
                 })
                 .await;
-            stale = Some(entry);
         }
-
         let fetched = Arc::new(AtomicBool::new(false));
         let init = {
             let fetched = fetched.clone();

@@ -19,23 +19,23 @@ use crate::cache::CacheStats;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcLabels {
     /// The method, e.g. `GetId`.
-    pub rpc: String,
+    pub rpc: &'static str,
     /// The gRPC status code name, e.g. `OK`.
-    pub code: String,
+    pub code: &'static str,
 }
 
 /// Labels of a latency series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabel {
     /// The method or operation.
-    pub method: String,
+    pub method: &'static str,
 }
 
 /// Labels of an upstream call.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
     /// The Cognito operation.
-    pub operation: String,
+    pub operation: &'static str,
     /// `OK`, the Cognito error code, or the gateway's reason for a transport failure.
     pub code: String,
 }
@@ -214,33 +214,29 @@ impl Metrics {
     }
 
     /// A call finished with `code` after `elapsed`.
-    pub fn call_finished(&self, rpc: &str, code: tonic::Code, elapsed: Duration) {
+    pub fn call_finished(&self, rpc: &'static str, code: tonic::Code, elapsed: Duration) {
         self.in_flight.dec();
         self.requests
             .get_or_create(&RpcLabels {
-                rpc: rpc.to_owned(),
-                code: code_name(code).to_owned(),
+                rpc,
+                code: code_name(code),
             })
             .inc();
         self.request_latency
-            .get_or_create(&MethodLabel {
-                method: rpc.to_owned(),
-            })
+            .get_or_create(&MethodLabel { method: rpc })
             .observe(elapsed.as_secs_f64());
     }
 
     /// An upstream call finished.
-    pub fn upstream_finished(&self, operation: &str, outcome: &str, elapsed: Duration) {
+    pub fn upstream_finished(&self, operation: &'static str, outcome: &str, elapsed: Duration) {
         self.upstream_calls
             .get_or_create(&UpstreamLabels {
-                operation: operation.to_owned(),
+                operation,
                 code: outcome.to_owned(),
             })
             .inc();
         self.upstream_latency
-            .get_or_create(&MethodLabel {
-                method: operation.to_owned(),
-            })
+            .get_or_create(&MethodLabel { method: operation })
             .observe(elapsed.as_secs_f64());
     }
 

@@ -14,7 +14,7 @@ pub mod traces;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -51,11 +51,17 @@ pub fn init(format: LogFormat) -> Result<Telemetry, String> {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     };
-    // Spans go to the exporter whatever RUST_LOG says of log lines.
+    // Spans go to the exporter whatever RUST_LOG says of log lines: the
+    // gateway's spans (declared at DEBUG so that the default log filter
+    // skips them), and its events from INFO up as span events.
     let otel = provider.as_ref().map(|p| {
+        let ours = filter_fn(|meta| {
+            meta.target().starts_with("cognito_identity_gateway")
+                && (meta.is_span() || *meta.level() <= Level::INFO)
+        });
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("cognito-identity-gateway"))
-            .with_filter(Targets::new().with_target("cognito_identity_gateway", Level::INFO))
+            .with_filter(ours)
     });
     let _already_set = tracing_subscriber::registry()
         .with(fmt.with_filter(filter))

@@ -162,7 +162,9 @@ where
                 }))
             });
         };
-        let span = tracing::info_span!(
+        // At DEBUG, so that the default log filter (info) never formats its
+        // fields on the hot path; the trace exporter takes it at any level.
+        let span = tracing::debug_span!(
             "grpc.server",
             otel.name = %format_args!("cognito_identity_gateway.v1.CognitoIdentityService/{method}"),
             otel.kind = "server",
