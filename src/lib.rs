@@ -4,7 +4,8 @@
 //!
 //! A request travels down through these modules and back:
 //!
-//! - [`middleware`]: the tower stack: deadline, load shedding, concurrency limit.
+//! - [`middleware`]: the tower stack: the call's span and metrics
+//!   ([`telemetry::rpc`]), deadline, load shedding, concurrency limit.
 //! - [`grpc`]: translates proto messages into validated domain inputs and
 //!   domain outputs into replies; [`grpc::status`] maps every error to a gRPC
 //!   status, in one place.
@@ -16,11 +17,12 @@
 //! - [`upstream`]: Cognito through `aws-sdk-cognitoidentity`, its errors sorted
 //!   into [`error::Error`].
 //!
-//! Around them: [`config`] (flags and environment), [`telemetry`] (logs),
-//! [`shutdown`] (signals), [`jwt`] (reading a token's expiry), [`rate`] (a
-//! token bucket), [`proto`] (the generated code), and [`emulator`] (an
-//! embedded Cognito Identity emulator, behind the default feature `emulator`). [`run`] serves the API; `main` and the integration tests
-//! both call it.
+//! Around them: [`config`] (flags and environment), [`telemetry`] (logs,
+//! traces, metrics, the admin listener), [`shutdown`] (signals), [`jwt`]
+//! (reading a token's expiry), [`rate`] (a token bucket), [`proto`] (the
+//! generated code), and `emulator` (an embedded Cognito Identity emulator,
+//! behind the default feature `emulator`). [`run`] serves the API; `main`
+//! and the integration tests both call it.
 
 #![forbid(unsafe_code)]
 
