@@ -172,118 +172,20 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+#[cfg(feature = "emulator")]
+mod emulator;
+mod problems;
+
+#[cfg(feature = "emulator")]
+pub use emulator::{EmulatorArgs, EmulatorConfig};
+use problems::{Problems, check_endpoint, check_region};
+
 /// Subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Run the Cognito Identity emulator alone, for any AWS client.
     #[cfg(feature = "emulator")]
     Emulator(EmulatorArgs),
-}
-
-/// Flags of `cognito-identity-gateway emulator`.
-#[cfg(feature = "emulator")]
-#[derive(Debug, clap::Args)]
-pub struct EmulatorArgs {
-    /// Address to listen on.
-    #[arg(
-        long,
-        env = "COGNITO_EMULATOR_LISTEN",
-        default_value = "127.0.0.1:4566"
-    )]
-    pub listen: String,
-    /// Region the ids are made in.
-    #[arg(long, env = "COGNITO_EMULATOR_REGION", default_value = "us-east-1")]
-    pub region: String,
-    /// Access keys accepted on the developer operation, ID:SECRET; repeat
-    /// for several. Default: test:test.
-    #[arg(
-        long = "access-key",
-        env = "COGNITO_EMULATOR_ACCESS_KEYS",
-        value_delimiter = ','
-    )]
-    pub access_keys: Vec<String>,
-    /// PEM file of the RSA key tokens are signed with; default: one made at start.
-    #[arg(long, env = "COGNITO_EMULATOR_SIGNING_KEY")]
-    pub signing_key: Option<std::path::PathBuf>,
-    /// Faults at start, as the JSON of `PUT /_emulator/faults`.
-    #[arg(long, env = "COGNITO_EMULATOR_FAULTS")]
-    pub faults: Option<String>,
-    /// Rate-limit every operation at Cognito's default quotas.
-    #[arg(long, conflicts_with = "faults")]
-    pub cognito_quotas: bool,
-    /// Also create the ready pool of `--emulator` mode.
-    #[arg(long)]
-    pub default_pool: bool,
-}
-
-/// Checked emulator configuration.
-#[cfg(feature = "emulator")]
-#[derive(Debug)]
-pub struct EmulatorConfig {
-    /// Where it listens.
-    pub listen: SocketAddr,
-    /// Its settings.
-    pub settings: crate::emulator::EmulatorSettings,
-    /// Whether to create the ready pool.
-    pub default_pool: bool,
-}
-
-#[cfg(feature = "emulator")]
-impl EmulatorArgs {
-    /// Checks everything, reading the key file; lists every problem.
-    pub fn into_config(self) -> Result<EmulatorConfig, ConfigError> {
-        use crate::emulator::{EmulatorSettings, FaultSettings};
-        let mut p = Problems::default();
-        let listen = p.check(
-            "listen",
-            self.listen
-                .parse::<SocketAddr>()
-                .map_err(|e| format!("{:?}: {e}", self.listen)),
-        );
-        let region = p.check("region", check_region(&self.region));
-        let mut access_keys = std::collections::HashMap::new();
-        for pair in &self.access_keys {
-            match pair.split_once(':') {
-                Some((id, secret)) if !id.is_empty() && !secret.is_empty() => {
-                    access_keys.insert(id.to_owned(), secret.to_owned());
-                }
-                _ => p.0.push("--access-key: expected ID:SECRET".to_owned()),
-            }
-        }
-        if access_keys.is_empty() {
-            let (id, secret) = crate::emulator::DEFAULT_ACCESS_KEY;
-            access_keys.insert(id.to_owned(), secret.to_owned());
-        }
-        let signing_key_pem = self.signing_key.as_ref().and_then(|path| {
-            p.check(
-                "signing-key",
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display())),
-            )
-        });
-        let faults = match (&self.faults, self.cognito_quotas) {
-            (_, true) => Some(FaultSettings::cognito_default_quotas()),
-            (Some(json), false) => p.check(
-                "faults",
-                serde_json::from_str::<FaultSettings>(json)
-                    .map_err(|e| e.to_string())
-                    .and_then(|f| f.check().map(|()| f)),
-            ),
-            (None, false) => Some(FaultSettings::default()),
-        };
-        match (listen, region, faults) {
-            (Some(listen), Some(region), Some(faults)) if p.0.is_empty() => Ok(EmulatorConfig {
-                listen,
-                settings: EmulatorSettings {
-                    region,
-                    access_keys,
-                    signing_key_pem,
-                    faults,
-                },
-                default_pool: self.default_pool,
-            }),
-            _ => Err(ConfigError(p.0)),
-        }
-    }
 }
 
 /// How log lines look.
@@ -348,137 +250,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// Collects problems while parsing flags.
-#[derive(Default)]
-struct Problems(Vec<String>);
-
-impl Problems {
-    fn check<T, E: fmt::Display>(&mut self, flag: &str, outcome: Result<T, E>) -> Option<T> {
-        outcome
-            .map_err(|e| self.0.push(format!("--{flag}: {e}")))
-            .ok()
-    }
-
-    fn duration(&mut self, flag: &str, value: &str) -> Option<Duration> {
-        let parsed = humantime::parse_duration(value).map_err(|e| format!("{value:?}: {e}"));
-        let positive = parsed.and_then(|d| {
-            if d.is_zero() {
-                Err("must be more than zero".to_owned())
-            } else {
-                Ok(d)
-            }
-        });
-        self.check(flag, positive)
-    }
-
-    fn number<T: std::str::FromStr + PartialOrd + fmt::Display>(
-        &mut self,
-        flag: &str,
-        value: &str,
-        range: std::ops::RangeInclusive<T>,
-    ) -> Option<T> {
-        let parsed = value
-            .parse::<T>()
-            .map_err(|_| format!("{value:?} is not a whole number"))
-            .and_then(|n| {
-                if range.contains(&n) {
-                    Ok(n)
-                } else {
-                    Err(format!(
-                        "{n} is out of range {}..={}",
-                        range.start(),
-                        range.end()
-                    ))
-                }
-            });
-        self.check(flag, parsed)
-    }
-}
-
-impl Problems {
-    fn boolean(&mut self, flag: &str, value: &str) -> Option<bool> {
-        let parsed = match value {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(format!("{value:?} is not true or false")),
-        };
-        self.check(flag, parsed)
-    }
-
-    /// A number strictly between 0 and 1.
-    fn share(&mut self, flag: &str, value: &str) -> Option<f64> {
-        let parsed = value
-            .parse::<f64>()
-            .map_err(|_| format!("{value:?} is not a number"))
-            .and_then(|n| {
-                if n > 0.0 && n < 1.0 {
-                    Ok(n)
-                } else {
-                    Err(format!("{n} must be between 0 and 1"))
-                }
-            });
-        self.check(flag, parsed)
-    }
-
-    fn positive(&mut self, flag: &str, value: &str) -> Option<f64> {
-        let parsed = value
-            .parse::<f64>()
-            .map_err(|_| format!("{value:?} is not a number"))
-            .and_then(|n| {
-                if n > 0.0 && n.is_finite() {
-                    Ok(n)
-                } else {
-                    Err(format!("{n} must be more than zero"))
-                }
-            });
-        self.check(flag, parsed)
-    }
-
-    /// Bytes, with an optional KiB, MiB or GiB suffix.
-    fn bytes(&mut self, flag: &str, value: &str) -> Option<u64> {
-        let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
-            Some(at) => value.split_at(at),
-            None => (value, ""),
-        };
-        let multiplier = match unit.trim() {
-            "" | "B" => Some(1),
-            "KiB" => Some(1 << 10),
-            "MiB" => Some(1 << 20),
-            "GiB" => Some(1 << 30),
-            _ => None,
-        };
-        let parsed = match (digits.parse::<u64>(), multiplier) {
-            (Ok(n), Some(m)) => n
-                .checked_mul(m)
-                .ok_or_else(|| format!("{value:?} is too large")),
-            _ => Err(format!("{value:?} is not a size like 268435456 or 256MiB")),
-        };
-        self.check(flag, parsed)
-    }
-}
-
-fn check_endpoint(url: &str) -> Result<String, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
-    match (uri.scheme_str(), uri.host()) {
-        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(url.to_owned()),
-        _ => Err(format!(
-            "{url:?}: must be an http:// or https:// URL with a host"
-        )),
-    }
-}
-
-fn check_region(region: &str) -> Result<String, String> {
-    let ok = !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(region.to_owned())
-    } else {
-        Err(format!("{region:?}: must look like us-east-1"))
-    }
-}
 
 impl Cli {
     /// Checks everything and returns settings, or every problem found.
