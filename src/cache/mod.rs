@@ -8,6 +8,7 @@
 //! Time comes from a [`Clock`] that tests can move forward.
 
 mod clock;
+mod entry;
 mod key;
 
 use std::future::Future;
@@ -19,16 +20,13 @@ use moka::future::Cache;
 use moka::ops::compute::Op;
 
 pub use clock::Clock;
+pub use entry::{Cacheable, Cached};
 pub use key::{CacheKey, KeyMaker};
 
-use crate::domain::{GetCredentialsForIdentityOutput, GetIdOutput, OpenIdToken};
+use entry::{Entry, ExpireAtTokenExpiry, Lifetimes};
+
 use crate::error::Error;
 use crate::rate::TokenBucket;
-
-/// Bytes an entry costs beyond its strings: the key, the entry, the `Arc`,
-/// and moka's own bookkeeping (deques, timer wheel, hash table slot). An
-/// estimate, checked by the memory benchmark.
-const ENTRY_OVERHEAD_BYTES: usize = 320;
 
 /// How the cache behaves.
 #[derive(Clone, Debug)]
@@ -74,192 +72,6 @@ impl Default for CacheSettings {
             refresh_rate: 10.0,
             max_bytes: 256 * 1024 * 1024,
         }
-    }
-}
-
-/// A cached answer.
-#[derive(Clone, Debug)]
-pub enum Cached {
-    /// GetId.
-    Id(GetIdOutput),
-    /// GetOpenIdToken or the developer operation.
-    Token(OpenIdToken),
-    /// GetCredentialsForIdentity.
-    Credentials(GetCredentialsForIdentityOutput),
-}
-
-/// An answer that can be cached.
-pub trait Cacheable: Sized + Send + 'static {
-    /// Wraps it.
-    fn into_cached(self) -> Cached;
-    /// Unwraps it; `None` if the entry holds another kind (never, as keys
-    /// carry the operation).
-    fn from_cached(cached: Cached) -> Option<Self>;
-}
-
-impl Cacheable for GetIdOutput {
-    fn into_cached(self) -> Cached {
-        Cached::Id(self)
-    }
-    fn from_cached(cached: Cached) -> Option<Self> {
-        match cached {
-            Cached::Id(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-impl Cacheable for OpenIdToken {
-    fn into_cached(self) -> Cached {
-        Cached::Token(self)
-    }
-    fn from_cached(cached: Cached) -> Option<Self> {
-        match cached {
-            Cached::Token(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-impl Cacheable for GetCredentialsForIdentityOutput {
-    fn into_cached(self) -> Cached {
-        Cached::Credentials(self)
-    }
-    fn from_cached(cached: Cached) -> Option<Self> {
-        match cached {
-            Cached::Credentials(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-/// A cache entry.
-#[derive(Debug)]
-struct Entry {
-    value: Cached,
-    born: Instant,
-    /// The true expiry, on the monotonic clock.
-    expires: Instant,
-    /// Served only while at least this much life remains.
-    min_remaining: Duration,
-    refresh_claimed: AtomicBool,
-    weight: u32,
-}
-
-/// What the cache needs to turn an answer into an entry.
-#[derive(Clone, Debug)]
-struct Lifetimes {
-    clock: Clock,
-    safety_margin: Duration,
-    min_remaining_share: f64,
-    identity_id_ttl: Duration,
-}
-
-impl Lifetimes {
-    /// An entry for `value`, or the value back when it cannot be cached (no
-    /// expiry, or less life left than the safety margin).
-    fn entry(&self, value: Cached) -> Result<Entry, Cached> {
-        let (life, min_remaining, bytes) = match &value {
-            Cached::Id(v) => (
-                Some(self.identity_id_ttl),
-                Duration::ZERO,
-                v.identity_id.len(),
-            ),
-            Cached::Token(t) => {
-                let life = t
-                    .expires_at
-                    .and_then(|e| e.duration_since(self.clock.wall()).ok());
-                let share = life.map(|l| l.mul_f64(self.min_remaining_share));
-                (
-                    life,
-                    share.unwrap_or_default(),
-                    t.identity_id.len() + t.token.len(),
-                )
-            }
-            Cached::Credentials(c) => {
-                let life = c
-                    .credentials
-                    .expiration
-                    .and_then(|e| e.duration_since(self.clock.wall()).ok());
-                let share = life.map(|l| l.mul_f64(self.min_remaining_share));
-                let cr = &c.credentials;
-                let bytes = c.identity_id.len()
-                    + cr.access_key_id.len()
-                    + cr.secret_key.len()
-                    + cr.session_token.len();
-                (life, share.unwrap_or_default(), bytes)
-            }
-        };
-        match life {
-            Some(life) if life > self.safety_margin => {
-                let born = self.clock.now();
-                Ok(Entry {
-                    value,
-                    born,
-                    expires: born + life,
-                    min_remaining,
-                    refresh_claimed: AtomicBool::new(false),
-                    weight: u32::try_from(bytes + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX),
-                })
-            }
-            _ => Err(value),
-        }
-    }
-}
-
-impl Entry {
-    /// Still valid: before the true expiry minus the safety margin.
-    fn valid(&self, now: Instant, margin: Duration) -> bool {
-        now + margin < self.expires
-    }
-
-    /// Valid, with enough life left to be useful to the caller.
-    fn servable(&self, now: Instant, margin: Duration) -> bool {
-        self.valid(now, margin) && self.expires.saturating_duration_since(now) >= self.min_remaining
-    }
-
-    /// Past the point where it should be renewed.
-    fn due_for_refresh(&self, now: Instant, share: f64) -> bool {
-        let life = self.expires.saturating_duration_since(self.born);
-        now.saturating_duration_since(self.born) >= life.mul_f64(share)
-    }
-}
-
-/// Makes moka expire each entry at its true expiry minus the margin.
-struct ExpireAtTokenExpiry {
-    clock: Clock,
-    margin: Duration,
-}
-
-impl ExpireAtTokenExpiry {
-    fn left(&self, entry: &Entry) -> Option<Duration> {
-        Some(
-            entry
-                .expires
-                .saturating_duration_since(self.clock.now())
-                .saturating_sub(self.margin),
-        )
-    }
-}
-
-impl moka::Expiry<CacheKey, Arc<Entry>> for ExpireAtTokenExpiry {
-    fn expire_after_create(
-        &self,
-        _: &CacheKey,
-        entry: &Arc<Entry>,
-        _: std::time::Instant,
-    ) -> Option<Duration> {
-        self.left(entry)
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &CacheKey,
-        entry: &Arc<Entry>,
-        _: std::time::Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        self.left(entry)
     }
 }
 

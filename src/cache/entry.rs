@@ -1,0 +1,200 @@
+//! What the cache holds: answers, entries with their lifetimes, and the
+//! expiry policy moka applies to them.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use super::{CacheKey, Clock};
+use crate::domain::{GetCredentialsForIdentityOutput, GetIdOutput, OpenIdToken};
+
+/// Bytes an entry costs beyond its strings: the key, the entry, the `Arc`,
+/// and moka's own bookkeeping (deques, timer wheel, hash table slot). An
+/// estimate, checked by the memory benchmark.
+const ENTRY_OVERHEAD_BYTES: usize = 320;
+
+/// A cached answer.
+#[derive(Clone, Debug)]
+pub enum Cached {
+    /// GetId.
+    Id(GetIdOutput),
+    /// GetOpenIdToken or the developer operation.
+    Token(OpenIdToken),
+    /// GetCredentialsForIdentity.
+    Credentials(GetCredentialsForIdentityOutput),
+}
+
+/// An answer that can be cached.
+pub trait Cacheable: Sized + Send + 'static {
+    /// Wraps it.
+    fn into_cached(self) -> Cached;
+    /// Unwraps it; `None` if the entry holds another kind (never, as keys
+    /// carry the operation).
+    fn from_cached(cached: Cached) -> Option<Self>;
+}
+
+impl Cacheable for GetIdOutput {
+    fn into_cached(self) -> Cached {
+        Cached::Id(self)
+    }
+    fn from_cached(cached: Cached) -> Option<Self> {
+        match cached {
+            Cached::Id(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Cacheable for OpenIdToken {
+    fn into_cached(self) -> Cached {
+        Cached::Token(self)
+    }
+    fn from_cached(cached: Cached) -> Option<Self> {
+        match cached {
+            Cached::Token(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Cacheable for GetCredentialsForIdentityOutput {
+    fn into_cached(self) -> Cached {
+        Cached::Credentials(self)
+    }
+    fn from_cached(cached: Cached) -> Option<Self> {
+        match cached {
+            Cached::Credentials(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A cache entry.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub(super) value: Cached,
+    pub(super) born: Instant,
+    /// The true expiry, on the monotonic clock.
+    pub(super) expires: Instant,
+    /// Served only while at least this much life remains.
+    pub(super) min_remaining: Duration,
+    pub(super) refresh_claimed: AtomicBool,
+    pub(super) weight: u32,
+}
+
+/// What the cache needs to turn an answer into an entry.
+#[derive(Clone, Debug)]
+pub(super) struct Lifetimes {
+    pub(super) clock: Clock,
+    pub(super) safety_margin: Duration,
+    pub(super) min_remaining_share: f64,
+    pub(super) identity_id_ttl: Duration,
+}
+
+impl Lifetimes {
+    /// An entry for `value`, or the value back when it cannot be cached (no
+    /// expiry, or less life left than the safety margin).
+    pub(super) fn entry(&self, value: Cached) -> Result<Entry, Cached> {
+        let (life, min_remaining, bytes) = match &value {
+            Cached::Id(v) => (
+                Some(self.identity_id_ttl),
+                Duration::ZERO,
+                v.identity_id.len(),
+            ),
+            Cached::Token(t) => {
+                let life = t
+                    .expires_at
+                    .and_then(|e| e.duration_since(self.clock.wall()).ok());
+                let share = life.map(|l| l.mul_f64(self.min_remaining_share));
+                (
+                    life,
+                    share.unwrap_or_default(),
+                    t.identity_id.len() + t.token.len(),
+                )
+            }
+            Cached::Credentials(c) => {
+                let life = c
+                    .credentials
+                    .expiration
+                    .and_then(|e| e.duration_since(self.clock.wall()).ok());
+                let share = life.map(|l| l.mul_f64(self.min_remaining_share));
+                let cr = &c.credentials;
+                let bytes = c.identity_id.len()
+                    + cr.access_key_id.len()
+                    + cr.secret_key.len()
+                    + cr.session_token.len();
+                (life, share.unwrap_or_default(), bytes)
+            }
+        };
+        match life {
+            Some(life) if life > self.safety_margin => {
+                let born = self.clock.now();
+                Ok(Entry {
+                    value,
+                    born,
+                    expires: born + life,
+                    min_remaining,
+                    refresh_claimed: AtomicBool::new(false),
+                    weight: u32::try_from(bytes + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX),
+                })
+            }
+            _ => Err(value),
+        }
+    }
+}
+
+impl Entry {
+    /// Still valid: before the true expiry minus the safety margin.
+    pub(super) fn valid(&self, now: Instant, margin: Duration) -> bool {
+        now + margin < self.expires
+    }
+
+    /// Valid, with enough life left to be useful to the caller.
+    pub(super) fn servable(&self, now: Instant, margin: Duration) -> bool {
+        self.valid(now, margin) && self.expires.saturating_duration_since(now) >= self.min_remaining
+    }
+
+    /// Past the point where it should be renewed.
+    pub(super) fn due_for_refresh(&self, now: Instant, share: f64) -> bool {
+        let life = self.expires.saturating_duration_since(self.born);
+        now.saturating_duration_since(self.born) >= life.mul_f64(share)
+    }
+}
+
+/// Makes moka expire each entry at its true expiry minus the margin.
+pub(super) struct ExpireAtTokenExpiry {
+    pub(super) clock: Clock,
+    pub(super) margin: Duration,
+}
+
+impl ExpireAtTokenExpiry {
+    fn left(&self, entry: &Entry) -> Option<Duration> {
+        Some(
+            entry
+                .expires
+                .saturating_duration_since(self.clock.now())
+                .saturating_sub(self.margin),
+        )
+    }
+}
+
+impl moka::Expiry<CacheKey, Arc<Entry>> for ExpireAtTokenExpiry {
+    fn expire_after_create(
+        &self,
+        _: &CacheKey,
+        entry: &Arc<Entry>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        self.left(entry)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &CacheKey,
+        entry: &Arc<Entry>,
+        _: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        self.left(entry)
+    }
+}
