@@ -66,17 +66,43 @@ pub struct DeadlineService<S> {
     request_timeout: Duration,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pin_project_lite::pin_project! {
+    /// The future of [`DeadlineService`]: the inner call, or
+    /// DEADLINE_EXCEEDED when the deadline passes first. Not boxed: the
+    /// inner future is large and moving it costs more than the timer.
+    pub struct DeadlineFuture<F> {
+        #[pin]
+        call: tokio::time::Timeout<F>,
+    }
+}
+
+impl<F, E> Future for DeadlineFuture<F>
+where
+    F: Future<Output = Result<http::Response<Body>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<http::Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().call.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(result)) => Poll::Ready(result.map_err(Into::into)),
+            Poll::Ready(Err(_elapsed)) => Poll::Ready(Ok(Status::deadline_exceeded(
+                "the call's deadline passed",
+            )
+            .into_http())),
+        }
+    }
+}
 
 impl<S, B> Service<http::Request<B>> for DeadlineService<S>
 where
     S: Service<http::Request<B>, Response = http::Response<Body>>,
     S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
 {
     type Response = http::Response<Body>;
     type Error = BoxError;
-    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+    type Future = DeadlineFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -91,13 +117,9 @@ where
             .map_or(self.request_timeout, |t| t.min(self.request_timeout));
         let deadline = Instant::now() + budget;
         request.extensions_mut().insert(Deadline(deadline));
-        let call = self.inner.call(request);
-        Box::pin(async move {
-            match tokio::time::timeout_at(deadline.into(), call).await {
-                Ok(result) => result.map_err(Into::into),
-                Err(_) => Ok(Status::deadline_exceeded("the call's deadline passed").into_http()),
-            }
-        })
+        DeadlineFuture {
+            call: tokio::time::timeout_at(deadline.into(), self.inner.call(request)),
+        }
     }
 }
 

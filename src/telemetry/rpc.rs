@@ -13,6 +13,7 @@ use tonic::Code;
 use tower::{BoxError, Layer, Service};
 use tracing::Instrument;
 use tracing::field::Empty;
+use tracing::instrument::Instrumented;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::metrics::{code_name, metrics};
@@ -134,18 +135,65 @@ where
     }
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pin_project_lite::pin_project! {
+    /// The future of [`Observe`]: the call, then its books closed. Not
+    /// boxed: the inner future is large and moving it costs more than this.
+    pub struct ObserveFuture<F> {
+        #[pin]
+        call: Instrumented<F>,
+        finish: Option<Finish>,
+    }
+}
+
+impl<F, E, ResBody> Future for ObserveFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+    E: Into<BoxError>,
+    ResBody: Default,
+{
+    type Output = Result<http::Response<ObservedBody<ResBody>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Poll::Ready(result) = this.call.poll(cx) else {
+            return Poll::Pending;
+        };
+        let mut finish = this.finish.take();
+        Poll::Ready(Ok(match result {
+            Ok(response) => {
+                // A trailers-only response (an error) carries the status in
+                // its headers; otherwise it comes in the trailers.
+                if let (Some(code), Some(f)) = (grpc_status(response.headers()), finish.as_mut()) {
+                    f.finish(code);
+                    finish = None;
+                }
+                response.map(|inner| ObservedBody { inner, finish })
+            }
+            Err(err) => {
+                // A middleware error (load shed): answered here, as tonic
+                // would, so that it is counted like any status.
+                let status = tonic::Status::from_error(err.into());
+                if let Some(f) = finish.as_mut() {
+                    f.finish(status.code());
+                }
+                status.into_http().map(|inner| ObservedBody {
+                    inner,
+                    finish: None,
+                })
+            }
+        }))
+    }
+}
 
 impl<S, B, ResBody> Service<http::Request<B>> for Observe<S>
 where
     S: Service<http::Request<B>, Response = http::Response<ResBody>>,
     S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    ResBody: Default + Send + 'static,
+    ResBody: Default,
 {
     type Response = http::Response<ObservedBody<ResBody>>;
     type Error = BoxError;
-    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+    type Future = ObserveFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -153,14 +201,10 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let Some(method) = method_name(request.uri().path()) else {
-            let call = self.inner.call(request);
-            return Box::pin(async move {
-                let response = call.await.map_err(Into::into)?;
-                Ok(response.map(|inner| ObservedBody {
-                    inner,
-                    finish: None,
-                }))
-            });
+            return ObserveFuture {
+                call: self.inner.call(request).instrument(tracing::Span::none()),
+                finish: None,
+            };
         };
         // At DEBUG, so that the default log filter (info) never formats its
         // fields on the hot path; the trace exporter takes it at any level.
@@ -179,55 +223,34 @@ where
             cache.outcome = Empty,
             error.type = Empty,
         );
-        // A caller's context that cannot be parented is dropped, not fatal.
-        let _ = span.set_parent(traces::extract(request.headers()));
-        if let Some(info) = request
-            .extensions()
-            .get::<tonic::transport::server::TcpConnectInfo>()
-        {
-            if let Some(local) = info.local_addr() {
-                span.record("server.address", tracing::field::display(local.ip()));
-                span.record("server.port", i64::from(local.port()));
-            }
-            if let Some(remote) = info.remote_addr() {
-                span.record("client.address", tracing::field::display(remote.ip()));
-                span.record("client.port", i64::from(remote.port()));
+        if !span.is_disabled() {
+            // A caller's context that cannot be parented is dropped, not fatal.
+            let _ = span.set_parent(traces::extract(request.headers()));
+            if let Some(info) = request
+                .extensions()
+                .get::<tonic::transport::server::TcpConnectInfo>()
+            {
+                if let Some(local) = info.local_addr() {
+                    span.record("server.address", tracing::field::display(local.ip()));
+                    span.record("server.port", i64::from(local.port()));
+                }
+                if let Some(remote) = info.remote_addr() {
+                    span.record("client.address", tracing::field::display(remote.ip()));
+                    span.record("client.port", i64::from(remote.port()));
+                }
             }
         }
         metrics().call_started();
-        let mut finish = Finish {
+        let finish = Finish {
             span: span.clone(),
             method,
             started: Instant::now(),
             done: false,
         };
-        let call = self.inner.call(request).instrument(span);
-        Box::pin(async move {
-            match call.await {
-                Ok(response) => {
-                    // A trailers-only response (an error) carries the status
-                    // in its headers; otherwise it comes in the trailers.
-                    let finish = match grpc_status(response.headers()) {
-                        Some(code) => {
-                            finish.finish(code);
-                            None
-                        }
-                        None => Some(finish),
-                    };
-                    Ok(response.map(|inner| ObservedBody { inner, finish }))
-                }
-                Err(err) => {
-                    // A middleware error (load shed): answered here, as
-                    // tonic would, so that it is counted like any status.
-                    let status = tonic::Status::from_error(err.into());
-                    finish.finish(status.code());
-                    Ok(status.into_http().map(|inner| ObservedBody {
-                        inner,
-                        finish: None,
-                    }))
-                }
-            }
-        })
+        ObserveFuture {
+            call: self.inner.call(request).instrument(span),
+            finish: Some(finish),
+        }
     }
 }
 
