@@ -33,6 +33,11 @@ use cognito_identity_gateway::proto::cognito_identity_service_server::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+#[path = "../tests/support/http.rs"]
+mod http;
+
+use http::http_get;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
 
 // ---------------------------------------------------------------- the floor
@@ -236,6 +241,22 @@ fn spawn(program: &str, args: &[String], env: &[(&str, String)]) -> Child {
     command.spawn().unwrap()
 }
 
+/// The standalone emulator with the ready pool and `extra` flags.
+fn emulator_server(extra: &[&str]) -> Server {
+    let port = free_port();
+    let mut args = vec![
+        "emulator".to_owned(),
+        "--listen".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--default-pool".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    Server {
+        child: spawn(BIN, &args, &[]),
+        port,
+    }
+}
+
 fn floor_server(token_len: usize) -> Server {
     let port = free_port();
     let me = std::env::current_exe().unwrap();
@@ -336,20 +357,8 @@ async fn hit_path(time: Duration) {
 
 async fn miss_path(samples: usize) {
     println!("\n## 2. The miss path: gateway (cache off) against the SDK calling the emulator\n");
-    let emulator_port = free_port();
-    let _emulator = Server {
-        child: spawn(
-            BIN,
-            &[
-                "emulator".into(),
-                "--listen".into(),
-                format!("127.0.0.1:{emulator_port}"),
-                "--default-pool".into(),
-            ],
-            &[],
-        ),
-        port: emulator_port,
-    };
+    let emulator = emulator_server(&[]);
+    let emulator_port = emulator.port;
     let endpoint = format!("http://127.0.0.1:{emulator_port}");
     let creds = [
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
@@ -432,23 +441,11 @@ async fn miss_path(samples: usize) {
 
 async fn coalescing() {
     println!("\n## 3. Coalescing\n");
-    let emulator_port = free_port();
-    let _emulator = Server {
-        child: spawn(
-            BIN,
-            &[
-                "emulator".into(),
-                "--listen".into(),
-                format!("127.0.0.1:{emulator_port}"),
-                "--default-pool".into(),
-                "--faults".into(),
-                r#"{"operations":{"GetOpenIdTokenForDeveloperIdentity":{"latency_ms":100}}}"#
-                    .into(),
-            ],
-            &[],
-        ),
-        port: emulator_port,
-    };
+    let emulator = emulator_server(&[
+        "--faults",
+        r#"{"operations":{"GetOpenIdTokenForDeveloperIdentity":{"latency_ms":100}}}"#,
+    ]);
+    let emulator_port = emulator.port;
     let endpoint = format!("http://127.0.0.1:{emulator_port}");
     let creds = [
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
@@ -475,7 +472,7 @@ async fn coalescing() {
     for call in calls {
         ok += u32::from(call.await.unwrap());
     }
-    let counts = http_get(emulator_port, "/_emulator/calls").await;
+    let counts = http_get(emulator_port, "/_emulator/calls").await.1;
     println!(
         "1,000 concurrent identical requests on a cold key (100 ms of injected upstream latency): {ok} answered OK; upstream calls counted by the emulator: `{}`",
         counts.trim()
@@ -528,25 +525,6 @@ async fn memory() {
         println!("| {n} | {stored} | {per_entry:.0} | {} |", 2 * stored + 300);
         drop(cache);
     }
-}
-
-async fn http_get(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).await.unwrap();
-    reply
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
 }
 
 /// An OTLP gRPC collector that accepts and drops spans; returns its URL.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod http;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

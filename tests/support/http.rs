@@ -1,0 +1,21 @@
+//! A minimal HTTP/1.1 GET over loopback, for the admin and emulator routes
+//! (shared by the tests and the benchmark).
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// GETs `path` from 127.0.0.1:`port`; returns the status code and the body.
+pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sends");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.expect("reads");
+    let status = reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
