@@ -57,6 +57,17 @@ fn no_region_is_a_configuration_error() {
 
 #[tokio::test]
 async fn serves_from_the_environment_and_exits_0_on_sigterm() {
+    serve_then_signal("TERM").await;
+}
+
+#[tokio::test]
+async fn exits_0_on_sigint_too() {
+    serve_then_signal("INT").await;
+}
+
+/// Starts the binary configured only through its environment, waits until
+/// it reports SERVING, sends SIG`signal`, and expects a clean exit.
+async fn serve_then_signal(signal: &str) {
     let endpoint = support::moto_endpoint();
     // Bind to learn a free port, then hand it to the binary.
     let port = {
@@ -93,7 +104,7 @@ async fn serves_from_the_environment_and_exits_0_on_sigterm() {
     assert!(serving, "the gateway never reported SERVING");
 
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
@@ -103,5 +114,8 @@ async fn serves_from_the_environment_and_exits_0_on_sigterm() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("SIG{signal} received")),
+        "{stderr}"
+    );
 }
