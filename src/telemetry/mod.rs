@@ -59,8 +59,15 @@ pub fn init(format: LogFormat) -> Result<Telemetry, String> {
             meta.target().starts_with("cognito_identity_gateway")
                 && (meta.is_span() || *meta.level() <= Level::INFO)
         });
+        // Only the attributes the conventions ask for: source location,
+        // thread and target attributes, and busy/idle timing on every span
+        // enter and exit, cost CPU on each call and say nothing to an operator.
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("cognito-identity-gateway"))
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
             .with_filter(ours)
     });
     let _already_set = tracing_subscriber::registry()
