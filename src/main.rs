@@ -125,12 +125,8 @@ async fn emulator(args: cognito_identity_gateway::config::EmulatorArgs) -> ExitC
     if config.default_pool {
         emulator.add_default_pool();
     }
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("cannot listen on {}: {e}", config.listen);
-            return ExitCode::FAILURE;
-        }
+    let Some(listener) = bind(config.listen).await else {
+        return ExitCode::FAILURE;
     };
     let addr = listener.local_addr().map_or(config.listen, |a| a);
     // The exact line scripts wait for: the address actually bound.
