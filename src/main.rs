@@ -48,7 +48,7 @@ async fn gateway(cli: Cli) -> ExitCode {
     if embedded {
         use cognito_identity_gateway::emulator;
         let url = match emulator::start_embedded().await {
-            Ok(url) => url,
+            Ok((url, _emulator)) => url,
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;

@@ -203,8 +203,9 @@ pub fn spawn(listener: TcpListener, emulator: Arc<Emulator>) {
 }
 
 /// The emulator of `--emulator` mode: default settings and the ready pool,
-/// on a loopback port the OS picks. Returns its URL.
-pub async fn start_embedded() -> Result<String, String> {
+/// on a loopback port the OS picks. Returns its URL and a handle on it (to
+/// change its faults or count its calls).
+pub async fn start_embedded() -> Result<(String, Arc<Emulator>), String> {
     let emulator = Emulator::new(EmulatorSettings::default())?;
     emulator.add_default_pool();
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -213,6 +214,6 @@ pub async fn start_embedded() -> Result<String, String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("embedded emulator address: {e}"))?;
-    spawn(listener, emulator);
-    Ok(format!("http://{addr}"))
+    spawn(listener, emulator.clone());
+    Ok((format!("http://{addr}"), emulator))
 }

@@ -14,9 +14,7 @@ use std::time::Duration;
 use cognito_identity_gateway::cache::{CacheSettings, Clock};
 use cognito_identity_gateway::config::ServerSettings;
 use cognito_identity_gateway::domain::{IdentityService, Upstream};
-use cognito_identity_gateway::emulator::{
-    Emulator, EmulatorSettings, FaultSettings, OperationFaults,
-};
+use cognito_identity_gateway::emulator::{Emulator, FaultSettings, OperationFaults};
 use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
 use cognito_identity_gateway::service::Gateway;
@@ -151,12 +149,9 @@ impl TestGateway {
 /// An emulator with the ready pool on 127.0.0.1:0; returns its URL and a
 /// handle to change its faults and count its calls.
 pub async fn start_emulator() -> (String, Arc<Emulator>) {
-    let emulator = Emulator::new(EmulatorSettings::default()).expect("emulator starts");
-    emulator.add_default_pool();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    cognito_identity_gateway::emulator::spawn(listener, emulator.clone());
-    (url, emulator)
+    cognito_identity_gateway::emulator::start_embedded()
+        .await
+        .expect("emulator starts")
 }
 
 /// The SDK upstream of an emulator, with the emulator's access key.
