@@ -33,10 +33,10 @@ use cognito_identity_gateway::proto::cognito_identity_service_server::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-#[path = "../tests/support/http.rs"]
-mod http;
+#[path = "../tests/support/loopback.rs"]
+mod loopback;
 
-use http::http_get;
+use loopback::{free_port, http_get};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
 
@@ -203,14 +203,6 @@ fn cpu_time(pid: u32) -> Duration {
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     // USER_HZ is 100 on Linux.
     Duration::from_millis(ticks * 10)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Server {

@@ -69,11 +69,7 @@ async fn exits_0_on_sigint_too() {
 /// it reports SERVING, sends SIG`signal`, and expects a clean exit.
 async fn serve_then_signal(signal: &str) {
     let endpoint = support::moto_endpoint();
-    // Bind to learn a free port, then hand it to the binary.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = support::loopback::free_port();
     let child = gateway()
         .env("COGNITO_GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
         .env("COGNITO_GATEWAY_ENDPOINT_URL", &endpoint)

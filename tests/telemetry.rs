@@ -8,7 +8,7 @@
 
 mod support;
 
-use support::http::http_get;
+use support::loopback::{free_port, http_get};
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -50,14 +50,6 @@ impl TraceService for Collector {
         self.requests.lock().unwrap().push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The value of a metric line `name{labels} value`, 0 when absent.

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
-pub mod http;
+pub mod loopback;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -190,10 +190,7 @@ pub fn get_id(pool: &str) -> pb::GetIdRequest {
 
 /// A loopback address where nothing listens: connections are refused.
 pub async fn refused_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+    format!("http://127.0.0.1:{}", loopback::free_port())
 }
 
 /// The SDK client itself, to set up pools the way a user would.

@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.1 GET over loopback, for the admin and emulator routes
-//! (shared by the tests and the benchmark).
+//! Loopback helpers shared by the tests and the benchmark: a free port for
+//! a server to be started on, and a minimal HTTP/1.1 GET for the admin and
+//! emulator routes.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -18,4 +19,12 @@ pub async fn http_get(port: u16, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A port nothing listens on right now, for a server started by address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
