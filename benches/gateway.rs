@@ -249,6 +249,18 @@ fn emulator_server(extra: &[&str]) -> Server {
     }
 }
 
+/// The gateway in front of `emulator`, signing with the emulator's key.
+fn gateway_on(emulator: &Server, extra: &[&str]) -> Server {
+    let endpoint = format!("http://127.0.0.1:{}", emulator.port);
+    let mut args = vec!["--endpoint-url", &endpoint, "--region", "us-east-1"];
+    args.extend_from_slice(extra);
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+    ];
+    gateway_server(&args, &creds)
+}
+
 fn floor_server(token_len: usize) -> Server {
     let port = free_port();
     let me = std::env::current_exe().unwrap();
@@ -352,21 +364,7 @@ async fn miss_path(samples: usize) {
     let emulator = emulator_server(&[]);
     let emulator_port = emulator.port;
     let endpoint = format!("http://127.0.0.1:{emulator_port}");
-    let creds = [
-        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-    ];
-    let gateway = gateway_server(
-        &[
-            "--cache",
-            "false",
-            "--endpoint-url",
-            &endpoint,
-            "--region",
-            "us-east-1",
-        ],
-        &creds,
-    );
+    let gateway = gateway_on(&emulator, &["--cache", "false"]);
     let _ = connect(emulator_port).await;
 
     let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -438,15 +436,7 @@ async fn coalescing() {
         r#"{"operations":{"GetOpenIdTokenForDeveloperIdentity":{"latency_ms":100}}}"#,
     ]);
     let emulator_port = emulator.port;
-    let endpoint = format!("http://127.0.0.1:{emulator_port}");
-    let creds = [
-        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-    ];
-    let gateway = gateway_server(
-        &["--endpoint-url", &endpoint, "--region", "us-east-1"],
-        &creds,
-    );
+    let gateway = gateway_on(&emulator, &[]);
     let channel = connect(gateway.port).await;
     let _ = connect(emulator_port).await;
     let calls: Vec<_> = (0..1000)
