@@ -38,6 +38,9 @@ mod loopback;
 
 use loopback::{free_port, http_get};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
 
 // ---------------------------------------------------------------- the floor

@@ -80,3 +80,9 @@ impl Error {
         }
     }
 }
+
+impl From<crate::deadline::Elapsed> for Error {
+    fn from(_: crate::deadline::Elapsed) -> Self {
+        Error::DeadlineExceeded
+    }
+}

@@ -5,7 +5,8 @@
 //! A request travels down through these modules and back:
 //!
 //! - [`middleware`]: the tower stack: the call's span and metrics
-//!   ([`telemetry::rpc`]), deadline, load shedding, concurrency limit.
+//!   ([`telemetry::rpc`]), deadline ([`deadline`]), admission (a concurrency
+//!   limit that refuses rather than queues).
 //! - [`grpc`]: translates proto messages into validated domain inputs and
 //!   domain outputs into replies; [`grpc::status`] maps every error to a gRPC
 //!   status, in one place.
@@ -28,6 +29,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod deadline;
 pub mod domain;
 #[cfg(feature = "emulator")]
 pub mod emulator;

@@ -14,6 +14,9 @@ use cognito_identity_gateway::service::Gateway;
 use cognito_identity_gateway::upstream::CognitoUpstream;
 use cognito_identity_gateway::{Listeners, run, shutdown, telemetry};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code of a bad configuration, as clap uses for bad usage.
 const BAD_CONFIGURATION: u8 = 2;
 

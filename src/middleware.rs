@@ -3,16 +3,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tonic::Status;
 use tonic::body::Body;
 use tower::layer::util::{Identity, Stack};
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::LoadShedLayer;
 use tower::{BoxError, Layer, Service, ServiceBuilder};
 
+use crate::deadline::{Timeout, timeout_at};
 use crate::telemetry::rpc::ObserveLayer;
 
 /// When the caller stops waiting, put in the request's extensions for the
@@ -21,10 +22,7 @@ use crate::telemetry::rpc::ObserveLayer;
 pub struct Deadline(pub Instant);
 
 /// The stack's type, for `tonic::transport::Server::layer`.
-pub type GatewayStack = Stack<
-    GlobalConcurrencyLimitLayer,
-    Stack<LoadShedLayer, Stack<DeadlineLayer, Stack<ObserveLayer, Identity>>>,
->;
+pub type GatewayStack = Stack<AdmitLayer, Stack<DeadlineLayer, Stack<ObserveLayer, Identity>>>;
 
 /// The middleware, outermost first.
 pub fn stack(request_timeout: Duration, concurrency_limit: usize) -> ServiceBuilder<GatewayStack> {
@@ -35,11 +33,120 @@ pub fn stack(request_timeout: Duration, concurrency_limit: usize) -> ServiceBuil
         // Every call gets a deadline: the caller's grpc-timeout, capped by the
         // server's request timeout. Time spent waiting below counts.
         .layer(DeadlineLayer { request_timeout })
-        // Refuse at once (RESOURCE_EXHAUSTED) rather than queue when full:
+        // At most this many calls in the whole process, across connections;
+        // past that, refuse at once (RESOURCE_EXHAUSTED) rather than queue:
         // a queue only adds latency that the caller's deadline then wastes.
-        .load_shed()
-        // At most this many calls in the whole process, across connections.
-        .layer(GlobalConcurrencyLimitLayer::new(concurrency_limit))
+        .layer(AdmitLayer::new(concurrency_limit))
+}
+
+/// Admits at most `limit` calls at a time; see [`stack`]. Because nothing
+/// ever waits for a slot, a counter does what a semaphore would, without
+/// the semaphore's lock on every release.
+#[derive(Clone, Debug)]
+pub struct AdmitLayer {
+    in_flight: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl AdmitLayer {
+    /// At most `limit` calls at once.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+}
+
+impl<S> Layer<S> for AdmitLayer {
+    type Service = Admit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Admit {
+            inner,
+            slots: self.clone(),
+        }
+    }
+}
+
+/// The service of [`AdmitLayer`].
+#[derive(Clone, Debug)]
+pub struct Admit<S> {
+    inner: S,
+    slots: AdmitLayer,
+}
+
+/// A call's slot, given back when its response future ends or is dropped.
+#[derive(Debug)]
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Admit`]: the call holding its slot, or the refusal.
+    pub struct AdmitFuture<F> {
+        #[pin]
+        call: Option<F>,
+        slot: Option<Slot>,
+        limit: usize,
+    }
+}
+
+impl<F, E> Future for AdmitFuture<F>
+where
+    F: Future<Output = Result<http::Response<Body>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<http::Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.call.as_pin_mut() {
+            Some(call) => call.poll(cx).map_err(Into::into),
+            None => Poll::Ready(Ok(Status::resource_exhausted(format!(
+                "the gateway is serving its limit of {} calls; retry with backoff",
+                this.limit
+            ))
+            .into_http())),
+        }
+    }
+}
+
+impl<S, B> Service<http::Request<B>> for Admit<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = AdmitFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let limit = self.slots.limit;
+        let taken = self.slots.in_flight.fetch_add(1, Ordering::Acquire);
+        let slot = Slot(self.slots.in_flight.clone());
+        if taken >= limit {
+            drop(slot);
+            return AdmitFuture {
+                call: None,
+                slot: None,
+                limit,
+            };
+        }
+        AdmitFuture {
+            call: Some(self.inner.call(request)),
+            slot: Some(slot),
+            limit,
+        }
+    }
 }
 
 /// Applies [`Deadline`]s; see [`stack`].
@@ -69,10 +176,11 @@ pub struct DeadlineService<S> {
 pin_project_lite::pin_project! {
     /// The future of [`DeadlineService`]: the inner call, or
     /// DEADLINE_EXCEEDED when the deadline passes first. Not boxed: the
-    /// inner future is large and moving it costs more than the timer.
+    /// inner future is large and moving it costs more than the timer. The
+    /// timer is only armed if the call has to wait ([`crate::deadline`]).
     pub struct DeadlineFuture<F> {
         #[pin]
-        call: tokio::time::Timeout<F>,
+        call: Timeout<F>,
     }
 }
 
@@ -118,7 +226,7 @@ where
         let deadline = Instant::now() + budget;
         request.extensions_mut().insert(Deadline(deadline));
         DeadlineFuture {
-            call: tokio::time::timeout_at(deadline.into(), self.inner.call(request)),
+            call: timeout_at(deadline, self.inner.call(request)),
         }
     }
 }

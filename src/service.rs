@@ -14,6 +14,7 @@ use crate::domain::{
     RequestContext, Upstream,
 };
 use crate::error::Error;
+use futures_util::future::Either;
 
 /// The gateway's [`IdentityService`] over an [`Upstream`].
 #[derive(Debug)]
@@ -38,14 +39,16 @@ impl<U: Upstream> Gateway<U> {
     }
 
     /// Answers `input` from the cache when `cacheable` and the cache is on,
-    /// otherwise straight from the upstream.
-    async fn answer<I, T, Fut>(
+    /// otherwise straight from the upstream. Not an `async fn`: the key is
+    /// made here and the cache's future returned as it is, so that a hit's
+    /// future is not nested (and moved) once more.
+    fn answer<I, T, Fut>(
         &self,
         cacheable: fn(&CacheSettings) -> bool,
         key: fn(&KeyMaker, &I) -> CacheKey,
         input: I,
         call: fn(Arc<U>, Arc<I>) -> Fut,
-    ) -> Result<T, Error>
+    ) -> impl Future<Output = Result<T, Error>> + Send + '_
     where
         I: Send + Sync + 'static,
         T: Cacheable,
@@ -56,14 +59,12 @@ impl<U: Upstream> Gateway<U> {
             Some(cache) if cacheable(cache.settings()) => {
                 let key = key(cache.keys(), &input);
                 let upstream = self.upstream.clone();
-                cache
-                    .get_or_fetch(key, move || call(upstream.clone(), input.clone()))
-                    .await
+                Either::Left(cache.get_or_fetch(key, move || call(upstream.clone(), input.clone())))
             }
             _ => {
                 crate::cache::record_outcome("bypass");
                 // Boxed like the cache's miss path: the SDK's future is large.
-                Box::pin(call(self.upstream.clone(), input)).await
+                Either::Right(Box::pin(call(self.upstream.clone(), input)))
             }
         }
     }
@@ -71,17 +72,13 @@ impl<U: Upstream> Gateway<U> {
 
 /// Runs `call` until the caller's deadline: the SDK's own timeouts may be
 /// longer than what the caller has left, and an answer after the deadline
-/// is of no use to anyone.
-async fn within_deadline<T>(
+/// is of no use to anyone. A call that finishes at once (a cache hit) never
+/// arms a timer ([`crate::deadline`]).
+fn within_deadline<T>(
     deadline: Option<Instant>,
     call: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
-            .await
-            .unwrap_or(Err(Error::DeadlineExceeded)),
-        None => call.await,
-    }
+) -> impl Future<Output = Result<T, Error>> {
+    crate::deadline::bounded(deadline, call)
 }
 
 impl<U: Upstream> IdentityService for Gateway<U> {
@@ -96,7 +93,11 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         Some(cache.stats())
     }
 
-    async fn get_id(&self, ctx: &RequestContext, input: GetIdInput) -> Result<GetIdOutput, Error> {
+    fn get_id(
+        &self,
+        ctx: &RequestContext,
+        input: GetIdInput,
+    ) -> impl Future<Output = Result<GetIdOutput, Error>> + Send {
         // Only authenticated identities are stable: an unauthenticated GetId
         // makes a new identity each time, and sharing one between callers
         // would change what Cognito means, so it is never cached.
@@ -108,49 +109,49 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         let answer = self.answer(cacheable, KeyMaker::get_id, input, |u, i| async move {
             u.get_id(&i).await
         });
-        within_deadline(ctx.deadline, answer).await
+        within_deadline(ctx.deadline, answer)
     }
 
-    async fn get_open_id_token(
+    fn get_open_id_token(
         &self,
         ctx: &RequestContext,
         input: GetOpenIdTokenInput,
-    ) -> Result<OpenIdToken, Error> {
+    ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send {
         let answer = self.answer(
             |s| s.open_id_tokens,
             KeyMaker::get_open_id_token,
             input,
             |u, i| async move { u.get_open_id_token(&i).await },
         );
-        within_deadline(ctx.deadline, answer).await
+        within_deadline(ctx.deadline, answer)
     }
 
-    async fn get_open_id_token_for_developer_identity(
+    fn get_open_id_token_for_developer_identity(
         &self,
         ctx: &RequestContext,
         input: GetOpenIdTokenForDeveloperIdentityInput,
-    ) -> Result<OpenIdToken, Error> {
+    ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send {
         let answer = self.answer(
             |_| true,
             KeyMaker::developer,
             input,
             |u, i| async move { u.get_open_id_token_for_developer_identity(&i).await },
         );
-        within_deadline(ctx.deadline, answer).await
+        within_deadline(ctx.deadline, answer)
     }
 
-    async fn get_credentials_for_identity(
+    fn get_credentials_for_identity(
         &self,
         ctx: &RequestContext,
         input: GetCredentialsForIdentityInput,
-    ) -> Result<GetCredentialsForIdentityOutput, Error> {
+    ) -> impl Future<Output = Result<GetCredentialsForIdentityOutput, Error>> + Send {
         let answer = self.answer(
             |s| s.credentials,
             KeyMaker::credentials,
             input,
             |u, i| async move { u.get_credentials_for_identity(&i).await },
         );
-        within_deadline(ctx.deadline, answer).await
+        within_deadline(ctx.deadline, answer)
     }
 }
 

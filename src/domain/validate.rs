@@ -171,7 +171,12 @@ impl fmt::Display for Violations {
 
 /// Length in characters, as the model's length constraints count.
 pub(crate) fn chars(value: &str) -> usize {
-    value.chars().count()
+    // Nearly every value is ASCII, where characters are bytes.
+    if value.is_ascii() {
+        value.len()
+    } else {
+        value.chars().count()
+    }
 }
 
 /// `^[\w-]+:[0-9a-f-]+$` with length 1..=55: REGION:GUID. `\w` is ASCII

@@ -3,7 +3,7 @@
 //! latency; the token cache's counters; build information. One registry per
 //! process, as Prometheus clients keep.
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -131,11 +131,24 @@ impl prometheus_client::collector::Collector for CacheCollector {
     }
 }
 
+/// Number of gRPC status codes (OK = 0 to UNAUTHENTICATED = 16).
+const CODES: usize = 17;
+
+/// One API method's series, resolved from their families on first use so
+/// that a call's books cost atomic adds, not a family lookup (a lock and a
+/// hash of the labels) per series per call.
+#[derive(Default)]
+struct MethodSeries {
+    requests: [OnceLock<Counter>; CODES],
+    latency: OnceLock<Histogram>,
+}
+
 /// The process's metrics.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RpcLabels, Counter>,
     request_latency: Latency,
+    api: [MethodSeries; 4],
     in_flight: Gauge,
     upstream_calls: Family<UpstreamLabels, Counter>,
     upstream_latency: Latency,
@@ -201,6 +214,7 @@ impl Metrics {
             registry,
             requests,
             request_latency,
+            api: Default::default(),
             in_flight,
             upstream_calls,
             upstream_latency,
@@ -216,15 +230,32 @@ impl Metrics {
     /// A call finished with `code` after `elapsed`.
     pub fn call_finished(&self, rpc: &'static str, code: tonic::Code, elapsed: Duration) {
         self.in_flight.dec();
-        self.requests
-            .get_or_create(&RpcLabels {
-                rpc,
-                code: code_name(code),
-            })
-            .inc();
-        self.request_latency
-            .get_or_create(&MethodLabel { method: rpc })
-            .observe(elapsed.as_secs_f64());
+        let labels = || RpcLabels {
+            rpc,
+            code: code_name(code),
+        };
+        let method = MethodLabel { method: rpc };
+        match crate::telemetry::rpc::API_METHODS
+            .iter()
+            .position(|m| std::ptr::eq(*m, rpc))
+        {
+            Some(i) => {
+                let series = &self.api[i];
+                series.requests[code as usize % CODES]
+                    .get_or_init(|| self.requests.get_or_create(&labels()).clone())
+                    .inc();
+                series
+                    .latency
+                    .get_or_init(|| self.request_latency.get_or_create(&method).clone())
+                    .observe(elapsed.as_secs_f64());
+            }
+            None => {
+                self.requests.get_or_create(&labels()).inc();
+                self.request_latency
+                    .get_or_create(&method)
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
     }
 
     /// An upstream call finished.

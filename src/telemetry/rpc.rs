@@ -86,15 +86,17 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
 
 /// The methods of the API, as `'static` names for labels.
 fn method_name(path: &str) -> Option<&'static str> {
-    const METHODS: [&str; 4] = [
-        "GetId",
-        "GetOpenIdToken",
-        "GetOpenIdTokenForDeveloperIdentity",
-        "GetCredentialsForIdentity",
-    ];
     let method = path.strip_prefix(API_PREFIX)?;
-    METHODS.into_iter().find(|m| *m == method)
+    API_METHODS.into_iter().find(|m| *m == method)
 }
+
+/// The API's methods; [`method_name`] hands out these very `&'static str`s.
+pub(crate) static API_METHODS: [&str; 4] = [
+    "GetId",
+    "GetOpenIdToken",
+    "GetOpenIdTokenForDeveloperIdentity",
+    "GetCredentialsForIdentity",
+];
 
 pin_project_lite::pin_project! {
     /// A response body that reads the status from the trailers.
