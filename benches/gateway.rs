@@ -4,8 +4,8 @@
 //! 1. cache-hit throughput and latency of the gateway (`--emulator`, warm
 //!    cache; tracing off, then on with every span exported to an OTLP
 //!    collector) against a bare tonic server answering the same messages
-//!    (the floor), with the same Rust load generator, at 1 stream, 4x32 and
-//!    16x64; server CPU per request from /proc;
+//!    (the floor), with the same load generator (h2load), at 1 stream,
+//!    4x32 and 16x64; server CPU per request from /proc;
 //! 2. the miss path: the gateway with its cache off against the AWS SDK
 //!    calling the emulator directly, same requests, sequentially;
 //! 3. coalescing: 1,000 concurrent identical requests on a cold key, and
@@ -13,14 +13,19 @@
 //! 4. memory: resident bytes per cached entry at 100,000 and 1,000,000
 //!    entries, against the bytes of the tokens themselves.
 //!
-//! Every reply's gRPC status is checked: a non-OK reply counts as an error.
+//! Every reply's gRPC status is checked: in the hit section through the
+//! servers' own counts of OK replies (h2load only sees HTTP statuses), in
+//! the others by the tonic client; a non-OK reply counts as an error.
+//!
+//! Helper modes, for profiling by hand: `floor PORT TOKEN_LEN` (the floor
+//! server), `collector` (an OTLP sink; prints its URL), `body PATH` (the
+//! request as the gRPC frame h2load sends).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use cognito_identity_gateway::cache::{CacheSettings, Clock, TokenCache};
@@ -49,15 +54,21 @@ const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
 /// gateway's shape: no middleware, no validation, no cache.
 struct Floor {
     reply: pb::GetOpenIdTokenForDeveloperIdentityResponse,
+    /// Developer calls answered OK: h2load counts any HTTP 200 as a success,
+    /// so the benchmark checks grpc-status through the servers' own counts.
+    answered: AtomicU64,
 }
 
 #[tonic::async_trait]
 impl CognitoIdentityService for Floor {
+    /// Not a real GetId: how many developer calls it answered OK.
     async fn get_id(
         &self,
         _: tonic::Request<pb::GetIdRequest>,
     ) -> Result<tonic::Response<pb::GetIdResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("floor"))
+        Ok(tonic::Response::new(pb::GetIdResponse {
+            identity_id: self.answered.load(Ordering::Relaxed).to_string(),
+        }))
     }
     async fn get_open_id_token(
         &self,
@@ -70,6 +81,7 @@ impl CognitoIdentityService for Floor {
         _: tonic::Request<pb::GetOpenIdTokenForDeveloperIdentityRequest>,
     ) -> Result<tonic::Response<pb::GetOpenIdTokenForDeveloperIdentityResponse>, tonic::Status>
     {
+        self.answered.fetch_add(1, Ordering::Relaxed);
         Ok(tonic::Response::new(self.reply.clone()))
     }
     async fn get_credentials_for_identity(
@@ -91,7 +103,10 @@ async fn serve_floor(port: u16, token_len: usize) {
         .await
         .unwrap();
     tonic::transport::Server::builder()
-        .add_service(CognitoIdentityServiceServer::new(Floor { reply }))
+        .add_service(CognitoIdentityServiceServer::new(Floor {
+            reply,
+            answered: AtomicU64::new(0),
+        }))
         .serve_with_incoming(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
         )
@@ -111,26 +126,6 @@ fn request() -> pb::GetOpenIdTokenForDeveloperIdentityRequest {
     }
 }
 
-struct Load {
-    requests: u64,
-    errors: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u32>,
-}
-
-impl Load {
-    fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
-        f64::from(self.latencies_us[i])
-    }
-    fn rps(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
 async fn connect(port: u16) -> Channel {
     let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
@@ -144,53 +139,140 @@ async fn connect(port: u16) -> Channel {
     panic!("nothing listens on {port}");
 }
 
-/// `connections` HTTP/2 connections with `streams` callers each, for `time`.
-async fn drive(port: u16, connections: usize, streams: usize, time: Duration) -> Load {
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let channel = connect(port).await;
-        for _ in 0..streams {
-            let mut client = CognitoIdentityServiceClient::new(channel.clone());
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::with_capacity(1 << 16));
-                while !stop.load(Ordering::Relaxed) {
-                    let started = Instant::now();
-                    match client
-                        .get_open_id_token_for_developer_identity(request())
-                        .await
-                    {
-                        Ok(_) => {
-                            ok += 1;
-                            latencies
-                                .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                        }
-                        Err(_) => errors += 1,
-                    }
-                }
-                (ok, errors, latencies)
-            }));
+/// The load generator: h2load (Debian's nghttp2-client), the same for
+/// every server, sending one gRPC request body over and over.
+/// The benchmark's request as one gRPC frame: a zero byte (not
+/// compressed), the length as 4 bytes big-endian, the prost encoding.
+fn request_frame() -> Vec<u8> {
+    use prost::Message;
+    let message = request().encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    frame
+}
+
+struct H2Load {
+    body: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+/// What h2load saw in one run.
+struct Run {
+    /// Responses h2load counted as succeeded (HTTP 200, whatever grpc-status).
+    responses: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl Run {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        f64::from(self.latencies_us[i])
+    }
+    fn rps(&self) -> f64 {
+        self.responses as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+impl H2Load {
+    /// Checks that h2load is installed and writes the request body: the
+    /// benchmark's request, prost-encoded, in a gRPC frame.
+    fn new() -> Self {
+        let installed = Command::new("h2load")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            installed,
+            "h2load is not installed: scripts/bench installs it (apt-get install nghttp2-client)"
+        );
+        let dir = std::env::temp_dir();
+        let id = std::process::id();
+        let body = dir.join(format!("gateway-bench-{id}.body"));
+        std::fs::write(&body, request_frame()).unwrap();
+        let log = dir.join(format!("gateway-bench-{id}.log"));
+        Self { body, log }
+    }
+
+    /// `requests` calls over `connections` HTTP/2 connections with
+    /// `streams` concurrent streams each, on one h2load thread.
+    async fn run(&self, port: u16, connections: usize, streams: usize, requests: u64) -> Run {
+        let url = format!(
+            "http://127.0.0.1:{port}/cognito_identity_gateway.v1.CognitoIdentityService/GetOpenIdTokenForDeveloperIdentity"
+        );
+        let args: Vec<String> = vec![
+            "-n".into(),
+            requests.to_string(),
+            "-c".into(),
+            connections.to_string(),
+            "-m".into(),
+            streams.to_string(),
+            "-t".into(),
+            "1".into(),
+            "-d".into(),
+            self.body.display().to_string(),
+            "-H".into(),
+            "content-type: application/grpc".into(),
+            "-H".into(),
+            "te: trailers".into(),
+            "--log-file".into(),
+            self.log.display().to_string(),
+            url,
+        ];
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("h2load").args(&args).output().unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let number_before = |text: &str, marker: &str| -> f64 {
+            let at = text
+                .find(marker)
+                .unwrap_or_else(|| panic!("h2load said: {text}"));
+            text[..at]
+                .rsplit([' ', ','])
+                .find(|w| !w.is_empty())
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("h2load said: {text}"))
+        };
+        // "finished in 4.00s, ..." or "finished in 159.61ms, ...".
+        let elapsed = stdout
+            .split("finished in ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|t| match t.strip_suffix("ms") {
+                Some(ms) => ms.parse::<f64>().ok().map(|ms| ms / 1e3),
+                None => match t.strip_suffix("us") {
+                    Some(us) => us.parse::<f64>().ok().map(|us| us / 1e6),
+                    None => t.strip_suffix('s')?.parse().ok(),
+                },
+            })
+            .unwrap_or_else(|| panic!("h2load said: {stdout}"));
+        let responses = number_before(&stdout, " succeeded") as u64;
+        let mut latencies_us: Vec<u32> = std::fs::read_to_string(&self.log)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split('\t').nth(2)?.trim().parse().ok())
+            .collect();
+        latencies_us.sort_unstable();
+        Run {
+            responses,
+            elapsed: Duration::from_secs_f64(elapsed),
+            latencies_us,
         }
     }
-    let started = Instant::now();
-    tokio::time::sleep(time).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut load = Load {
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::new(),
-    };
-    for task in tasks {
-        let (ok, errors, latencies) = task.await.unwrap();
-        load.requests += ok;
-        load.errors += errors;
-        load.latencies_us.extend(latencies);
+}
+
+impl Drop for H2Load {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.body);
+        let _ = std::fs::remove_file(&self.log);
     }
-    load.elapsed = started.elapsed();
-    load.latencies_us.sort_unstable();
-    load
 }
 
 /// User plus system CPU time of a process, from /proc/PID/stat.
@@ -211,6 +293,8 @@ fn cpu_time(pid: u32) -> Duration {
 struct Server {
     child: Child,
     port: u16,
+    /// The gateway's admin listener (`/metrics`); none for the others.
+    admin: Option<u16>,
 }
 
 impl Drop for Server {
@@ -249,6 +333,7 @@ fn emulator_server(extra: &[&str]) -> Server {
     Server {
         child: spawn(BIN, &args, &[]),
         port,
+        admin: None,
     }
 }
 
@@ -272,47 +357,92 @@ fn floor_server(token_len: usize) -> Server {
         &["floor".into(), port.to_string(), token_len.to_string()],
         &[],
     );
-    Server { child, port }
+    Server {
+        child,
+        port,
+        admin: None,
+    }
 }
 
 fn gateway_server(extra: &[&str], env: &[(&str, String)]) -> Server {
-    let port = free_port();
+    let (port, admin) = (free_port(), free_port());
     let mut args = vec![
         "--listen".to_owned(),
         format!("127.0.0.1:{port}"),
         "--admin-listen".into(),
-        "off".into(),
+        format!("127.0.0.1:{admin}"),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     Server {
         child: spawn(BIN, &args, env),
         port,
+        admin: Some(admin),
     }
 }
 
+/// Developer calls the server has answered with grpc-status OK so far: the
+/// gateway's `grpc_server_requests` counter, or the floor's own count.
+async fn answered_ok(server: &Server) -> u64 {
+    match server.admin {
+        Some(admin) => {
+            let metrics = http_get(admin, "/metrics").await.1;
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("grpc_server_requests_total{")
+                        && l.contains("rpc=\"GetOpenIdTokenForDeveloperIdentity\"")
+                        && l.contains("code=\"OK\"")
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0)
+        }
+        None => {
+            let mut floor = CognitoIdentityServiceClient::new(connect(server.port).await);
+            let count = floor.get_id(pb::GetIdRequest::default()).await.unwrap();
+            count.into_inner().identity_id.parse().unwrap()
+        }
+    }
+}
+
+/// One cell: h2load against `server`, after a warm-up that opens the
+/// connections' paths and fills the cache.
+struct Cell {
+    run: Run,
+    /// Replies that were not grpc-status OK (or not answered at all).
+    errors: u64,
+    cpu_us_per_request: f64,
+}
+
 async fn measure(
+    load: &H2Load,
     server: &Server,
     connections: usize,
     streams: usize,
     time: Duration,
-) -> (Load, f64) {
-    // Warm up: connections made, the cache filled.
-    let _ = drive(server.port, 1, 4, Duration::from_millis(300)).await;
-    let before = cpu_time(server.child.id());
-    let load = drive(server.port, connections, streams, time).await;
-    let cpu = cpu_time(server.child.id()) - before;
-    let cpu_us_per_request = cpu.as_secs_f64() * 1e6 / load.requests.max(1) as f64;
-    (load, cpu_us_per_request)
+) -> Cell {
+    // The warm-up also measures the rate, so that the measured run, a fixed
+    // number of calls (every one answered before h2load stops), lasts `time`.
+    let warm = load.run(server.port, connections, streams, 2_000).await;
+    let requests = (warm.rps() * time.as_secs_f64()).max(1_000.0) as u64;
+    let (ok_before, cpu_before) = (answered_ok(server).await, cpu_time(server.child.id()));
+    let run = load.run(server.port, connections, streams, requests).await;
+    let cpu = cpu_time(server.child.id()) - cpu_before;
+    let ok = answered_ok(server).await - ok_before;
+    Cell {
+        errors: requests.saturating_sub(ok),
+        cpu_us_per_request: cpu.as_secs_f64() * 1e6 / run.responses.max(1) as f64,
+        run,
+    }
 }
 
-fn row(name: &str, shape: &str, load: &Load, cpu_us: f64) {
+fn row(name: &str, shape: &str, cell: &Cell) {
     println!(
         "| {name:<22} | {shape:>6} | {:>9.0} | {:>7.0} | {:>7.0} | {:>8.1} | {:>6} |",
-        load.rps(),
-        load.percentile(0.5),
-        load.percentile(0.99),
-        cpu_us,
-        load.errors
+        cell.run.rps(),
+        cell.run.percentile(0.5),
+        cell.run.percentile(0.99),
+        cell.cpu_us_per_request,
+        cell.errors
     );
 }
 
@@ -321,12 +451,10 @@ fn row(name: &str, shape: &str, load: &Load, cpu_us: f64) {
 async fn hit_path(time: Duration) {
     println!("\n## 1. Cache-hit path against the floor\n");
     println!(
-        "Load: the same Rust tonic client for every server, GetOpenIdTokenForDeveloperIdentity with the same request; {time:?} per cell.\n"
+        "Load: h2load (one thread) for every server, GetOpenIdTokenForDeveloperIdentity with the same request; {time:?} per cell. Errors: replies the server did not count as grpc-status OK.\n"
     );
-    println!("| server | shape | req/s | p50 µs | p99 µs | CPU µs/req | errors |");
-    println!("|---|---|---|---|---|---|---|");
+    let load = H2Load::new();
     let collector = start_collector().await;
-    let floor = floor_server(900);
     let plain = gateway_server(&["--emulator"], &[]);
     let traced = gateway_server(
         &["--emulator"],
@@ -335,29 +463,44 @@ async fn hit_path(time: Duration) {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
         ],
     );
+    // The floor answers with a token as long as the emulator's.
+    let token_len = CognitoIdentityServiceClient::new(connect(plain.port).await)
+        .get_open_id_token_for_developer_identity(request())
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+        .len();
+    let floor = floor_server(token_len);
+    for server in [&floor, &traced] {
+        let _ = connect(server.port).await;
+    }
+    println!("Token: {token_len} bytes.\n");
+    println!("| server | shape | req/s | p50 µs | p99 µs | CPU µs/req | errors |");
+    println!("|---|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
     for (connections, streams) in [(1, 1), (4, 32), (16, 64)] {
         let shape = format!("{connections}x{streams}");
-        let (f, fc) = measure(&floor, connections, streams, time).await;
-        row("floor (bare tonic)", &shape, &f, fc);
-        let (g, gc) = measure(&plain, connections, streams, time).await;
-        row("gateway, tracing off", &shape, &g, gc);
-        let (t, tc) = measure(&traced, connections, streams, time).await;
-        row("gateway, tracing on", &shape, &t, tc);
-        ratios.push((
-            shape,
-            g.rps() / f.rps(),
-            t.rps() / f.rps(),
-            g.percentile(0.5) - f.percentile(0.5),
-        ));
+        let f = measure(&load, &floor, connections, streams, time).await;
+        row("floor (bare tonic)", &shape, &f);
+        let g = measure(&load, &plain, connections, streams, time).await;
+        row("gateway, tracing off", &shape, &g);
+        let t = measure(&load, &traced, connections, streams, time).await;
+        row("gateway, tracing on", &shape, &t);
+        ratios.push((shape, f, g, t));
     }
-    println!("\n| shape | gateway/floor, tracing off | gateway/floor, tracing on | p50 added µs |");
-    println!("|---|---|---|---|");
-    for (shape, off, on, added) in ratios {
+    println!(
+        "\n| shape | gateway/floor req/s, tracing off | tracing on | CPU µs/req added, off | on | p50 added µs, off |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (shape, f, g, t) in ratios {
         println!(
-            "| {shape} | {:.1} % | {:.1} % | {added:.0} |",
-            off * 100.0,
-            on * 100.0
+            "| {shape} | {:.1} % | {:.1} % | {:.1} | {:.1} | {:.0} |",
+            g.run.rps() / f.run.rps() * 100.0,
+            t.run.rps() / f.run.rps() * 100.0,
+            g.cpu_us_per_request - f.cpu_us_per_request,
+            t.cpu_us_per_request - f.cpu_us_per_request,
+            g.run.percentile(0.5) - f.run.percentile(0.5),
         );
     }
 }
@@ -546,7 +689,8 @@ fn main() {
     // nextest's --list) must find nothing to run here.
     let mode = raw.first().map(String::as_str);
     let listing = raw.iter().any(|a| a == "--list");
-    let benching = raw.iter().any(|a| a == "--bench") || matches!(mode, Some("floor" | "load"));
+    let benching =
+        raw.iter().any(|a| a == "--bench") || matches!(mode, Some("floor" | "collector" | "body"));
     if listing || !benching {
         return;
     }
@@ -562,16 +706,17 @@ fn main() {
         ));
         return;
     }
-    if args.first().map(String::as_str) == Some("load") {
-        // Drives an already running server, for profiling it.
-        let (port, seconds) = (args[1].parse().unwrap(), args[2].parse().unwrap());
-        let load = runtime.block_on(drive(port, 4, 32, Duration::from_secs(seconds)));
-        println!(
-            "{:.0} req/s, p50 {} µs, {} errors",
-            load.rps(),
-            load.percentile(0.5),
-            load.errors
-        );
+    if args.first().map(String::as_str) == Some("body") {
+        // The request body h2load sends, for profiling by hand.
+        std::fs::write(&args[1], request_frame()).unwrap();
+        return;
+    }
+    if args.first().map(String::as_str) == Some("collector") {
+        // An OTLP sink on its own, for profiling a traced gateway by hand.
+        runtime.block_on(async {
+            println!("{}", start_collector().await);
+            std::future::pending::<()>().await
+        });
         return;
     }
     let seconds: u64 = std::env::var("BENCH_SECONDS")
