@@ -165,13 +165,17 @@ struct Run {
     latencies_us: Vec<u32>,
 }
 
+/// The `p` quantile of ascending `sorted` latencies (NaN when empty).
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    f64::from(sorted[((sorted.len() - 1) as f64 * p).round() as usize])
+}
+
 impl Run {
     fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
-        f64::from(self.latencies_us[i])
+        percentile(&self.latencies_us, p)
     }
     fn rps(&self) -> f64 {
         self.responses as f64 / self.elapsed.as_secs_f64()
@@ -230,30 +234,25 @@ impl H2Load {
         .await
         .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let number_before = |text: &str, marker: &str| -> f64 {
-            let at = text
-                .find(marker)
-                .unwrap_or_else(|| panic!("h2load said: {text}"));
-            text[..at]
-                .rsplit([' ', ','])
-                .find(|w| !w.is_empty())
-                .and_then(|w| w.parse().ok())
-                .unwrap_or_else(|| panic!("h2load said: {text}"))
-        };
-        // "finished in 4.00s, ..." or "finished in 159.61ms, ...".
+        // "finished in 4.00s, ..." (or 159.61ms, or 243us).
         let elapsed = stdout
             .split("finished in ")
             .nth(1)
             .and_then(|rest| rest.split(',').next())
-            .and_then(|t| match t.strip_suffix("ms") {
-                Some(ms) => ms.parse::<f64>().ok().map(|ms| ms / 1e3),
-                None => match t.strip_suffix("us") {
-                    Some(us) => us.parse::<f64>().ok().map(|us| us / 1e6),
-                    None => t.strip_suffix('s')?.parse().ok(),
-                },
+            .and_then(|t| {
+                [("us", 1e-6), ("ms", 1e-3), ("s", 1.0)]
+                    .into_iter()
+                    .find_map(|(unit, scale)| {
+                        Some(t.strip_suffix(unit)?.parse::<f64>().ok()? * scale)
+                    })
             })
             .unwrap_or_else(|| panic!("h2load said: {stdout}"));
-        let responses = number_before(&stdout, " succeeded") as u64;
+        // "requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, ...".
+        let responses = stdout
+            .split(" succeeded")
+            .next()
+            .and_then(|head| head.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("h2load said: {stdout}"));
         let mut latencies_us: Vec<u32> = std::fs::read_to_string(&self.log)
             .unwrap()
             .lines()
@@ -553,24 +552,23 @@ async fn miss_path(samples: usize) {
     }
     direct.sort_unstable();
     through.sort_unstable();
-    let pct = |v: &[u32], p: f64| f64::from(v[((v.len() - 1) as f64 * p).round() as usize]);
     println!("{samples} sequential calls each, alternating, after 50 of warm-up.\n");
     println!("| path | p50 µs | p99 µs |");
     println!("|---|---|---|");
     println!(
         "| SDK -> emulator | {:.0} | {:.0} |",
-        pct(&direct, 0.5),
-        pct(&direct, 0.99)
+        percentile(&direct, 0.5),
+        percentile(&direct, 0.99)
     );
     println!(
         "| gRPC -> gateway (cache off) -> SDK -> emulator | {:.0} | {:.0} |",
-        pct(&through, 0.5),
-        pct(&through, 0.99)
+        percentile(&through, 0.5),
+        percentile(&through, 0.99)
     );
     println!(
         "| added by the gateway | {:.0} | {:.0} |",
-        pct(&through, 0.5) - pct(&direct, 0.5),
-        pct(&through, 0.99) - pct(&direct, 0.99)
+        percentile(&through, 0.5) - percentile(&direct, 0.5),
+        percentile(&through, 0.99) - percentile(&direct, 0.99)
     );
     drop(gateway);
 }
