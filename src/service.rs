@@ -39,11 +39,16 @@ impl<U: Upstream> Gateway<U> {
     }
 
     /// Answers `input` from the cache when `cacheable` and the cache is on,
-    /// otherwise straight from the upstream. Not an `async fn`: the key is
-    /// made here and the cache's future returned as it is, so that a hit's
-    /// future is not nested (and moved) once more.
+    /// otherwise straight from the upstream, until the caller's `deadline`:
+    /// the SDK's own timeouts may be longer than what the caller has left,
+    /// and an answer after the deadline is of no use to anyone. A call that
+    /// finishes at once (a cache hit) never arms a timer
+    /// ([`crate::deadline`]). Not an `async fn`: the key is made here and
+    /// the cache's future returned as it is, so that a hit's future is not
+    /// nested (and moved) once more.
     fn answer<I, T, Fut>(
         &self,
+        deadline: Option<Instant>,
         cacheable: fn(&CacheSettings) -> bool,
         key: fn(&KeyMaker, &I) -> CacheKey,
         input: I,
@@ -55,7 +60,7 @@ impl<U: Upstream> Gateway<U> {
         Fut: Future<Output = Result<T, Error>> + Send + 'static,
     {
         let input = Arc::new(input);
-        match &self.cache {
+        let answer = match &self.cache {
             Some(cache) if cacheable(cache.settings()) => {
                 let key = key(cache.keys(), &input);
                 let upstream = self.upstream.clone();
@@ -66,19 +71,9 @@ impl<U: Upstream> Gateway<U> {
                 // Boxed like the cache's miss path: the SDK's future is large.
                 Either::Right(Box::pin(call(self.upstream.clone(), input)))
             }
-        }
+        };
+        crate::deadline::bounded(deadline, answer)
     }
-}
-
-/// Runs `call` until the caller's deadline: the SDK's own timeouts may be
-/// longer than what the caller has left, and an answer after the deadline
-/// is of no use to anyone. A call that finishes at once (a cache hit) never
-/// arms a timer ([`crate::deadline`]).
-fn within_deadline<T>(
-    deadline: Option<Instant>,
-    call: impl Future<Output = Result<T, Error>>,
-) -> impl Future<Output = Result<T, Error>> {
-    crate::deadline::bounded(deadline, call)
 }
 
 impl<U: Upstream> IdentityService for Gateway<U> {
@@ -106,10 +101,13 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         } else {
             |s: &CacheSettings| s.identity_ids
         };
-        let answer = self.answer(cacheable, KeyMaker::get_id, input, |u, i| async move {
-            u.get_id(&i).await
-        });
-        within_deadline(ctx.deadline, answer)
+        self.answer(
+            ctx.deadline,
+            cacheable,
+            KeyMaker::get_id,
+            input,
+            |u, i| async move { u.get_id(&i).await },
+        )
     }
 
     fn get_open_id_token(
@@ -117,13 +115,13 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         ctx: &RequestContext,
         input: GetOpenIdTokenInput,
     ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send {
-        let answer = self.answer(
+        self.answer(
+            ctx.deadline,
             |s| s.open_id_tokens,
             KeyMaker::get_open_id_token,
             input,
             |u, i| async move { u.get_open_id_token(&i).await },
-        );
-        within_deadline(ctx.deadline, answer)
+        )
     }
 
     fn get_open_id_token_for_developer_identity(
@@ -131,13 +129,13 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         ctx: &RequestContext,
         input: GetOpenIdTokenForDeveloperIdentityInput,
     ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send {
-        let answer = self.answer(
+        self.answer(
+            ctx.deadline,
             |_| true,
             KeyMaker::developer,
             input,
             |u, i| async move { u.get_open_id_token_for_developer_identity(&i).await },
-        );
-        within_deadline(ctx.deadline, answer)
+        )
     }
 
     fn get_credentials_for_identity(
@@ -145,13 +143,13 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         ctx: &RequestContext,
         input: GetCredentialsForIdentityInput,
     ) -> impl Future<Output = Result<GetCredentialsForIdentityOutput, Error>> + Send {
-        let answer = self.answer(
+        self.answer(
+            ctx.deadline,
             |s| s.credentials,
             KeyMaker::credentials,
             input,
             |u, i| async move { u.get_credentials_for_identity(&i).await },
-        );
-        within_deadline(ctx.deadline, answer)
+        )
     }
 }
 
@@ -165,7 +163,7 @@ mod tests {
     async fn a_call_past_the_deadline_is_dropped() {
         let deadline = Instant::now() + Duration::from_millis(300);
         let never = std::future::pending::<Result<(), Error>>();
-        let outcome = within_deadline(Some(deadline), never).await;
+        let outcome = crate::deadline::bounded(Some(deadline), never).await;
         assert!(
             matches!(outcome, Err(Error::DeadlineExceeded)),
             "{outcome:?}"
@@ -179,6 +177,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
             Ok::<_, Error>(7)
         };
-        assert_eq!(within_deadline(Some(deadline), quick).await.unwrap(), 7);
+        assert_eq!(
+            crate::deadline::bounded(Some(deadline), quick)
+                .await
+                .unwrap(),
+            7
+        );
     }
 }
