@@ -68,6 +68,9 @@ pub fn init(format: LogFormat) -> Result<Telemetry, String> {
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
+            // Nothing else in the process reads the OpenTelemetry context,
+            // so spans need not activate it each time a call is polled.
+            .with_context_activation(false)
             .with_filter(ours)
     });
     let _already_set = tracing_subscriber::registry()

@@ -71,6 +71,9 @@ pub fn provider_from_env() -> Result<Option<SdkTracerProvider>, String> {
     ))
 }
 
+/// The W3C header that carries a caller's span.
+pub const TRACEPARENT: &str = "traceparent";
+
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {
