@@ -382,6 +382,17 @@ fn gateway_server(extra: &[&str], env: &[(&str, String)]) -> Server {
     }
 }
 
+/// The sum of a counter of the gateway's over all its labels.
+async fn counter_sum(gateway: &Server, name: &str) -> u64 {
+    let metrics = http_get(gateway.admin.unwrap(), "/metrics").await.1;
+    let series = format!("{name}_total{{");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Developer calls the server has answered with grpc-status OK so far: the
 /// gateway's `grpc_server_requests` counter, or the floor's own count.
 async fn answered_ok(server: &Server) -> u64 {
@@ -491,6 +502,28 @@ async fn hit_path(time: Duration) {
         row("gateway, tracing on", &shape, &t);
         ratios.push((shape, f, g, t));
     }
+    // Every span exported? Stop the traced gateway as Kubernetes would
+    // (SIGTERM: it flushes its exporter), then compare the spans the
+    // collector received with the spans owed: a server span per call, a
+    // client span per upstream call (the first call's cache miss).
+    let calls = counter_sum(&traced, "grpc_server_requests").await;
+    let upstream = counter_sum(&traced, "cognito_upstream_calls").await;
+    let stopped = Command::new("kill")
+        .args(["-TERM", &traced.child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut traced = traced;
+    let exited = stopped && traced.child.wait().is_ok_and(|s| s.success());
+    let received = SPANS_RECEIVED.load(Ordering::Relaxed);
+    println!(
+        "\nTracing on: spans owed {} ({calls} calls, {upstream} upstream calls), received by the collector {received}; the gateway {} on SIGTERM.",
+        calls + upstream,
+        if exited {
+            "flushed and exited 0"
+        } else {
+            "did NOT exit cleanly"
+        }
+    );
     println!(
         "\n| shape | gateway/floor req/s, tracing off | tracing on | CPU µs/req added, off | on | p50 added µs, off |"
     );
@@ -696,7 +729,11 @@ async fn memory() {
     }
 }
 
-/// An OTLP gRPC collector that accepts and drops spans; returns its URL.
+/// Spans the benchmark's collector has received.
+static SPANS_RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+/// An OTLP gRPC collector that decodes and counts spans
+/// ([`SPANS_RECEIVED`]), then drops them; returns its URL.
 async fn start_collector() -> String {
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
         TraceService, TraceServiceServer,
@@ -709,8 +746,16 @@ async fn start_collector() -> String {
     impl TraceService for Sink {
         async fn export(
             &self,
-            _: tonic::Request<ExportTraceServiceRequest>,
+            request: tonic::Request<ExportTraceServiceRequest>,
         ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let spans = request
+                .get_ref()
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len() as u64)
+                .sum();
+            SPANS_RECEIVED.fetch_add(spans, Ordering::Relaxed);
             Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
         }
     }

@@ -114,6 +114,8 @@ async fn spans_metrics_and_logs() {
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
         .env("OTEL_SERVICE_NAME", "gateway-under-test")
         .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+        // Batches leave every 100 ms rather than every 5 s.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -243,6 +245,20 @@ async fn spans_metrics_and_logs() {
     assert!(after.contains("gateway_build_info{version="));
     assert_eq!(metric(&after, "grpc_server_in_flight_requests"), 0.0);
 
+    // The span counters: every ended span is exported within a few batches.
+    let ended = metric(&after, "gateway_trace_spans_ended_total");
+    assert!(ended >= 8.0, "a server span per call: {after}");
+    let mut exported_ok = 0.0;
+    for _ in 0..100 {
+        let now = http_get(admin_port, "/metrics").await.1;
+        exported_ok = metric(&now, r#"gateway_trace_spans_exported_total{outcome="ok"}"#);
+        if exported_ok >= ended {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(exported_ok, ended, "spans ended but not exported");
+
     // SIGTERM flushes the exporter before exit.
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -257,6 +273,16 @@ async fn spans_metrics_and_logs() {
     assert_eq!(status.code(), Some(0), "{logs}");
 
     let exported = collector.requests.lock().unwrap().clone();
+    let received: usize = exported
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    assert_eq!(
+        received as f64, ended,
+        "the collector got every span counted"
+    );
     let resource_attrs = format!(
         "{:?}",
         exported.first().expect("spans exported").resource_spans[0].resource

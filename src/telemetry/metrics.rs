@@ -1,6 +1,7 @@
 //! Prometheus metrics: requests per RPC and status code, latency, calls in
 //! flight; upstream calls per operation and Cognito error code, with
-//! latency; the token cache's counters; build information. One registry per
+//! latency; the token cache's counters; spans ended and exported; build
+//! information. One registry per
 //! process, as Prometheus clients keep.
 
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
@@ -38,6 +39,13 @@ pub struct UpstreamLabels {
     pub operation: &'static str,
     /// `OK`, the Cognito error code, or the gateway's reason for a transport failure.
     pub code: String,
+}
+
+/// Labels of a batch of spans sent to the trace collector.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExportLabels {
+    /// `ok` or `error`.
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -152,6 +160,8 @@ pub struct Metrics {
     in_flight: Gauge,
     upstream_calls: Family<UpstreamLabels, Counter>,
     upstream_latency: Latency,
+    spans_ended: Counter,
+    spans_exported: Family<ExportLabels, Counter>,
     cache: Arc<CacheCollector>,
 }
 
@@ -201,6 +211,19 @@ impl Metrics {
             "Time a call to Cognito Identity took, retries included, by operation",
             upstream_latency.clone(),
         );
+        let spans_ended = Counter::default();
+        registry.register(
+            "gateway_trace_spans_ended",
+            "Spans finished and handed to the trace exporter's queue",
+            spans_ended.clone(),
+        );
+        let spans_exported = Family::<ExportLabels, Counter>::default();
+        registry.register(
+            "gateway_trace_spans_exported",
+            "Spans the trace exporter sent to the collector, by outcome (ok, error); \
+             ended spans that never arrive here were dropped by a full queue",
+            spans_exported.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -218,6 +241,8 @@ impl Metrics {
             in_flight,
             upstream_calls,
             upstream_latency,
+            spans_ended,
+            spans_exported,
             cache,
         }
     }
@@ -269,6 +294,20 @@ impl Metrics {
         self.upstream_latency
             .get_or_create(&MethodLabel { method: operation })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A span ended and went to the trace exporter's queue.
+    pub fn span_ended(&self) {
+        self.spans_ended.inc();
+    }
+
+    /// The trace exporter sent `spans` spans, successfully or not.
+    pub fn spans_exported(&self, spans: u64, ok: bool) {
+        self.spans_exported
+            .get_or_create(&ExportLabels {
+                outcome: if ok { "ok" } else { "error" },
+            })
+            .inc_by(spans);
     }
 
     /// The Prometheus text exposition, with the cache's counters `cache`.

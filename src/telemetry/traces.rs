@@ -8,14 +8,24 @@
 //! - `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`: the resource.
 //! - `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`: the sampler.
 //! - `OTEL_SDK_DISABLED=true`: no tracing at all.
+//! - `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
+//!   `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_EXPORT_TIMEOUT`: the batch
+//!   exporter (the SDK's defaults otherwise: 2048, 512, 5 s, 30 s).
+//!
+//! The batch queue drops spans rather than slow calls down when the exporter
+//! cannot keep up; `gateway_trace_spans_ended_total` and
+//! `gateway_trace_spans_exported_total` show whether every span leaves.
 
 use opentelemetry::propagation::{Extractor, TextMapCompositePropagator};
 use opentelemetry::{Context, global};
 use opentelemetry_otlp::SpanExporter;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
+
+use super::metrics::metrics;
 
 /// The service name when `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name none.
 const DEFAULT_SERVICE_NAME: &str = "cognito-identity-gateway";
@@ -62,10 +72,10 @@ pub fn provider_from_env() -> Result<Option<SdkTracerProvider>, String> {
         resource = resource.with_service_name(DEFAULT_SERVICE_NAME);
     }
     let processor =
-        BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+        BatchSpanProcessor::builder(Counted(exporter), opentelemetry_sdk::runtime::Tokio).build();
     Ok(Some(
         SdkTracerProvider::builder()
-            .with_span_processor(processor)
+            .with_span_processor(Counted(processor))
             .with_resource(resource.build())
             .build(),
     ))
@@ -73,6 +83,58 @@ pub fn provider_from_env() -> Result<Option<SdkTracerProvider>, String> {
 
 /// The W3C header that carries a caller's span.
 pub const TRACEPARENT: &str = "traceparent";
+
+/// A span processor or exporter, counted: the processor's spans ended, the
+/// exporter's spans sent (by result). Their difference, less what waits in
+/// the queue, is what the batch queue dropped.
+#[derive(Debug)]
+struct Counted<T>(T);
+
+impl<P: SpanProcessor> SpanProcessor for Counted<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        metrics().span_ended();
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for Counted<E>
+{
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len() as u64;
+        let result = self.0.export(batch).await;
+        metrics().spans_exported(spans, result.is_ok());
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
 
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
 
