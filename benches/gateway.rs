@@ -44,7 +44,7 @@ use tonic::transport::{Channel, Endpoint};
 #[path = "../tests/support/loopback.rs"]
 mod loopback;
 
-use loopback::{free_port, http_get};
+use loopback::{free_port, http_get, series};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -385,11 +385,8 @@ fn gateway_server(extra: &[&str], env: &[(&str, String)]) -> Server {
 /// The sum of a counter of the gateway's over all its labels.
 async fn counter_sum(gateway: &Server, name: &str) -> u64 {
     let metrics = http_get(gateway.admin.unwrap(), "/metrics").await.1;
-    let series = format!("{name}_total{{");
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&series))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    series(&metrics, &format!("{name}_total{{"))
+        .map(|(_, value)| value as u64)
         .sum()
 }
 
@@ -399,15 +396,12 @@ async fn answered_ok(server: &Server) -> u64 {
     match server.admin {
         Some(admin) => {
             let metrics = http_get(admin, "/metrics").await.1;
-            metrics
-                .lines()
-                .find(|l| {
-                    l.starts_with("grpc_server_requests_total{")
-                        && l.contains("rpc=\"GetOpenIdTokenForDeveloperIdentity\"")
-                        && l.contains("code=\"OK\"")
+            series(&metrics, "grpc_server_requests_total{")
+                .find(|(labels, _)| {
+                    labels.contains("rpc=\"GetOpenIdTokenForDeveloperIdentity\"")
+                        && labels.contains("code=\"OK\"")
                 })
-                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-                .unwrap_or(0)
+                .map_or(0, |(_, value)| value as u64)
         }
         None => {
             let mut floor = CognitoIdentityServiceClient::new(connect(server.port).await);
@@ -469,7 +463,7 @@ async fn hit_path(time: Duration) {
     let load = H2Load::new();
     let collector = start_collector().await;
     let plain = gateway_server(&["--emulator"], &[]);
-    let traced = gateway_server(
+    let mut traced = gateway_server(
         &["--emulator"],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.clone()),
@@ -512,7 +506,6 @@ async fn hit_path(time: Duration) {
         .args(["-TERM", &traced.child.id().to_string()])
         .status()
         .is_ok_and(|s| s.success());
-    let mut traced = traced;
     let exited = stopped && traced.child.wait().is_ok_and(|s| s.success());
     let received = SPANS_RECEIVED.load(Ordering::Relaxed);
     println!(
@@ -632,12 +625,10 @@ async fn miss_path(rounds: usize) {
     // Prometheus histograms give sums and counts).
     let metrics = http_get(gateway.admin.unwrap(), "/metrics").await.1;
     let mean = |name: &str| {
-        let value = |suffix: &str| -> f64 {
-            metrics
-                .lines()
-                .find(|l| l.starts_with(&format!("{name}_{suffix}{{")))
-                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-                .unwrap_or(f64::NAN)
+        let value = |suffix: &str| {
+            series(&metrics, &format!("{name}_{suffix}{{"))
+                .next()
+                .map_or(f64::NAN, |(_, value)| value)
         };
         (value("sum") / value("count") * 1e6).round()
     };

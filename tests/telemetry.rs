@@ -8,7 +8,7 @@
 
 mod support;
 
-use support::loopback::{free_port, http_get};
+use support::loopback::{free_port, http_get, series};
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -53,9 +53,10 @@ impl TraceService for Collector {
 }
 
 /// The value of a metric line `name{labels} value`, 0 when absent.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+/// The value of exactly the series `name` (labels included), 0 when absent.
+fn metric(text: &str, name: &str) -> f64 {
+    series(text, name)
+        .find_map(|(rest, value)| rest.is_empty().then_some(value))
         .unwrap_or(0.0)
 }
 

@@ -1,8 +1,7 @@
 //! Prometheus metrics: requests per RPC and status code, latency, calls in
 //! flight; upstream calls per operation and Cognito error code, with
 //! latency; the token cache's counters; spans ended and exported; build
-//! information. One registry per
-//! process, as Prometheus clients keep.
+//! information. One registry per process, as Prometheus clients keep.
 
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;

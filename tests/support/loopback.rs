@@ -1,6 +1,6 @@
 //! Loopback helpers shared by the tests and the benchmark: a free port for
-//! a server to be started on, and a minimal HTTP/1.1 GET for the admin and
-//! emulator routes.
+//! a server to be started on, a minimal HTTP/1.1 GET for the admin and
+//! emulator routes, and the series of the admin listener's `/metrics`.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,4 +27,14 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+/// The series of a Prometheus text exposition whose lines start with
+/// `prefix` (a name, or a name and the start of its labels): for each, the
+/// rest of the series' name (its labels) and its value.
+pub fn series<'a>(metrics: &'a str, prefix: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+    metrics.lines().filter_map(move |line| {
+        let (labels, value) = line.strip_prefix(prefix)?.rsplit_once(' ')?;
+        Some((labels, value.parse().ok()?))
+    })
 }
