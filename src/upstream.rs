@@ -22,8 +22,7 @@ use crate::domain::{
 use crate::error::Error;
 use crate::jwt;
 use crate::telemetry::metrics::metrics;
-use tracing::Instrument;
-use tracing::field::Empty;
+use crate::telemetry::spans::ClientSpan;
 
 /// How to reach Cognito.
 #[derive(Clone, Debug)]
@@ -51,7 +50,7 @@ pub struct UpstreamSettings {
 #[derive(Clone, Debug)]
 pub struct CognitoUpstream {
     client: Client,
-    region: String,
+    region: std::sync::Arc<str>,
     /// host:port that `/readyz` checks a connection to.
     authority: String,
 }
@@ -100,7 +99,7 @@ impl CognitoUpstream {
     /// A client over an already loaded configuration; `endpoint_url` as
     /// given to the loader, if any.
     pub fn new(config: &SdkConfig, endpoint_url: Option<&str>) -> Self {
-        let region = config.region().map(ToString::to_string).unwrap_or_default();
+        let region: std::sync::Arc<str> = config.region().map_or("", |r| r.as_ref()).into();
         // Where the SDK will connect: the given endpoint, the SDK's own
         // environment overrides, or the region's public endpoint.
         let endpoint = endpoint_url
@@ -140,38 +139,29 @@ impl CognitoUpstream {
         T: RequestId,
         E: ProvideErrorMetadata + RequestId + std::error::Error + Send + Sync + 'static,
     {
-        let span = tracing::debug_span!(
-            "aws.client",
-            otel.name = %format_args!("CognitoIdentity/{operation}"),
-            otel.kind = "client",
-            rpc.system = "aws-api",
-            rpc.service = "CognitoIdentity",
-            rpc.method = operation,
-            cloud.region = %self.region,
-            aws.request_id = Empty,
-            http.response.status_code = Empty,
-            error.type = Empty,
-        );
+        let span = ClientSpan::start(operation, &self.region);
         let started = Instant::now();
-        let result = call.instrument(span.clone()).await;
+        let result = call.await;
         let elapsed = started.elapsed();
         match result {
             Ok(out) => {
-                span.record("http.response.status_code", 200);
-                if let Some(id) = out.request_id() {
-                    span.record("aws.request_id", id);
+                if let Some(span) = span {
+                    span.end(Some(200), out.request_id(), None);
                 }
                 metrics().upstream_finished(operation, "OK", elapsed);
                 Ok(out)
             }
             Err(err) => {
-                let err = span.in_scope(|| sort_error(err));
-                span.record("error.type", err.reason());
+                let http_status = err.raw_response().map(|r| r.status().as_u16());
+                let err = sort_error(err);
                 metrics().upstream_finished(operation, err.reason(), elapsed);
                 let request_id = match &err {
                     Error::Cognito { request_id, .. } => request_id.as_deref(),
                     _ => None,
                 };
+                if let Some(span) = span {
+                    span.end(http_status, request_id, Some(err.reason()));
+                }
                 tracing::warn!(
                     operation,
                     code = err.reason(),
@@ -237,10 +227,6 @@ where
 {
     match err {
         SdkError::ServiceError(context) => {
-            tracing::Span::current().record(
-                "http.response.status_code",
-                i64::from(context.raw().status().as_u16()),
-            );
             let err = context.err();
             Error::Cognito {
                 code: err.code().unwrap_or("Unknown").to_owned(),

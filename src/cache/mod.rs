@@ -340,7 +340,7 @@ impl TokenCache {
 
 /// Says on the call's span how the cache answered.
 pub fn record_outcome(outcome: &'static str) {
-    tracing::Span::current().record("cache.outcome", outcome);
+    crate::telemetry::spans::record_cache_outcome(outcome);
 }
 
 fn unwrap<T: Cacheable>(cached: Cached) -> Result<T, Error> {

@@ -59,7 +59,7 @@ impl From<Error> for Status {
         let retryable = err.is_retryable();
         let reason = err.reason().to_owned();
         // The call's server span, when there is one, says what failed.
-        tracing::Span::current().record("error.type", reason.as_str());
+        crate::telemetry::spans::record_error_type(&reason);
         let (code, details) = match err {
             Error::InvalidRequest(violations) => {
                 let fields: Vec<FieldViolation> = violations

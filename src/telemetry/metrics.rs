@@ -160,6 +160,7 @@ pub struct Metrics {
     upstream_calls: Family<UpstreamLabels, Counter>,
     upstream_latency: Latency,
     spans_ended: Counter,
+    spans_dropped: Counter,
     spans_exported: Family<ExportLabels, Counter>,
     cache: Arc<CacheCollector>,
 }
@@ -216,11 +217,17 @@ impl Metrics {
             "Spans finished and handed to the trace exporter's queue",
             spans_ended.clone(),
         );
+        let spans_dropped = Counter::default();
+        registry.register(
+            "gateway_trace_spans_dropped",
+            "Spans finished while the trace exporter's queue was full, and dropped",
+            spans_dropped.clone(),
+        );
         let spans_exported = Family::<ExportLabels, Counter>::default();
         registry.register(
             "gateway_trace_spans_exported",
             "Spans the trace exporter sent to the collector, by outcome (ok, error); \
-             ended spans that never arrive here were dropped by a full queue",
+             ended spans that never arrive here were dropped or wait in the queue",
             spans_exported.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
@@ -241,6 +248,7 @@ impl Metrics {
             upstream_calls,
             upstream_latency,
             spans_ended,
+            spans_dropped,
             spans_exported,
             cache,
         }
@@ -298,6 +306,11 @@ impl Metrics {
     /// A span ended and went to the trace exporter's queue.
     pub fn span_ended(&self) {
         self.spans_ended.inc();
+    }
+
+    /// A span ended while the trace exporter's queue was full.
+    pub fn span_dropped(&self) {
+        self.spans_dropped.inc();
     }
 
     /// The trace exporter sent `spans` spans, successfully or not.

@@ -1,6 +1,5 @@
-//! The server side of every API call: a span following the OpenTelemetry
-//! RPC conventions, continued from the caller's W3C trace context, and the
-//! request metrics. A tower layer, so that time spent in the middleware
+//! The server side of every API call: its span ([`super::spans`]), continued
+//! from the caller's W3C trace context, and the request metrics. A tower layer, so that time spent in the middleware
 //! below it (deadlines, load shedding) is inside the span.
 
 use std::future::Future;
@@ -12,15 +11,14 @@ use http_body::{Body, Frame};
 use tonic::Code;
 use tonic::transport::server::TcpConnectInfo;
 use tower::{BoxError, Layer, Service};
-use tracing::Instrument;
-use tracing::field::Empty;
-use tracing::instrument::Instrumented;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::metrics::{code_name, metrics};
-use super::traces;
+use super::spans::ServerSpan;
 
-/// The gRPC service observed; health checks and reflection pass untouched.
+/// The gRPC service observed (`rpc.service`).
+pub(crate) const SERVICE: &str = "cognito_identity_gateway.v1.CognitoIdentityService";
+
+/// Its paths' prefix; health checks and reflection pass untouched.
 const API_PREFIX: &str = "/cognito_identity_gateway.v1.CognitoIdentityService/";
 
 /// Observes API calls; see the module documentation.
@@ -45,7 +43,8 @@ pub struct Observe<S> {
 /// counts it, and logs it at debug. Runs once, also when the client goes
 /// away mid-call (then the call counts as CANCELLED).
 struct Finish {
-    span: tracing::Span,
+    /// `None` when the call is not traced.
+    span: Option<ServerSpan>,
     method: &'static str,
     started: Instant,
     done: bool,
@@ -57,17 +56,20 @@ impl Finish {
             return;
         }
         let elapsed = self.started.elapsed();
-        self.span.record("rpc.grpc.status_code", code as i64);
         metrics().call_finished(self.method, code, elapsed);
-        // An explicit parent rather than entering the span: entering costs
-        // the trace layer work on every call, even with the line filtered out.
         tracing::debug!(
-            parent: &self.span,
             rpc = self.method,
             code = code_name(code),
             elapsed_us = elapsed.as_micros() as u64,
+            trace_id = self
+                .span
+                .as_ref()
+                .map(|s| tracing::field::display(s.trace_id())),
             "call finished"
         );
+        if let Some(span) = self.span.take() {
+            span.end(code as i32, elapsed);
+        }
     }
 }
 
@@ -152,11 +154,12 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`Observe`]: the call, then its books closed. Not
-    /// boxed: the inner future is large and moving it costs more than this.
+    /// The future of [`Observe`]: the call, polled with its span current,
+    /// then its books closed. Not boxed: the inner future is large and
+    /// moving it costs more than this.
     pub struct ObserveFuture<F> {
         #[pin]
-        call: Instrumented<F>,
+        call: F,
         finish: Option<Finish>,
     }
 }
@@ -171,7 +174,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Poll::Ready(result) = this.call.poll(cx) else {
+        let call = this.call;
+        let polled = match this.finish.as_mut().and_then(|f| f.span.as_mut()) {
+            Some(span) => span.in_scope(|| call.poll(cx)),
+            None => call.poll(cx),
+        };
+        let Poll::Ready(result) = polled else {
             return Poll::Pending;
         };
         let mut finish = this.finish.take();
@@ -218,48 +226,26 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let Some((method, span_name)) = method_name(request.uri().path()) else {
             return ObserveFuture {
-                call: self.inner.call(request).instrument(tracing::Span::none()),
+                call: self.inner.call(request),
                 finish: None,
             };
         };
-        // At DEBUG, so that the default log filter (info) never formats its
-        // fields on the hot path; the trace exporter takes it at any level.
-        // The field values are only evaluated when the span is enabled; what
-        // is known now is given now, as one record is cheaper than five.
-        let peers = request.extensions().get::<TcpConnectInfo>();
-        let (local, remote) = (
-            peers.and_then(TcpConnectInfo::local_addr),
-            peers.and_then(TcpConnectInfo::remote_addr),
-        );
-        let span = tracing::debug_span!(
-            "grpc.server",
-            otel.name = span_name,
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = "cognito_identity_gateway.v1.CognitoIdentityService",
-            rpc.method = method,
-            rpc.grpc.status_code = Empty,
-            server.address = local.map(|a| tracing::field::display(a.ip())),
-            server.port = local.map(|a| i64::from(a.port())),
-            client.address = remote.map(|a| tracing::field::display(a.ip())),
-            client.port = remote.map(|a| i64::from(a.port())),
-            cache.outcome = Empty,
-            error.type = Empty,
-        );
-        // Only a caller that sent a trace context has one to continue.
-        if !span.is_disabled() && request.headers().contains_key(traces::TRACEPARENT) {
-            // A caller's context that cannot be parented is dropped, not fatal.
-            let _ = span.set_parent(traces::extract(request.headers()));
-        }
+        let span = ServerSpan::start(span_name, method, request.headers(), || {
+            let peers = request.extensions().get::<TcpConnectInfo>();
+            (
+                peers.and_then(TcpConnectInfo::local_addr),
+                peers.and_then(TcpConnectInfo::remote_addr),
+            )
+        });
         metrics().call_started();
         let finish = Finish {
-            span: span.clone(),
+            span,
             method,
             started: Instant::now(),
             done: false,
         };
         ObserveFuture {
-            call: self.inner.call(request).instrument(span),
+            call: self.inner.call(request),
             finish: Some(finish),
         }
     }
@@ -287,6 +273,7 @@ mod tests {
 
     #[test]
     fn every_span_name_is_the_service_and_its_method() {
+        assert_eq!(API_PREFIX, format!("/{SERVICE}/"));
         for (method, name) in API_METHODS.iter().zip(SPAN_NAMES) {
             assert_eq!(name, format!("{}{method}", &API_PREFIX[1..]));
         }

@@ -1,138 +1,439 @@
-//! OpenTelemetry traces over OTLP, configured by the standard environment
-//! variables, and W3C trace context read from incoming gRPC metadata.
+//! Trace export over OTLP, configured by the standard environment variables,
+//! and W3C trace context read from incoming gRPC metadata.
 //!
-//! - `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`:
-//!   where to export; with neither set, nothing is exported.
+//! - `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as it is), else
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` (plus `/v1/traces` over HTTP): where to
+//!   export; with neither set, nothing is exported. Plain `http://` only.
 //! - `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`:
 //!   `grpc` or `http/protobuf` (the specification's default).
+//! - `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`:
+//!   `key=value,...` sent with every export (kept out of logs).
+//! - `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`:
+//!   bound on one export, in milliseconds (default 10000).
 //! - `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`: the resource.
 //! - `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`: the sampler.
 //! - `OTEL_SDK_DISABLED=true`: no tracing at all.
 //! - `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
-//!   `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_EXPORT_TIMEOUT`: the batch
-//!   exporter (the SDK's defaults otherwise: 2048, 512, 5 s, 30 s).
+//!   `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_EXPORT_TIMEOUT`: the batching
+//!   (the specification's defaults: 2048, 512, 5000 ms, 30000 ms). A batch
+//!   leaves when it is full or when the delay has passed; the last ones on
+//!   shutdown, within the export timeout.
 //!
-//! The batch queue drops spans rather than slow calls down when the exporter
-//! cannot keep up; `gateway_trace_spans_ended_total` and
-//! `gateway_trace_spans_exported_total` show whether every span leaves.
+//! The queue drops spans rather than slow calls down when the collector
+//! cannot keep up; `gateway_trace_spans_ended_total`,
+//! `gateway_trace_spans_dropped_total` and `gateway_trace_spans_exported_total`
+//! show whether every span leaves.
 
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use opentelemetry::propagation::{Extractor, TextMapCompositePropagator};
 use opentelemetry::{Context, global};
-use opentelemetry_otlp::SpanExporter;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use super::metrics::metrics;
+use super::otlp;
+use super::spans::{self, FinishedSpan, Sampler};
 
 /// The service name when `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name none.
 const DEFAULT_SERVICE_NAME: &str = "cognito-identity-gateway";
+
+/// The OTLP trace service's export method, for `grpc`.
+const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// The W3C header that carries a caller's span.
+pub const TRACEPARENT: &str = "traceparent";
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// The tracer provider the environment asks for, or `None` when it asks
-/// for no export. Must be called inside the Tokio runtime: the batch
-/// exporter runs on it.
-pub fn provider_from_env() -> Result<Option<SdkTracerProvider>, String> {
-    // W3C trace context and baggage, read even when nothing is exported, so
-    // that log lines can still carry the caller's trace id.
+/// The traces-specific variable, else the general one.
+fn otlp_env(suffix: &str) -> Option<String> {
+    env(&format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}"))
+        .or_else(|| env(&format!("OTEL_EXPORTER_OTLP_{suffix}")))
+}
+
+/// Milliseconds from `name`, or `default`.
+fn millis(name: &str, value: Option<String>, default: u64) -> Result<Duration, String> {
+    match value {
+        None => Ok(Duration::from_millis(default)),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("{name}={v:?} is not a number of milliseconds")),
+    }
+}
+
+fn count(name: &str, default: usize) -> Result<usize, String> {
+    match env(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{name}={v:?} is not a positive number")),
+    }
+}
+
+/// Reads W3C trace context and baggage from now on.
+pub fn install_propagators() {
     global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
         Box::new(BaggagePropagator::new()),
     ]));
-    if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+}
+
+/// The running exporter; [`Exporter::shutdown`] sends what is left.
+#[derive(Debug)]
+pub struct Exporter {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+    timeout: Duration,
+}
+
+impl Exporter {
+    /// Exports the spans still queued, within `OTEL_BSP_EXPORT_TIMEOUT`.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(self.timeout, self.task).await.is_err() {
+            eprintln!("flushing traces timed out");
+        }
+    }
+}
+
+/// Starts exporting when the environment asks for it: `None` when it asks
+/// for no export. Must be called inside the Tokio runtime.
+pub fn start_from_env() -> Result<Option<Exporter>, String> {
+    install_propagators();
+    if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
         return Ok(None);
     }
-    if env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
-        && env("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
-    {
+    let traces_endpoint = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    let endpoint = env("OTEL_EXPORTER_OTLP_ENDPOINT");
+    if traces_endpoint.is_none() && endpoint.is_none() {
         return Ok(None);
     }
-    let protocol = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
-        .unwrap_or_else(|| "http/protobuf".to_owned());
-    let exporter = match protocol.as_str() {
-        "grpc" => SpanExporter::builder().with_tonic().build(),
-        "http/protobuf" => SpanExporter::builder().with_http().build(),
+    let protocol = otlp_env("PROTOCOL").unwrap_or_else(|| "http/protobuf".to_owned());
+    let url = match (traces_endpoint, protocol.as_str()) {
+        (Some(url), _) => url,
+        (None, "http/protobuf") => {
+            let base = endpoint.unwrap_or_default();
+            format!("{}/v1/traces", base.trim_end_matches('/'))
+        }
+        (None, _) => endpoint.unwrap_or_default(),
+    };
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("OTLP endpoint {url:?} is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "OTLP endpoint {url:?}: only http:// is supported (reach a TLS collector \
+             through a local agent or sidecar)"
+        ));
+    }
+    if let Some(c) = otlp_env("COMPRESSION").filter(|c| c.trim() != "none") {
+        return Err(format!(
+            "OTEL_EXPORTER_OTLP_COMPRESSION={c:?} is not supported: use none"
+        ));
+    }
+    let headers = headers(otlp_env("HEADERS").as_deref())?;
+    let timeout = millis("OTEL_EXPORTER_OTLP_TIMEOUT", otlp_env("TIMEOUT"), 10_000)?;
+    let sender = match protocol.as_str() {
+        "grpc" => Sender::grpc(uri, headers, timeout),
+        "http/protobuf" => Sender::http(uri, headers, timeout),
         other => {
             return Err(format!(
                 "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported: use grpc or http/protobuf"
             ));
         }
-    }
-    .map_err(|e| format!("OTLP exporter: {e}"))?;
+    };
+    let sampler = Sampler::from_env(
+        env("OTEL_TRACES_SAMPLER").as_deref(),
+        env("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+    )?;
+    let capacity = count("OTEL_BSP_MAX_QUEUE_SIZE", 2048)?;
+    // The specification: a batch larger than the queue is the queue.
+    let batch = count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?.min(capacity);
+    let delay = millis(
+        "OTEL_BSP_SCHEDULE_DELAY",
+        env("OTEL_BSP_SCHEDULE_DELAY"),
+        5_000,
+    )?;
+    let export_timeout = millis(
+        "OTEL_BSP_EXPORT_TIMEOUT",
+        env("OTEL_BSP_EXPORT_TIMEOUT"),
+        30_000,
+    )?;
+
     let named = env("OTEL_SERVICE_NAME").is_some()
         || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
     let mut resource = Resource::builder();
     if !named {
         resource = resource.with_service_name(DEFAULT_SERVICE_NAME);
     }
-    let processor =
-        BatchSpanProcessor::builder(Counted(exporter), opentelemetry_sdk::runtime::Tokio).build();
-    Ok(Some(
-        SdkTracerProvider::builder()
-            .with_span_processor(Counted(processor))
-            .with_resource(resource.build())
-            .build(),
-    ))
+    let header = otlp::Header::new(resource.build().iter());
+
+    let queue = Arc::new(Queue {
+        spans: Mutex::new(Vec::with_capacity(batch)),
+        ready: Notify::new(),
+        capacity,
+        batch,
+    });
+    spans::install(sampler, queue.clone());
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(export(queue, sender, header, delay, stopped));
+    Ok(Some(Exporter {
+        stop,
+        task,
+        timeout: export_timeout,
+    }))
 }
 
-/// The W3C header that carries a caller's span.
-pub const TRACEPARENT: &str = "traceparent";
+/// `key=value,...` with percent-encoded values, as the specification writes
+/// them; marked sensitive, since they often carry a collector's credentials.
+fn headers(spec: Option<&str>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for pair in spec
+        .unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+    {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| "OTEL_EXPORTER_OTLP_HEADERS: each entry must be key=value".to_owned())?;
+        let name = HeaderName::try_from(key.trim().to_ascii_lowercase()).map_err(|_| {
+            format!(
+                "OTEL_EXPORTER_OTLP_HEADERS: {:?} is not a header name",
+                key.trim()
+            )
+        })?;
+        let mut value = HeaderValue::from_bytes(&percent_decode(value.trim()))
+            .map_err(|_| format!("OTEL_EXPORTER_OTLP_HEADERS: the value of {name} is not valid"))?;
+        value.set_sensitive(true);
+        map.append(name, value);
+    }
+    Ok(map)
+}
 
-/// A span processor or exporter, counted: the processor's spans ended, the
-/// exporter's spans sent (by result). Their difference, less what waits in
-/// the queue, is what the batch queue dropped.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Finished spans waiting for the exporter. A lock held for a push is
+/// uncontended almost always (two pushes per call at most, nanoseconds each).
 #[derive(Debug)]
-struct Counted<T>(T);
+pub struct Queue {
+    spans: Mutex<Vec<FinishedSpan>>,
+    /// Told when a full batch waits.
+    ready: Notify,
+    capacity: usize,
+    batch: usize,
+}
 
-impl<P: SpanProcessor> SpanProcessor for Counted<P> {
-    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
-        self.0.on_start(span, cx);
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Vec<FinishedSpan>> {
+        self.spans.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn on_end(&self, span: SpanData) {
+    /// Queues a finished span, or drops it when the queue is full.
+    pub(crate) fn push(&self, span: FinishedSpan) {
         metrics().span_ended();
-        self.0.on_end(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.0.set_resource(resource);
+        let mut spans = self.lock();
+        if spans.len() >= self.capacity {
+            drop(spans);
+            metrics().span_dropped();
+            return;
+        }
+        spans.push(span);
+        let full = spans.len() == self.batch;
+        drop(spans);
+        if full {
+            self.ready.notify_one();
+        }
     }
 }
 
-impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
-    for Counted<E>
-{
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let spans = batch.len() as u64;
-        let result = self.0.export(batch).await;
-        metrics().spans_exported(spans, result.is_ok());
-        result
+/// The exporter's loop: a batch at a time, until told to stop, then once more.
+async fn export(
+    queue: Arc<Queue>,
+    mut sender: Sender,
+    header: otlp::Header,
+    delay: Duration,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut encoder = otlp::Encoder::default();
+    let mut spare = Vec::with_capacity(queue.batch);
+    let mut failing = false;
+    loop {
+        let stopping = tokio::select! {
+            () = queue.ready.notified() => false,
+            () = tokio::time::sleep(delay) => false,
+            _ = &mut stop => true,
+        };
+        let mut spans = std::mem::replace(&mut *queue.lock(), spare);
+        for batch in spans.chunks(queue.batch) {
+            let mut body = Vec::new();
+            encoder.encode(&header, batch, &mut body);
+            let result = sender.send(Bytes::from(body)).await;
+            metrics().spans_exported(batch.len() as u64, result.is_ok());
+            // Said once when exports start failing, not once per batch.
+            if let Err(e) = &result
+                && !failing
+            {
+                tracing::warn!("trace export failed: {e}");
+            }
+            failing = result.is_err();
+        }
+        spans.clear();
+        spare = spans;
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Sends encoded exports to the collector.
+struct Sender {
+    destination: Destination,
+    /// `OTEL_EXPORTER_OTLP_HEADERS`, sensitive.
+    headers: HeaderMap,
+    /// Bound on one export.
+    timeout: Duration,
+}
+
+enum Destination {
+    Grpc(tonic::client::Grpc<tonic::transport::Channel>),
+    Http(Box<Client<HttpConnector, Full<Bytes>>>, Uri),
+}
+
+impl Sender {
+    fn grpc(uri: Uri, headers: HeaderMap, timeout: Duration) -> Self {
+        let channel = tonic::transport::Endpoint::from(uri).connect_lazy();
+        Self {
+            destination: Destination::Grpc(tonic::client::Grpc::new(channel)),
+            headers,
+            timeout,
+        }
     }
 
-    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
+    fn http(uri: Uri, headers: HeaderMap, timeout: Duration) -> Self {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self {
+            destination: Destination::Http(Box::new(client), uri),
+            headers,
+            timeout,
+        }
     }
 
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
+    /// One export; the error says why it failed (never its content).
+    async fn send(&mut self, body: Bytes) -> Result<(), String> {
+        let headers = self.headers.clone();
+        let export = async {
+            match &mut self.destination {
+                Destination::Grpc(client) => {
+                    client.ready().await.map_err(|e| e.to_string())?;
+                    let mut request = tonic::Request::new(body);
+                    *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+                    let path = http::uri::PathAndQuery::from_static(GRPC_EXPORT);
+                    client
+                        .unary(request, path, RawCodec)
+                        .await
+                        .map(drop)
+                        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+                }
+                Destination::Http(client, uri) => {
+                    let mut request = http::Request::post(uri.clone())
+                        .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+                        .body(Full::new(body))
+                        .map_err(|e| e.to_string())?;
+                    request.headers_mut().extend(headers);
+                    let response = client.request(request).await.map_err(|e| e.to_string())?;
+                    let status = response.status();
+                    // Read to the end, so that the connection is reused.
+                    let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+                    if status.is_success() {
+                        Ok(())
+                    } else {
+                        Err(format!("HTTP {status}"))
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, export)
+            .await
+            .map_err(|_| "timed out".to_owned())?
+    }
+}
+
+/// A gRPC codec for a body already encoded; the reply's body is not read
+/// (a partial-success message only says what the counters already show).
+#[derive(Clone, Copy, Debug, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = ();
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        *self
     }
 
-    fn set_resource(&mut self, resource: &Resource) {
-        self.0.set_resource(resource);
+    fn decoder(&mut self) -> Self::Decoder {
+        *self
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = ();
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, Self::Error> {
+        src.advance(src.remaining());
+        Ok(Some(()))
     }
 }
 
@@ -151,4 +452,22 @@ impl Extractor for HeaderExtractor<'_> {
 /// The caller's trace context and baggage from gRPC metadata (HTTP/2 headers).
 pub fn extract(headers: &http::HeaderMap) -> Context {
     global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn headers_as_the_specification_writes_them() {
+        let map = headers(Some("api-key=s%3Dcret, X-Team = a b")).unwrap();
+        assert_eq!(map["api-key"], "s=cret");
+        assert_eq!(map["x-team"], "a b");
+        assert!(map["api-key"].is_sensitive());
+        assert!(!format!("{map:?}").contains("cret"));
+        assert!(headers(Some("novalue")).is_err());
+        assert!(headers(None).unwrap().is_empty());
+    }
 }
