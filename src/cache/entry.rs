@@ -79,6 +79,9 @@ pub(super) struct Entry {
     /// Served only while at least this much life remains.
     pub(super) min_remaining: Duration,
     pub(super) refresh_claimed: AtomicBool,
+    /// Set when moka drops or replaces the entry: a thread's front
+    /// ([`super::front`]) then stops serving it.
+    pub(super) retired: AtomicBool,
     pub(super) weight: u32,
 }
 
@@ -135,6 +138,7 @@ impl Lifetimes {
                     expires: born + life,
                     min_remaining,
                     refresh_claimed: AtomicBool::new(false),
+                    retired: AtomicBool::new(false),
                     weight: u32::try_from(bytes + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX),
                 })
             }
@@ -144,6 +148,11 @@ impl Lifetimes {
 }
 
 impl Entry {
+    /// Moka no longer holds it.
+    pub(super) fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Still valid: before the true expiry minus the safety margin.
     pub(super) fn valid(&self, now: Instant, margin: Duration) -> bool {
         now + margin < self.expires

@@ -19,6 +19,13 @@ use crate::domain::{
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CacheKey([u8; 32]);
 
+impl CacheKey {
+    /// A slot among `slots` for this key (its bytes are a hash already).
+    pub(super) fn slot(&self, slots: usize) -> usize {
+        usize::from(u16::from_le_bytes([self.0[0], self.0[1]])) % slots
+    }
+}
+
 impl fmt::Debug for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CacheKey(")?;

@@ -9,6 +9,7 @@
 
 mod clock;
 mod entry;
+mod front;
 mod key;
 
 use std::future::Future;
@@ -120,6 +121,8 @@ pub struct TokenCache {
     counters: Arc<Counters>,
     refresh_budget: Mutex<TokenBucket>,
     keys: KeyMaker,
+    /// This cache's id in the threads' fronts ([`front`]).
+    id: u64,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -142,7 +145,8 @@ impl TokenCache {
                 clock: clock.clone(),
                 margin: settings.safety_margin,
             })
-            .eviction_listener(move |_, _, cause| {
+            .eviction_listener(move |_, entry: Arc<Entry>, cause| {
+                entry.retired.store(true, Ordering::Release);
                 if cause.was_evicted() {
                     evictions.evictions.fetch_add(1, Ordering::Relaxed);
                 }
@@ -160,6 +164,7 @@ impl TokenCache {
             settings,
             counters,
             keys: KeyMaker::new(),
+            id: front::new_cache_id(),
         }
     }
 
@@ -203,7 +208,17 @@ impl TokenCache {
     {
         let margin = self.settings.safety_margin;
         let mut stale = None;
-        if let Some(entry) = self.cache.get(&key).await {
+        let entry = match front::get(self.id, &key) {
+            Some(entry) => Some(entry),
+            None => {
+                let entry = self.cache.get(&key).await;
+                if let Some(entry) = &entry {
+                    front::put(self.id, key, entry);
+                }
+                entry
+            }
+        };
+        if let Some(entry) = entry {
             let now = self.lifetimes.clock.now();
             if entry.servable(now, margin) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
