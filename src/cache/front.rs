@@ -78,3 +78,55 @@ pub(super) fn put(cache: u64, key: CacheKey, entry: &Arc<Entry>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cache::Clock;
+    use crate::cache::entry::{Cached, Lifetimes};
+    use crate::domain::GetIdOutput;
+
+    fn entry() -> Arc<Entry> {
+        let lifetimes = Lifetimes {
+            clock: Clock::default(),
+            safety_margin: Duration::from_secs(1),
+            min_remaining_share: 0.5,
+            identity_id_ttl: Duration::from_secs(60),
+        };
+        let value = Cached::Id(GetIdOutput {
+            identity_id: "us-east-1:1".into(),
+        });
+        Arc::new(lifetimes.entry(value).unwrap())
+    }
+
+    #[test]
+    fn serves_what_moka_still_holds_and_lets_moka_see_some_reads() {
+        let (cache, other) = (new_cache_id(), new_cache_id());
+        let key = CacheKey::of_bytes([7; 32]);
+        assert!(get(cache, &key).is_none(), "nothing read yet");
+        let first = entry();
+        put(cache, key, &first);
+        assert!(Arc::ptr_eq(&get(cache, &key).unwrap(), &first));
+        assert!(get(other, &key).is_none(), "another cache's slot");
+        let mut same_slot = [7; 32];
+        same_slot[31] = 8;
+        assert!(get(cache, &CacheKey::of_bytes(same_slot)).is_none());
+
+        // Of PASS_THROUGH_EVERY reads, one goes to moka (one was made above).
+        let served = (1..PASS_THROUGH_EVERY)
+            .filter(|_| get(cache, &key).is_some())
+            .count();
+        assert_eq!(served as u32, PASS_THROUGH_EVERY - 2);
+
+        // Once moka drops or replaces it, it is not served.
+        first.retired.store(true, Ordering::Release);
+        assert!(get(cache, &key).is_none());
+        let second = entry();
+        put(cache, key, &second);
+        assert!(Arc::ptr_eq(&get(cache, &key).unwrap(), &second));
+    }
+}

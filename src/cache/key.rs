@@ -20,6 +20,12 @@ use crate::domain::{
 pub struct CacheKey([u8; 32]);
 
 impl CacheKey {
+    /// A key of the given bytes, for tests.
+    #[cfg(test)]
+    pub(super) fn of_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// A slot among `slots` for this key (its bytes are a hash already).
     pub(super) fn slot(&self, slots: usize) -> usize {
         usize::from(u16::from_le_bytes([self.0[0], self.0[1]])) % slots
