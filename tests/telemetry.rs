@@ -259,6 +259,12 @@ async fn spans_metrics_and_logs() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(exported_ok, ended, "spans ended but not exported");
+    assert!(
+        after
+            .lines()
+            .any(|l| l == "gateway_trace_spans_dropped_total 0"),
+        "no span dropped: {after}"
+    );
 
     // SIGTERM flushes the exporter before exit.
     let killed = Command::new("kill")
