@@ -9,6 +9,7 @@
 //! credential.
 
 pub mod admin;
+pub mod export;
 pub mod metrics;
 pub mod otlp;
 pub mod rpc;

@@ -25,7 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use opentelemetry::trace::{TraceContextExt, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
-use super::traces::{self, Queue};
+use super::export::Queue;
+use super::traces;
 
 /// A span that has ended, as the exporter encodes it.
 #[derive(Debug)]

@@ -28,32 +28,22 @@
 //! `gateway_trace_spans_dropped_total` and `gateway_trace_spans_exported_total`
 //! show whether every span leaves.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use opentelemetry::propagation::{Extractor, TextMapCompositePropagator};
 use opentelemetry::{Context, global};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use tokio::sync::{Notify, Semaphore, oneshot};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tokio::sync::oneshot;
 
-use super::metrics::metrics;
+use super::export::{self, Batching, Queue, Sender};
 use super::otlp;
-use super::spans::{self, FinishedSpan, Sampler};
+use super::spans::{self, Sampler};
 
 /// The service name when `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name none.
 const DEFAULT_SERVICE_NAME: &str = "cognito-identity-gateway";
-
-/// The OTLP trace service's export method, for `grpc`.
-const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// The W3C header that carries a caller's span.
 pub const TRACEPARENT: &str = "traceparent";
@@ -198,12 +188,7 @@ pub fn start_from_env() -> Result<Option<Exporter>, String> {
     }
     let header = otlp::Header::new(resource.build().iter());
 
-    let queue = Arc::new(Queue {
-        spans: Mutex::new(Vec::with_capacity(batch)),
-        ready: Notify::new(),
-        capacity,
-        batch,
-    });
+    let queue = Arc::new(Queue::new(capacity, batch));
     spans::install(sampler, queue.clone());
     let (stop, stopped) = oneshot::channel();
     let (done, finished) = oneshot::channel();
@@ -226,7 +211,7 @@ pub fn start_from_env() -> Result<Option<Exporter>, String> {
                     true => Sender::grpc(uri, headers, timeout),
                     false => Sender::http(uri, headers, timeout),
                 };
-                export(queue, sender, header, batching, stopped).await;
+                export::run(queue, sender, header, batching, stopped).await;
             });
             let _ = done.send(());
         })
@@ -285,216 +270,6 @@ fn percent_decode(text: &str) -> Vec<u8> {
         }
     }
     out
-}
-
-/// Finished spans waiting for the exporter. A lock held for a push is
-/// uncontended almost always (two pushes per call at most, nanoseconds each).
-#[derive(Debug)]
-pub struct Queue {
-    spans: Mutex<Vec<FinishedSpan>>,
-    /// Told when a full batch waits.
-    ready: Notify,
-    capacity: usize,
-    batch: usize,
-}
-
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, Vec<FinishedSpan>> {
-        self.spans.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Queues a finished span, or drops it when the queue is full.
-    pub(crate) fn push(&self, span: FinishedSpan) {
-        metrics().span_ended();
-        let mut spans = self.lock();
-        if spans.len() >= self.capacity {
-            drop(spans);
-            metrics().span_dropped();
-            return;
-        }
-        spans.push(span);
-        let full = spans.len() == self.batch;
-        drop(spans);
-        if full {
-            self.ready.notify_one();
-        }
-    }
-}
-
-/// How the exporter batches and sends.
-#[derive(Debug, Clone, Copy)]
-struct Batching {
-    /// `OTEL_BSP_SCHEDULE_DELAY`.
-    delay: Duration,
-    /// `OTEL_BSP_MAX_CONCURRENT_EXPORTS`.
-    concurrent: usize,
-}
-
-/// The exporter's loop: takes what is queued when a batch is full or the
-/// delay has passed, and sends it with up to `concurrent` exports in flight
-/// (one at a time could not keep up: each waits for the collector's answer,
-/// and on busy cores that takes longer than a batch takes to fill). Once
-/// told to stop, sends what is left and waits for every export.
-async fn export(
-    queue: Arc<Queue>,
-    sender: Sender,
-    header: otlp::Header,
-    batching: Batching,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let mut encoder = otlp::Encoder::default();
-    let mut spare = Vec::with_capacity(queue.batch);
-    let in_flight = Arc::new(Semaphore::new(batching.concurrent));
-    let failing = Arc::new(AtomicBool::new(false));
-    loop {
-        let stopping = tokio::select! {
-            () = queue.ready.notified() => false,
-            () = tokio::time::sleep(batching.delay) => false,
-            _ = &mut stop => true,
-        };
-        let mut spans = std::mem::replace(&mut *queue.lock(), spare);
-        for batch in spans.chunks(queue.batch) {
-            let mut body = Vec::new();
-            encoder.encode(&header, batch, &mut body);
-            let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                return;
-            };
-            let (mut sender, failing, count) = (sender.clone(), failing.clone(), batch.len());
-            tokio::spawn(async move {
-                let result = sender.send(Bytes::from(body)).await;
-                metrics().spans_exported(count as u64, result.is_ok());
-                // Said once when exports start failing, not once per batch.
-                let failed_before = failing.swap(result.is_err(), Ordering::Relaxed);
-                if let Err(e) = result
-                    && !failed_before
-                {
-                    tracing::warn!("trace export failed: {e}");
-                }
-                drop(permit);
-            });
-        }
-        spans.clear();
-        spare = spans;
-        if stopping {
-            let _ = in_flight.acquire_many(batching.concurrent as u32).await;
-            return;
-        }
-    }
-}
-
-/// Sends encoded exports to the collector.
-#[derive(Clone)]
-struct Sender {
-    destination: Destination,
-    /// `OTEL_EXPORTER_OTLP_HEADERS`, sensitive.
-    headers: HeaderMap,
-    /// Bound on one export.
-    timeout: Duration,
-}
-
-#[derive(Clone)]
-enum Destination {
-    Grpc(tonic::client::Grpc<tonic::transport::Channel>),
-    Http(Box<Client<HttpConnector, Full<Bytes>>>, Uri),
-}
-
-impl Sender {
-    fn grpc(uri: Uri, headers: HeaderMap, timeout: Duration) -> Self {
-        let channel = tonic::transport::Endpoint::from(uri).connect_lazy();
-        Self {
-            destination: Destination::Grpc(tonic::client::Grpc::new(channel)),
-            headers,
-            timeout,
-        }
-    }
-
-    fn http(uri: Uri, headers: HeaderMap, timeout: Duration) -> Self {
-        let client = Client::builder(TokioExecutor::new()).build_http();
-        Self {
-            destination: Destination::Http(Box::new(client), uri),
-            headers,
-            timeout,
-        }
-    }
-
-    /// One export; the error says why it failed (never its content).
-    async fn send(&mut self, body: Bytes) -> Result<(), String> {
-        let headers = self.headers.clone();
-        let export = async {
-            match &mut self.destination {
-                Destination::Grpc(client) => {
-                    client.ready().await.map_err(|e| e.to_string())?;
-                    let mut request = tonic::Request::new(body);
-                    *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
-                    let path = http::uri::PathAndQuery::from_static(GRPC_EXPORT);
-                    client
-                        .unary(request, path, RawCodec)
-                        .await
-                        .map(drop)
-                        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
-                }
-                Destination::Http(client, uri) => {
-                    let mut request = http::Request::post(uri.clone())
-                        .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-                        .body(Full::new(body))
-                        .map_err(|e| e.to_string())?;
-                    request.headers_mut().extend(headers);
-                    let response = client.request(request).await.map_err(|e| e.to_string())?;
-                    let status = response.status();
-                    // Read to the end, so that the connection is reused.
-                    let _ = http_body_util::BodyExt::collect(response.into_body()).await;
-                    if status.is_success() {
-                        Ok(())
-                    } else {
-                        Err(format!("HTTP {status}"))
-                    }
-                }
-            }
-        };
-        tokio::time::timeout(self.timeout, export)
-            .await
-            .map_err(|_| "timed out".to_owned())?
-    }
-}
-
-/// A gRPC codec for a body already encoded; the reply's body is not read
-/// (a partial-success message only says what the counters already show).
-#[derive(Clone, Copy, Debug, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = ();
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        *self
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        *self
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = ();
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, Self::Error> {
-        src.advance(src.remaining());
-        Ok(Some(()))
-    }
 }
 
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
