@@ -146,7 +146,7 @@ impl CognitoUpstream {
         match result {
             Ok(out) => {
                 if let Some(span) = span {
-                    span.end(Some(200), out.request_id(), None);
+                    span.end(elapsed, Some(200), out.request_id(), None);
                 }
                 metrics().upstream_finished(operation, "OK", elapsed);
                 Ok(out)
@@ -160,7 +160,7 @@ impl CognitoUpstream {
                     _ => None,
                 };
                 if let Some(span) = span {
-                    span.end(http_status, request_id, Some(err.reason()));
+                    span.end(elapsed, http_status, request_id, Some(err.reason()));
                 }
                 tracing::warn!(
                     operation,

@@ -64,18 +64,12 @@ pub(super) fn put(cache: u64, key: CacheKey, entry: &Arc<Entry>) {
         if slots.is_empty() {
             slots.resize_with(SLOTS, || None);
         }
-        let slot = &mut slots[key.slot(SLOTS)];
-        match slot {
-            Some(s) if s.cache == cache && s.key == key => s.entry = entry.clone(),
-            _ => {
-                *slot = Some(Slot {
-                    cache,
-                    key,
-                    entry: entry.clone(),
-                    reads: 0,
-                })
-            }
-        }
+        slots[key.slot(SLOTS)] = Some(Slot {
+            cache,
+            key,
+            entry: entry.clone(),
+            reads: 0,
+        });
     });
 }
 

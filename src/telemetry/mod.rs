@@ -42,8 +42,8 @@ impl Telemetry {
     }
 }
 
-/// Installs logging and, when the environment asks for it, trace export.
-/// Must run inside the Tokio runtime. A second call installs nothing.
+/// Installs logging and, when the environment asks for it, trace export
+/// (on a thread of its own). A second call installs nothing.
 pub fn init(format: LogFormat) -> Result<Telemetry, String> {
     let exporter = traces::start_from_env()?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

@@ -1,6 +1,7 @@
 //! The server side of every API call: its span ([`super::spans`]), continued
-//! from the caller's W3C trace context, and the request metrics. A tower layer, so that time spent in the middleware
-//! below it (deadlines, load shedding) is inside the span.
+//! from the caller's W3C trace context, and the request metrics. A tower
+//! layer, so that time spent in the middleware below it (deadlines, load
+//! shedding) is inside the span.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -363,7 +363,7 @@ pub struct ClientSpan {
     trace_state: Option<Box<str>>,
     operation: &'static str,
     region: Arc<str>,
-    start: SystemTime,
+    start_unix_nanos: u64,
 }
 
 impl ClientSpan {
@@ -382,20 +382,26 @@ impl ClientSpan {
             trace_state,
             operation,
             region: region.clone(),
-            start: SystemTime::now(),
+            start_unix_nanos: unix_nanos(SystemTime::now()),
         })
     }
 
-    /// Ends the span with what the call answered.
-    pub fn end(self, http_status: Option<u16>, request_id: Option<&str>, error_type: Option<&str>) {
+    /// Ends the span: the call took `elapsed` and answered this.
+    pub fn end(
+        self,
+        elapsed: Duration,
+        http_status: Option<u16>,
+        request_id: Option<&str>,
+        error_type: Option<&str>,
+    ) {
         let Some(tracer) = TRACER.get() else { return };
         tracer.queue.push(FinishedSpan {
             trace_id: self.trace_id,
             span_id: self.span_id,
             parent_span_id: Some(self.parent_span_id),
             trace_state: self.trace_state,
-            start_unix_nanos: unix_nanos(self.start),
-            end_unix_nanos: unix_nanos(SystemTime::now()),
+            start_unix_nanos: self.start_unix_nanos,
+            end_unix_nanos: self.start_unix_nanos + elapsed.as_nanos() as u64,
             error_type: error_type.map(Into::into),
             side: Side::Client {
                 operation: self.operation,

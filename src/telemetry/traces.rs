@@ -171,7 +171,7 @@ pub fn start_from_env() -> Result<Option<Exporter>, String> {
         5_000,
     )?;
     // Not in the specification's list: the OpenTelemetry Rust SDK's name.
-    // Its default there is 1; see `export` for why it is 4 here.
+    // Its default there is 1; see `export::run` for why it is 4 here.
     let concurrent = count("OTEL_BSP_MAX_CONCURRENT_EXPORTS", 4)?;
     let batching = Batching { delay, concurrent };
     let export_timeout = millis(
@@ -207,9 +207,10 @@ pub fn start_from_env() -> Result<Option<Exporter>, String> {
                 Err(e) => return eprintln!("the trace exporter cannot start: {e}"),
             };
             runtime.block_on(async move {
-                let sender = match grpc {
-                    true => Sender::grpc(uri, headers, timeout),
-                    false => Sender::http(uri, headers, timeout),
+                let sender = if grpc {
+                    Sender::grpc(uri, headers, timeout)
+                } else {
+                    Sender::http(uri, headers, timeout)
                 };
                 export::run(queue, sender, header, batching, stopped).await;
             });
