@@ -132,11 +132,11 @@ pub async fn run<S: IdentityService>(
         .layer(middleware::stack(
             settings.request_timeout,
             settings.concurrency_limit,
+            api,
         ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(api)
         .serve_with_incoming_shutdown(incoming, signal);
 
     let grace = settings.shutdown_grace;

@@ -61,6 +61,36 @@ async fn health_overall_and_per_service() {
     gateway.stop().await;
 }
 
+/// Calls `path` with an empty message, as a client with stale stubs would.
+async fn call_path(gateway: &TestGateway, path: &'static str) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(gateway.channel().await);
+    grpc.ready().await.unwrap();
+    grpc.unary::<_, pb::GetIdResponse, _>(
+        tonic::Request::new(pb::GetIdRequest::default()),
+        http::uri::PathAndQuery::from_static(path),
+        tonic_prost::ProstCodec::default(),
+    )
+    .await
+    .unwrap_err()
+}
+
+#[tokio::test]
+async fn unknown_methods_and_services_are_unimplemented() {
+    // The API's paths go straight to the API, the others through tonic's
+    // router: both answer an unknown path the same way.
+    let gateway = TestGateway::start(sdk_upstream(&refused_endpoint().await).await).await;
+    for path in [
+        "/cognito_identity_gateway.v1.CognitoIdentityService/NoSuchMethod",
+        "/cognito_identity_gateway.v1.CognitoIdentityService/",
+        "/no.such.Service/GetId",
+        "/grpc.health.v1.Health/NoSuchMethod",
+    ] {
+        let status = call_path(&gateway, path).await;
+        assert_eq!(status.code(), Code::Unimplemented, "{path}: {status:?}");
+    }
+    gateway.stop().await;
+}
+
 #[tokio::test]
 async fn reflection_v1_and_v1alpha_list_the_service() {
     use tokio_stream::StreamExt;

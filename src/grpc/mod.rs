@@ -18,6 +18,12 @@ use crate::proto as pb;
 
 pub use pb::cognito_identity_service_server::CognitoIdentityServiceServer;
 
+/// The gRPC service's full name (`rpc.service` on spans).
+pub const SERVICE: &str = "cognito_identity_gateway.v1.CognitoIdentityService";
+
+/// The prefix of its methods' paths; health checks and reflection have others.
+pub const API_PREFIX: &str = "/cognito_identity_gateway.v1.CognitoIdentityService/";
+
 /// The generated gRPC service's implementation over a domain service.
 #[derive(Debug)]
 pub struct GrpcApi<S> {

@@ -115,7 +115,7 @@ fn encode_span(span: &FinishedSpan, buf: &mut Vec<u8>, text: &mut String) {
             times(buf, span);
             let a = SPAN_ATTRIBUTES;
             str_attr(buf, a, "rpc.system", "grpc");
-            str_attr(buf, a, "rpc.service", super::rpc::SERVICE);
+            str_attr(buf, a, "rpc.service", crate::grpc::SERVICE);
             str_attr(buf, a, "rpc.method", method);
             int_attr(buf, a, "rpc.grpc.status_code", i64::from(*status));
             address(buf, ["server.address", "server.port"], *server, text);

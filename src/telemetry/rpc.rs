@@ -15,12 +15,7 @@ use tower::{BoxError, Layer, Service};
 
 use super::metrics::{code_name, metrics};
 use super::spans::ServerSpan;
-
-/// The gRPC service observed (`rpc.service`).
-pub(crate) const SERVICE: &str = "cognito_identity_gateway.v1.CognitoIdentityService";
-
-/// Its paths' prefix; health checks and reflection pass untouched.
-const API_PREFIX: &str = "/cognito_identity_gateway.v1.CognitoIdentityService/";
+use crate::grpc::API_PREFIX;
 
 /// Observes API calls; see the module documentation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -80,9 +75,12 @@ impl Drop for Finish {
     }
 }
 
+/// Looked up on every call: a `HeaderName` is hashed, a `&str` parsed first.
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
     let value = headers
-        .get("grpc-status")?
+        .get(&GRPC_STATUS)?
         .to_str()
         .ok()?
         .parse::<i32>()
@@ -255,6 +253,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grpc::SERVICE;
 
     #[test]
     fn only_the_api_is_observed() {

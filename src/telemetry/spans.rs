@@ -164,7 +164,7 @@ struct Parent {
 impl Parent {
     fn from_headers(headers: &http::HeaderMap) -> Option<Self> {
         // Only a caller that sent a trace context has one to continue.
-        if !headers.contains_key(traces::TRACEPARENT) {
+        if !headers.contains_key(&traces::TRACEPARENT) {
             return None;
         }
         let cx = traces::extract(headers);

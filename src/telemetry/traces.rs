@@ -46,7 +46,7 @@ use super::spans::{self, Sampler};
 const DEFAULT_SERVICE_NAME: &str = "cognito-identity-gateway";
 
 /// The W3C header that carries a caller's span.
-pub const TRACEPARENT: &str = "traceparent";
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
