@@ -54,17 +54,26 @@ impl fmt::Debug for KeyMaker {
 }
 
 /// The canonical encoding: every field tagged and length-prefixed, so that
-/// no two different requests encode the same.
+/// no two different requests encode the same. Lengths are LEB128 varints
+/// (one byte below 128): BLAKE3 compresses 64-byte blocks, and with 8-byte
+/// lengths a typical developer request took one block more.
 struct Canonical<'k> {
     key: &'k [u8; blake3::KEY_LEN],
     encoded: Vec<u8>,
 }
 
 impl Canonical<'_> {
+    fn varint(&mut self, mut n: usize) {
+        while n >= 0x80 {
+            self.encoded.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.encoded.push(n as u8);
+    }
+
     fn bytes(&mut self, tag: u8, value: &[u8]) -> &mut Self {
         self.encoded.push(tag);
-        self.encoded
-            .extend_from_slice(&(value.len() as u64).to_be_bytes());
+        self.varint(value.len());
         self.encoded.extend_from_slice(value);
         self
     }
@@ -81,7 +90,8 @@ impl Canonical<'_> {
     }
 
     fn map(&mut self, tag: u8, map: &SecretMap) -> &mut Self {
-        self.bytes(tag, &(map.len() as u64).to_be_bytes());
+        self.encoded.push(tag);
+        self.varint(map.len());
         for (name, value) in map.iter() {
             self.text(tag, name).text(tag, value.expose());
         }
@@ -189,7 +199,7 @@ mod tests {
         let pairs = |p: &[(&str, &str)]| {
             p.iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+                .collect::<Vec<_>>()
         };
         GetOpenIdTokenForDeveloperIdentityInput::parse(
             Some(pool.into()),
@@ -275,6 +285,31 @@ mod tests {
         let keys = KeyMaker::new();
         let a = developer(POOL, None, &[("ab", "c")], &[], None);
         let b = developer(POOL, None, &[("a", "bc")], &[], None);
+        assert_ne!(keys.developer(&a), keys.developer(&b));
+    }
+
+    #[test]
+    fn lengths_are_leb128_varints() {
+        let keys = KeyMaker::new();
+        for (len, prefix) in [
+            (0, &[0x00][..]),
+            (127, &[0x7f]),
+            (128, &[0x80, 0x01]),
+            (300, &[0xac, 0x02]),
+            (50_000, &[0xd0, 0x86, 0x03]),
+        ] {
+            let mut c = keys.start(Operation::Developer);
+            c.bytes(9, &vec![b'x'; len]);
+            assert_eq!(&c.encoded[1..2], &[9], "the tag");
+            assert_eq!(&c.encoded[2..2 + prefix.len()], prefix, "length {len}");
+            assert_eq!(c.encoded.len(), 2 + prefix.len() + len);
+        }
+        // A long login value still counts to its last character.
+        let long = "v".repeat(50_000);
+        let mut other = long.clone();
+        other.replace_range(49_999.., "w");
+        let a = developer(POOL, None, &[("p", &long)], &[], None);
+        let b = developer(POOL, None, &[("p", &other)], &[], None);
         assert_ne!(keys.developer(&a), keys.developer(&b));
     }
 

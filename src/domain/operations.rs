@@ -10,7 +10,9 @@ use super::types::{
 };
 use super::validate::{Field, Violations};
 
-/// A map as it arrives, before checking.
+/// A map as it arrives, before checking: the parsers take any map
+/// (`IntoIterator<Item = (String, String)>`, a proto map or a list of
+/// pairs); this is the list the emulator's wire format gives.
 pub type RawMap = Vec<(String, String)>;
 
 /// Input of GetId.
@@ -29,7 +31,7 @@ impl GetIdInput {
     pub fn parse(
         identity_pool_id: Option<String>,
         account_id: Option<String>,
-        logins: RawMap,
+        logins: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, Violations> {
         let mut v = Violations::default();
         let identity_pool_id = v.required(
@@ -61,7 +63,10 @@ pub struct GetOpenIdTokenInput {
 
 impl GetOpenIdTokenInput {
     /// Checks every field. Absent values are `None`.
-    pub fn parse(identity_id: Option<String>, logins: RawMap) -> Result<Self, Violations> {
+    pub fn parse(
+        identity_id: Option<String>,
+        logins: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, Violations> {
         let mut v = Violations::default();
         let identity_id = v.required(Field::IdentityId, identity_id, IdentityId::parse);
         let logins = v.many(Field::Logins, Logins::parse(logins));
@@ -96,8 +101,8 @@ impl GetOpenIdTokenForDeveloperIdentityInput {
     pub fn parse(
         identity_pool_id: Option<String>,
         identity_id: Option<String>,
-        logins: RawMap,
-        principal_tags: RawMap,
+        logins: impl IntoIterator<Item = (String, String)>,
+        principal_tags: impl IntoIterator<Item = (String, String)>,
         token_duration: Option<i64>,
     ) -> Result<Self, Violations> {
         let mut v = Violations::default();
@@ -107,14 +112,16 @@ impl GetOpenIdTokenForDeveloperIdentityInput {
             IdentityPoolId::parse,
         );
         let identity_id = v.optional(Field::IdentityId, identity_id, IdentityId::parse);
-        let logins = if logins.is_empty() {
-            v.many(
-                Field::Logins,
-                Err(vec!["is required: at least one login".to_owned()]),
-            )
-        } else {
-            v.many(Field::Logins, Logins::parse(logins))
-        };
+        let logins = v.many(
+            Field::Logins,
+            Logins::parse(logins).and_then(|logins| {
+                if logins.map().is_empty() {
+                    Err(vec!["is required: at least one login".to_owned()])
+                } else {
+                    Ok(logins)
+                }
+            }),
+        );
         let principal_tags = v.many(Field::PrincipalTags, PrincipalTags::parse(principal_tags));
         let token_duration = v.optional(Field::TokenDuration, token_duration, TokenDuration::parse);
         match (
@@ -158,7 +165,7 @@ impl GetCredentialsForIdentityInput {
     /// Checks every field. Absent values are `None`.
     pub fn parse(
         identity_id: Option<String>,
-        logins: RawMap,
+        logins: impl IntoIterator<Item = (String, String)>,
         custom_role_arn: Option<String>,
     ) -> Result<Self, Violations> {
         let mut v = Violations::default();

@@ -84,17 +84,19 @@ impl SecretMap {
         bounds: &validate::MapBounds,
         entries: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, Vec<String>> {
-        let entries: Vec<(String, String)> = entries.into_iter().collect();
+        // Sorted first and checked in place: one map built, no copy.
+        let mut arrived = 0;
+        let map: BTreeMap<String, Secret> = entries
+            .into_iter()
+            .inspect(|_| arrived += 1)
+            .map(|(k, v)| (k, Secret::new(v)))
+            .collect();
         validate::check_map(
             bounds,
-            entries.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            arrived,
+            map.iter().map(|(k, v)| (k.as_str(), v.expose())),
         )?;
-        Ok(Self(
-            entries
-                .into_iter()
-                .map(|(k, v)| (k, Secret::new(v)))
-                .collect(),
-        ))
+        Ok(Self(map))
     }
 
     /// Entries in name order.

@@ -179,6 +179,29 @@ pub(crate) fn chars(value: &str) -> usize {
     }
 }
 
+/// [`ID_CLASSES`] bit: may appear in an id's region (`[\w-]`).
+const REGION: u8 = 1;
+/// [`ID_CLASSES`] bit: may appear in an id's GUID (`[0-9a-f-]`).
+const GUID: u8 = 2;
+
+/// Which parts of an id each byte may appear in: one lookup per byte, as
+/// every call checks one or two ids.
+static ID_CLASSES: [u8; 256] = {
+    let mut classes = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' {
+            classes[b] |= REGION;
+        }
+        if c.is_ascii_digit() || (c >= b'a' && c <= b'f') || c == b'-' {
+            classes[b] |= GUID;
+        }
+        b += 1;
+    }
+    classes
+};
+
 /// `^[\w-]+:[0-9a-f-]+$` with length 1..=55: REGION:GUID. `\w` is ASCII
 /// letters, digits and underscore, as in the Java regexes Cognito uses.
 pub(crate) fn check_id(value: &str) -> Result<(), String> {
@@ -190,11 +213,9 @@ pub(crate) fn check_id(value: &str) -> Result<(), String> {
         !region.is_empty()
             && region
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                .all(|b| ID_CLASSES[usize::from(b)] & REGION != 0)
             && !guid.is_empty()
-            && guid
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b'-')
+            && guid.bytes().all(|b| ID_CLASSES[usize::from(b)] & GUID != 0)
     });
     if well_formed {
         Ok(())
@@ -268,16 +289,18 @@ pub(crate) const PRINCIPAL_TAGS: MapBounds = MapBounds {
 
 /// Checks a map's size and every key and value; the values are secret and
 /// only their length is ever described. Returns every problem found.
+/// `arrived` is how many entries the request carried (a repeated name
+/// counts each time it came).
 pub(crate) fn check_map<'a>(
     bounds: &MapBounds,
-    entries: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    arrived: usize,
+    entries: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
-    if entries.len() > bounds.max_entries {
+    if arrived > bounds.max_entries {
         problems.push(format!(
-            "must have at most {} entries, got {}",
+            "must have at most {} entries, got {arrived}",
             bounds.max_entries,
-            entries.len()
         ));
     }
     for (key, value) in entries {
@@ -383,6 +406,7 @@ mod tests {
     fn map_check(bounds: &MapBounds, entries: &[(String, String)]) -> Result<(), Vec<String>> {
         check_map(
             bounds,
+            entries.len(),
             entries.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         )
     }

@@ -76,12 +76,8 @@ impl<S: IdentityService> pb::cognito_identity_service_server::CognitoIdentitySer
     ) -> Result<Response<pb::GetIdResponse>, Status> {
         let ctx = context(&request);
         let m = request.into_inner();
-        let input = GetIdInput::parse(
-            present(m.identity_pool_id),
-            present(m.account_id),
-            m.logins.into_iter().collect(),
-        )
-        .map_err(Error::InvalidRequest)?;
+        let input = GetIdInput::parse(present(m.identity_pool_id), present(m.account_id), m.logins)
+            .map_err(Error::InvalidRequest)?;
         let out = self.service.get_id(&ctx, input).await?;
         Ok(Response::new(pb::GetIdResponse {
             identity_id: out.identity_id,
@@ -94,9 +90,8 @@ impl<S: IdentityService> pb::cognito_identity_service_server::CognitoIdentitySer
     ) -> Result<Response<pb::GetOpenIdTokenResponse>, Status> {
         let ctx = context(&request);
         let m = request.into_inner();
-        let input =
-            GetOpenIdTokenInput::parse(present(m.identity_id), m.logins.into_iter().collect())
-                .map_err(Error::InvalidRequest)?;
+        let input = GetOpenIdTokenInput::parse(present(m.identity_id), m.logins)
+            .map_err(Error::InvalidRequest)?;
         let (identity_id, token, expires_at) =
             token_parts(self.service.get_open_id_token(&ctx, input).await?);
         Ok(Response::new(pb::GetOpenIdTokenResponse {
@@ -115,8 +110,8 @@ impl<S: IdentityService> pb::cognito_identity_service_server::CognitoIdentitySer
         let input = GetOpenIdTokenForDeveloperIdentityInput::parse(
             present(m.identity_pool_id),
             present(m.identity_id),
-            m.logins.into_iter().collect(),
-            m.principal_tags.into_iter().collect(),
+            m.logins,
+            m.principal_tags,
             m.token_duration_seconds,
         )
         .map_err(Error::InvalidRequest)?;
@@ -142,7 +137,7 @@ impl<S: IdentityService> pb::cognito_identity_service_server::CognitoIdentitySer
         let m = request.into_inner();
         let input = GetCredentialsForIdentityInput::parse(
             present(m.identity_id),
-            m.logins.into_iter().collect(),
+            m.logins,
             present(m.custom_role_arn),
         )
         .map_err(Error::InvalidRequest)?;
