@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use super::{CacheKey, Clock};
+use super::{CacheKey, CacheSettings, Clock};
 use crate::domain::{GetCredentialsForIdentityOutput, GetIdOutput, OpenIdToken};
 
 /// Bytes an entry costs beyond its strings: the key, the entry, the `Arc`,
@@ -69,15 +69,18 @@ impl Cacheable for GetCredentialsForIdentityOutput {
     }
 }
 
-/// A cache entry.
+/// A cache entry. Its instants are worked out once, when it is made, so
+/// that a hit only compares.
 #[derive(Debug)]
 pub(super) struct Entry {
     pub(super) value: Cached,
-    pub(super) born: Instant,
     /// The true expiry, on the monotonic clock.
     pub(super) expires: Instant,
-    /// Served only while at least this much life remains.
-    pub(super) min_remaining: Duration,
+    /// Served until then: the expiry less the safety margin or the life the
+    /// caller must be left with, whichever is more.
+    pub(super) serve_until: Instant,
+    /// Renewed in the background when asked for from then on.
+    pub(super) refresh_at: Instant,
     pub(super) refresh_claimed: AtomicBool,
     /// Set when moka drops or replaces the entry: a thread's front
     /// ([`super::front`]) then stops serving it.
@@ -89,9 +92,7 @@ pub(super) struct Entry {
 #[derive(Clone, Debug)]
 pub(super) struct Lifetimes {
     pub(super) clock: Clock,
-    pub(super) safety_margin: Duration,
-    pub(super) min_remaining_share: f64,
-    pub(super) identity_id_ttl: Duration,
+    pub(super) settings: CacheSettings,
 }
 
 impl Lifetimes {
@@ -100,7 +101,7 @@ impl Lifetimes {
     pub(super) fn entry(&self, value: Cached) -> Result<Entry, Cached> {
         let (life, min_remaining, bytes) = match &value {
             Cached::Id(v) => (
-                Some(self.identity_id_ttl),
+                Some(self.settings.identity_id_ttl),
                 Duration::ZERO,
                 v.identity_id.len(),
             ),
@@ -108,7 +109,7 @@ impl Lifetimes {
                 let life = t
                     .expires_at
                     .and_then(|e| e.duration_since(self.clock.wall()).ok());
-                let share = life.map(|l| l.mul_f64(self.min_remaining_share));
+                let share = life.map(|l| l.mul_f64(self.settings.min_remaining_share));
                 (
                     life,
                     share.unwrap_or_default(),
@@ -120,7 +121,7 @@ impl Lifetimes {
                     .credentials
                     .expiration
                     .and_then(|e| e.duration_since(self.clock.wall()).ok());
-                let share = life.map(|l| l.mul_f64(self.min_remaining_share));
+                let share = life.map(|l| l.mul_f64(self.settings.min_remaining_share));
                 let cr = &c.credentials;
                 let bytes = c.identity_id.len()
                     + cr.access_key_id.len()
@@ -130,13 +131,15 @@ impl Lifetimes {
             }
         };
         match life {
-            Some(life) if life > self.safety_margin => {
+            Some(life) if life > self.settings.safety_margin => {
                 let born = self.clock.now();
+                let expires = born + life;
+                let keep = min_remaining.max(self.settings.safety_margin);
                 Ok(Entry {
                     value,
-                    born,
-                    expires: born + life,
-                    min_remaining,
+                    expires,
+                    serve_until: expires.checked_sub(keep).unwrap_or(born),
+                    refresh_at: born + life.mul_f64(self.settings.refresh_after_share),
                     refresh_claimed: AtomicBool::new(false),
                     retired: AtomicBool::new(false),
                     weight: u32::try_from(bytes + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX),
@@ -159,14 +162,13 @@ impl Entry {
     }
 
     /// Valid, with enough life left to be useful to the caller.
-    pub(super) fn servable(&self, now: Instant, margin: Duration) -> bool {
-        self.valid(now, margin) && self.expires.saturating_duration_since(now) >= self.min_remaining
+    pub(super) fn servable(&self, now: Instant) -> bool {
+        now < self.serve_until
     }
 
     /// Past the point where it should be renewed.
-    pub(super) fn due_for_refresh(&self, now: Instant, share: f64) -> bool {
-        let life = self.expires.saturating_duration_since(self.born);
-        now.saturating_duration_since(self.born) >= life.mul_f64(share)
+    pub(super) fn due_for_refresh(&self, now: Instant) -> bool {
+        now >= self.refresh_at
     }
 }
 

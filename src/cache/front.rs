@@ -80,16 +80,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::cache::Clock;
     use crate::cache::entry::{Cached, Lifetimes};
+    use crate::cache::{CacheSettings, Clock};
     use crate::domain::GetIdOutput;
 
     fn entry() -> Arc<Entry> {
         let lifetimes = Lifetimes {
             clock: Clock::default(),
-            safety_margin: Duration::from_secs(1),
-            min_remaining_share: 0.5,
-            identity_id_ttl: Duration::from_secs(60),
+            settings: CacheSettings {
+                safety_margin: Duration::from_secs(1),
+                identity_id_ttl: Duration::from_secs(60),
+                ..CacheSettings::default()
+            },
         };
         let value = Cached::Id(GetIdOutput {
             identity_id: "us-east-1:1".into(),

@@ -156,9 +156,7 @@ impl TokenCache {
             cache,
             lifetimes: Lifetimes {
                 clock,
-                safety_margin: settings.safety_margin,
-                min_remaining_share: settings.min_remaining_share,
-                identity_id_ttl: settings.identity_id_ttl,
+                settings: settings.clone(),
             },
             refresh_budget: Mutex::new(TokenBucket::new(settings.refresh_rate)),
             settings,
@@ -206,7 +204,6 @@ impl TokenCache {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, Error>> + Send + 'static,
     {
-        let margin = self.settings.safety_margin;
         let mut stale = None;
         let entry = match front::get(self.id, &key) {
             Some(entry) => Some(entry),
@@ -220,7 +217,7 @@ impl TokenCache {
         };
         if let Some(entry) = entry {
             let now = self.lifetimes.clock.now();
-            if entry.servable(now, margin) {
+            if entry.servable(now) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 record_outcome("hit");
                 self.refresh_if_due(key, &entry, now, &fetch);
@@ -315,9 +312,7 @@ impl TokenCache {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, Error>> + Send + 'static,
     {
-        if !entry.due_for_refresh(now, self.settings.refresh_after_share)
-            || entry.refresh_claimed.swap(true, Ordering::AcqRel)
-        {
+        if !entry.due_for_refresh(now) || entry.refresh_claimed.swap(true, Ordering::AcqRel) {
             return;
         }
         let allowed = self

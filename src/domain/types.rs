@@ -1,7 +1,6 @@
 //! Validated domain values. Each can only hold what the service model
 //! allows, so nothing below the edge re-checks.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use super::secret::Secret;
@@ -75,28 +74,38 @@ impl TokenDuration {
 }
 
 /// A map from names to secret values, sorted by name, so that two maps with
-/// the same entries are equal whatever order they arrived in.
+/// the same entries are equal whatever order they arrived in. A sorted list
+/// rather than a `BTreeMap`: maps here hold a few entries, and every call
+/// builds one or two (a tree costs a node allocation and a bulk build).
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SecretMap(BTreeMap<String, Secret>);
+pub struct SecretMap(Vec<(String, Secret)>);
 
 impl SecretMap {
     fn parse(
         bounds: &validate::MapBounds,
         entries: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, Vec<String>> {
-        // Sorted first and checked in place: one map built, no copy.
-        let mut arrived = 0;
-        let map: BTreeMap<String, Secret> = entries
+        let mut entries: Vec<(String, Secret)> = entries
             .into_iter()
-            .inspect(|_| arrived += 1)
             .map(|(k, v)| (k, Secret::new(v)))
             .collect();
+        let arrived = entries.len();
+        // Stable, so that of a name given twice the later value stays, as
+        // in a map built from the same pairs.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut kept.1);
+            }
+            same
+        });
         validate::check_map(
             bounds,
             arrived,
-            map.iter().map(|(k, v)| (k.as_str(), v.expose())),
+            entries.iter().map(|(k, v)| (k.as_str(), v.expose())),
         )?;
-        Ok(Self(map))
+        Ok(Self(entries))
     }
 
     /// Entries in name order.
@@ -106,12 +115,15 @@ impl SecretMap {
 
     /// The names, which are not secret.
     pub fn names(&self) -> impl ExactSizeIterator<Item = &str> {
-        self.0.keys().map(String::as_str)
+        self.0.iter().map(|(k, _)| k.as_str())
     }
 
     /// The value for a name.
     pub fn get(&self, name: &str) -> Option<&Secret> {
-        self.0.get(name)
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.0[i].1)
     }
 
     /// Number of entries.
@@ -134,7 +146,9 @@ impl SecretMap {
 
 impl fmt::Debug for SecretMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.0.iter()).finish()
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, v)))
+            .finish()
     }
 }
 
@@ -169,5 +183,51 @@ impl PrincipalTags {
     /// The map.
     pub fn map(&self) -> &SecretMap {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn pairs(entries: &[(&str, &str)]) -> Vec<(String, String)> {
+        entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn maps_are_sorted_by_name_whatever_the_order_they_came_in() {
+        let a = Logins::parse(pairs(&[("b", "2"), ("a", "1"), ("c", "3")])).unwrap();
+        let b = Logins::parse(pairs(&[("c", "3"), ("b", "2"), ("a", "1")])).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.map().names().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(a.map().get("b").unwrap().expose(), "2");
+        assert_eq!(a.map().get("d"), None);
+        assert_eq!(a.map().len(), 3);
+    }
+
+    #[test]
+    fn a_name_given_twice_keeps_its_later_value_and_counts_twice() {
+        let m = Logins::parse(pairs(&[("a", "first"), ("b", "x"), ("a", "second")])).unwrap();
+        assert_eq!(m.map().len(), 2);
+        assert_eq!(m.map().get("a").unwrap().expose(), "second");
+        // Eleven pairs are too many, even if only ten names are distinct.
+        let mut eleven: Vec<(String, String)> =
+            (0..10).map(|i| (format!("p{i}"), "v".into())).collect();
+        eleven.push(("p0".into(), "again".into()));
+        let problems = Logins::parse(eleven).unwrap_err();
+        assert!(problems[0].contains("at most 10"), "{problems:?}");
+    }
+
+    #[test]
+    fn debug_shows_names_but_never_values() {
+        let m = PrincipalTags::parse(pairs(&[("team", "s3cr3t-value")])).unwrap();
+        let shown = format!("{m:?}");
+        assert!(shown.contains("team"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
     }
 }
