@@ -39,8 +39,10 @@ pub struct Observe<S> {
 /// counts it, and logs it at debug. Runs once, also when the client goes
 /// away mid-call (then the call counts as CANCELLED).
 struct Finish {
-    /// `None` when the call is not traced.
-    span: Option<ServerSpan>,
+    /// `None` when the call is not traced. Boxed: the response body carries
+    /// this through hyper, which moves it several times, and an untraced
+    /// call should not pay to move a span's worth of empty bytes.
+    span: Option<Box<ServerSpan>>,
     method: &'static str,
     started: Instant,
     done: bool,
@@ -238,7 +240,7 @@ where
         });
         metrics().call_started();
         let finish = Finish {
-            span,
+            span: span.map(Box::new),
             method,
             started: Instant::now(),
             done: false,
