@@ -456,10 +456,10 @@ fn row(name: &str, shape: &str, cell: &Cell) {
 
 // ---------------------------------------------------------------- sections
 
-async fn hit_path(time: Duration) {
+async fn hit_path(time: Duration, rounds: usize) {
     println!("\n## 1. Cache-hit path against the floor\n");
     println!(
-        "Load: h2load (one thread) for every server, GetOpenIdTokenForDeveloperIdentity with the same request; {time:?} per cell. Errors: replies the server did not count as grpc-status OK.\n"
+        "Load: h2load (one thread) for every server, GetOpenIdTokenForDeveloperIdentity with the same request; {time:?} per cell, {rounds} rounds of floor / tracing off / tracing on per shape, one after the other, so that the machine's drift falls on all three alike. Errors: replies the server did not count as grpc-status OK.\n"
     );
     let load = H2Load::new();
     let collector = start_collector().await;
@@ -489,13 +489,17 @@ async fn hit_path(time: Duration) {
     let mut ratios = Vec::new();
     for (connections, streams) in [(1, 1), (4, 32), (16, 64)] {
         let shape = format!("{connections}x{streams}");
-        let f = measure(&load, &floor, connections, streams, time).await;
-        row("floor (bare tonic)", &shape, &f);
-        let g = measure(&load, &plain, connections, streams, time).await;
-        row("gateway, tracing off", &shape, &g);
-        let t = measure(&load, &traced, connections, streams, time).await;
-        row("gateway, tracing on", &shape, &t);
-        ratios.push((shape, f, g, t));
+        let mut cells = Vec::new();
+        for _ in 0..rounds {
+            let f = measure(&load, &floor, connections, streams, time).await;
+            row("floor (bare tonic)", &shape, &f);
+            let g = measure(&load, &plain, connections, streams, time).await;
+            row("gateway, tracing off", &shape, &g);
+            let t = measure(&load, &traced, connections, streams, time).await;
+            row("gateway, tracing on", &shape, &t);
+            cells.push((f, g, t));
+        }
+        ratios.push((shape, cells));
     }
     // Every span exported? Stop the traced gateway as Kubernetes would
     // (SIGTERM: it flushes its exporter), then compare the spans the
@@ -520,17 +524,26 @@ async fn hit_path(time: Duration) {
         }
     );
     println!(
-        "\n| shape | gateway/floor req/s, tracing off | tracing on | CPU µs/req added, off | on | p50 added µs, off |"
+        "\nPer shape, the median over the rounds of each round's ratio (gateway against the floor measured just before it), with the lowest and highest in brackets:\n"
+    );
+    println!(
+        "| shape | gateway/floor req/s, tracing off | tracing on | CPU µs/req added, off | on | p50 added µs, off |"
     );
     println!("|---|---|---|---|---|---|");
-    for (shape, f, g, t) in ratios {
+    for (shape, cells) in ratios {
+        let of = |pick: &dyn Fn(&Cell, &Cell, &Cell) -> f64| {
+            let mut v: Vec<f64> = cells.iter().map(|(f, g, t)| pick(f, g, t)).collect();
+            v.sort_by(f64::total_cmp);
+            (v[v.len() / 2], v[0], v[v.len() - 1])
+        };
+        let off = of(&|f, g, _| g.run.rps() / f.run.rps() * 100.0);
+        let on = of(&|f, _, t| t.run.rps() / f.run.rps() * 100.0);
+        let cpu_off = of(&|f, g, _| g.cpu_us_per_request - f.cpu_us_per_request);
+        let cpu_on = of(&|f, _, t| t.cpu_us_per_request - f.cpu_us_per_request);
+        let p50 = of(&|f, g, _| g.run.percentile(0.5) - f.run.percentile(0.5));
         println!(
-            "| {shape} | {:.1} % | {:.1} % | {:.1} | {:.1} | {:.0} |",
-            g.run.rps() / f.run.rps() * 100.0,
-            t.run.rps() / f.run.rps() * 100.0,
-            g.cpu_us_per_request - f.cpu_us_per_request,
-            t.cpu_us_per_request - f.cpu_us_per_request,
-            g.run.percentile(0.5) - f.run.percentile(0.5),
+            "| {shape} | {:.1} % ({:.1}–{:.1}) | {:.1} % ({:.1}–{:.1}) | {:.1} | {:.1} | {:.0} |",
+            off.0, off.1, off.2, on.0, on.1, on.2, cpu_off.0, cpu_on.0, p50.0,
         );
     }
 }
@@ -836,10 +849,17 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    // Rounds of the hit section: this VM's speed drifts by several per cent
+    // from one cell to the next, so one cell per server proves little.
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3);
     let only = args.first().cloned().unwrap_or_default();
     println!("# cognito-identity-gateway benchmark");
     if only.is_empty() || only == "hit" {
-        runtime.block_on(hit_path(Duration::from_secs(seconds)));
+        runtime.block_on(hit_path(Duration::from_secs(seconds), rounds));
     }
     if only.is_empty() || only == "miss" {
         // One thread, like h2load: the client's own hand-offs between
