@@ -231,6 +231,9 @@ impl H2Load {
             self.log.display().to_string(),
             url,
         ];
+        // h2load appends to its log: without this, every run's percentiles
+        // would include all the runs before it.
+        let _ = std::fs::remove_file(&self.log);
         let output = tokio::task::spawn_blocking(move || {
             Command::new("h2load").args(&args).output().unwrap()
         })
