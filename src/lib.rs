@@ -6,7 +6,8 @@
 //!
 //! - [`middleware`]: the tower stack: the call's span and metrics
 //!   ([`telemetry::rpc`]), deadline ([`deadline`]), admission (a concurrency
-//!   limit that refuses rather than queues).
+//!   limit that refuses rather than queues), and dispatch (API calls straight
+//!   to the API, health and reflection through tonic's router).
 //! - [`grpc`]: translates proto messages into validated domain inputs and
 //!   domain outputs into replies; [`grpc::status`] maps every error to a gRPC
 //!   status, in one place.
