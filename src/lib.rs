@@ -19,7 +19,8 @@
 //! - [`upstream`]: Cognito through `aws-sdk-cognitoidentity`, its errors sorted
 //!   into [`error::Error`].
 //!
-//! Around them: [`config`] (flags and environment), [`telemetry`] (logs,
+//! Around them: [`config`] (flags and environment), [`coalesce`] (the API
+//! connections' writes, a reply in one), [`telemetry`] (logs,
 //! traces, metrics, the admin listener), [`shutdown`] (signals), [`jwt`]
 //! (reading a token's expiry), [`rate`] (a token bucket), [`proto`] (the
 //! generated code), and `emulator` (an embedded Cognito Identity emulator,
@@ -29,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod coalesce;
 pub mod config;
 pub mod deadline;
 pub mod domain;
@@ -49,6 +51,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures_util::TryStreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::Server;
@@ -128,7 +131,10 @@ pub async fn run<S: IdentityService>(
         let _ = draining_tx.send(());
     };
 
-    let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
+    // Each reply in one write rather than two ([`coalesce`]).
+    let incoming = TcpIncoming::from(listeners.grpc)
+        .with_nodelay(Some(true))
+        .map_ok(coalesce::Coalesced::new);
     let server = Server::builder()
         .layer(middleware::stack(
             settings.request_timeout,

@@ -1,0 +1,216 @@
+//! The API listener's connections, with a reply's bytes sent in one write.
+//!
+//! hyper's HTTP/2 server sends a gRPC reply as three frames: HEADERS, DATA
+//! (the message) and HEADERS again (the trailers, with `grpc-status`). Over
+//! a socket that takes vectored writes, h2 chains a DATA payload of more
+//! than 256 bytes to its buffer instead of copying it, and a chained frame
+//! must be written before the next frame can be buffered: every reply with
+//! a token in it (700 bytes and more) left in two `writev` calls, the
+//! trailers alone in the second. Each write is a TCP segment on its own and
+//! wakes the caller again; on a VM, that second wake-up was the largest
+//! part of what a sequential call cost the gateway beyond bare tonic.
+//!
+//! [`Coalesced`] tells h2 that the socket does not take vectored writes
+//! (h2 then copies payloads up to 1 KiB into its buffer, so the three
+//! frames go out together), and gathers what h2 writes between two flushes
+//! into one write of its own, so that a payload h2 still chains costs no
+//! extra system call either.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tonic::transport::server::Connected;
+
+/// Past this many bytes waiting, a write first sends what is waiting, so
+/// that a connection's buffer stays bounded whatever h2 does.
+const MAX_PENDING: usize = 64 * 1024;
+
+/// A connection whose writes are gathered until flushed; see the module
+/// documentation.
+#[derive(Debug)]
+pub struct Coalesced<T> {
+    inner: T,
+    /// Bytes accepted and not yet written; `pending[sent..]` remain.
+    pending: Vec<u8>,
+    sent: usize,
+}
+
+impl<T> Coalesced<T> {
+    /// Wraps a connection.
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            pending: Vec::new(),
+            sent: 0,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Coalesced<T> {
+    /// Writes every pending byte.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.pending.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.pending.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Coalesced<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesced<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.pending.len() + data.len() > MAX_PENDING {
+            ready!(self.poll_send(cx))?;
+            if data.len() > MAX_PENDING {
+                return Pin::new(&mut self.inner).poll_write(cx, data);
+            }
+        }
+        self.pending.extend_from_slice(data);
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    /// No: this is what makes h2 copy small payloads instead of chaining
+    /// them (see the module documentation).
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+impl<T: Connected> Connected for Coalesced<T> {
+    type ConnectInfo = T::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A writer that counts the writes it is given and takes at most
+    /// `limit` bytes a write.
+    #[derive(Default)]
+    struct Counting {
+        writes: usize,
+        bytes: Vec<u8>,
+        limit: usize,
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = data.len().min(self.limit);
+            self.writes += 1;
+            self.bytes.extend_from_slice(&data[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_until_a_flush_go_out_in_one() {
+        let mut io = Coalesced::new(Counting {
+            limit: usize::MAX,
+            ..Counting::default()
+        });
+        io.write_all(b"headers").await.unwrap();
+        io.write_all(b"data").await.unwrap();
+        io.write_all(b"trailers").await.unwrap();
+        assert_eq!(io.inner.writes, 0, "nothing is written before a flush");
+        io.flush().await.unwrap();
+        assert_eq!(io.inner.writes, 1);
+        assert_eq!(io.inner.bytes, b"headersdatatrailers");
+        io.write_all(b"next").await.unwrap();
+        io.shutdown().await.unwrap();
+        assert_eq!(io.inner.bytes, b"headersdatatrailersnext");
+        assert!(!io.is_write_vectored());
+    }
+
+    #[tokio::test]
+    async fn partial_writes_are_resumed_in_order() {
+        let mut io = Coalesced::new(Counting {
+            limit: 3,
+            ..Counting::default()
+        });
+        io.write_all(b"0123456789").await.unwrap();
+        io.flush().await.unwrap();
+        assert_eq!(io.inner.bytes, b"0123456789");
+        assert_eq!(io.inner.writes, 4);
+    }
+
+    #[tokio::test]
+    async fn the_buffer_stays_bounded() {
+        let mut io = Coalesced::new(Counting {
+            limit: usize::MAX,
+            ..Counting::default()
+        });
+        let chunk = vec![7u8; MAX_PENDING / 2 + 1];
+        io.write_all(&chunk).await.unwrap();
+        io.write_all(&chunk).await.unwrap();
+        assert_eq!(io.inner.writes, 1, "the first chunk was sent to make room");
+        assert!(io.pending.len() <= MAX_PENDING);
+        let big = vec![9u8; MAX_PENDING + 1];
+        io.write_all(&big).await.unwrap();
+        io.flush().await.unwrap();
+        assert_eq!(io.inner.bytes.len(), chunk.len() * 2 + big.len());
+    }
+
+    #[tokio::test]
+    async fn reads_pass_through() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut io = Coalesced::new(server);
+        let mut client = client;
+        client.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        io.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+        io.write_all(b"pong").await.unwrap();
+        io.flush().await.unwrap();
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"pong");
+    }
+}
