@@ -95,8 +95,10 @@ impl CognitoIdentityService for Floor {
     }
 }
 
-/// `gateway-bench floor PORT TOKEN_LEN`: the floor server, in its own process.
-async fn serve_floor(port: u16, token_len: usize) {
+/// `gateway-bench floor PORT TOKEN_LEN [coalesced]`: the floor server, in
+/// its own process; with `coalesced`, on the gateway's connections that send
+/// a reply in one write (`cognito_identity_gateway::coalesce`).
+async fn serve_floor(port: u16, token_len: usize, coalesced: bool) {
     let reply = pb::GetOpenIdTokenForDeveloperIdentityResponse {
         identity_id: "us-east-1:2ae28537-84a7-5535-afaa-2d5242aed59a".into(),
         token: "t".repeat(token_len),
@@ -105,16 +107,19 @@ async fn serve_floor(port: u16, token_len: usize) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
-    tonic::transport::Server::builder()
-        .add_service(CognitoIdentityServiceServer::new(Floor {
+    let router =
+        tonic::transport::Server::builder().add_service(CognitoIdentityServiceServer::new(Floor {
             reply,
             answered: AtomicU64::new(0),
-        }))
-        .serve_with_incoming(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-        )
-        .await
-        .unwrap();
+        }));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    if coalesced {
+        use futures_util::TryStreamExt;
+        let incoming = incoming.map_ok(cognito_identity_gateway::coalesce::Coalesced::new);
+        router.serve_with_incoming(incoming).await.unwrap();
+    } else {
+        router.serve_with_incoming(incoming).await.unwrap();
+    }
 }
 
 // ----------------------------------------------------------- load generator
@@ -354,14 +359,14 @@ fn gateway_on(emulator: &Server, extra: &[&str]) -> Server {
     gateway_server(&args, &creds)
 }
 
-fn floor_server(token_len: usize) -> Server {
+fn floor_server(token_len: usize, coalesced: bool) -> Server {
     let port = free_port();
     let me = std::env::current_exe().unwrap();
-    let child = spawn(
-        me.to_str().unwrap(),
-        &["floor".into(), port.to_string(), token_len.to_string()],
-        &[],
-    );
+    let mut args = vec!["floor".to_owned(), port.to_string(), token_len.to_string()];
+    if coalesced {
+        args.push("coalesced".into());
+    }
+    let child = spawn(me.to_str().unwrap(), &args, &[]);
     Server {
         child,
         port,
@@ -462,7 +467,7 @@ fn row(name: &str, shape: &str, cell: &Cell) {
 async fn hit_path(time: Duration, rounds: usize) {
     println!("\n## 1. Cache-hit path against the floor\n");
     println!(
-        "Load: h2load (one thread) for every server, GetOpenIdTokenForDeveloperIdentity with the same request; {time:?} per cell, {rounds} rounds of floor / tracing off / tracing on per shape, one after the other, so that the machine's drift falls on all three alike. Errors: replies the server did not count as grpc-status OK.\n"
+        "Load: h2load (one thread) for every server, GetOpenIdTokenForDeveloperIdentity with the same request; {time:?} per cell, {rounds} rounds of floor / tracing off / tracing on / floor with one write per shape, one after the other, so that the machine's drift falls on all three alike. Errors: replies the server did not count as grpc-status OK.\n"
     );
     let load = H2Load::new();
     let collector = start_collector().await;
@@ -482,8 +487,12 @@ async fn hit_path(time: Duration, rounds: usize) {
         .into_inner()
         .token
         .len();
-    let floor = floor_server(token_len);
-    for server in [&floor, &traced] {
+    let floor = floor_server(token_len, false);
+    // The same floor on the gateway's connections, which send a reply in
+    // one write where tonic's own send two: what the gateway costs beyond
+    // a bare server with the same I/O.
+    let floor_one_write = floor_server(token_len, true);
+    for server in [&floor, &floor_one_write, &traced] {
         let _ = connect(server.port).await;
     }
     println!("Token: {token_len} bytes.\n");
@@ -500,7 +509,9 @@ async fn hit_path(time: Duration, rounds: usize) {
             row("gateway, tracing off", &shape, &g);
             let t = measure(&load, &traced, connections, streams, time).await;
             row("gateway, tracing on", &shape, &t);
-            cells.push((f, g, t));
+            let w = measure(&load, &floor_one_write, connections, streams, time).await;
+            row("floor, one write", &shape, &w);
+            cells.push((f, g, t, w));
         }
         ratios.push((shape, cells));
     }
@@ -530,23 +541,35 @@ async fn hit_path(time: Duration, rounds: usize) {
         "\nPer shape, the median over the rounds of each round's ratio (gateway against the floor measured just before it), with the lowest and highest in brackets:\n"
     );
     println!(
-        "| shape | gateway/floor req/s, tracing off | tracing on | CPU µs/req added, off | on | p50 added µs, off |"
+        "| shape | gateway/floor req/s, tracing off | tracing on | CPU µs/req added, off | on | p50 added µs, off | tracing off against the floor with one write |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (shape, cells) in ratios {
-        let of = |pick: &dyn Fn(&Cell, &Cell, &Cell) -> f64| {
-            let mut v: Vec<f64> = cells.iter().map(|(f, g, t)| pick(f, g, t)).collect();
+        let of = |pick: &dyn Fn(&Cell, &Cell, &Cell, &Cell) -> f64| {
+            let mut v: Vec<f64> = cells.iter().map(|(f, g, t, w)| pick(f, g, t, w)).collect();
             v.sort_by(f64::total_cmp);
             (v[v.len() / 2], v[0], v[v.len() - 1])
         };
-        let off = of(&|f, g, _| g.run.rps() / f.run.rps() * 100.0);
-        let on = of(&|f, _, t| t.run.rps() / f.run.rps() * 100.0);
-        let cpu_off = of(&|f, g, _| g.cpu_us_per_request - f.cpu_us_per_request);
-        let cpu_on = of(&|f, _, t| t.cpu_us_per_request - f.cpu_us_per_request);
-        let p50 = of(&|f, g, _| g.run.percentile(0.5) - f.run.percentile(0.5));
+        let off = of(&|f, g, _, _| g.run.rps() / f.run.rps() * 100.0);
+        let on = of(&|f, _, t, _| t.run.rps() / f.run.rps() * 100.0);
+        let cpu_off = of(&|f, g, _, _| g.cpu_us_per_request - f.cpu_us_per_request);
+        let cpu_on = of(&|f, _, t, _| t.cpu_us_per_request - f.cpu_us_per_request);
+        let p50 = of(&|f, g, _, _| g.run.percentile(0.5) - f.run.percentile(0.5));
+        let same_io = of(&|_, g, _, w| g.run.rps() / w.run.rps() * 100.0);
         println!(
-            "| {shape} | {:.1} % ({:.1}–{:.1}) | {:.1} % ({:.1}–{:.1}) | {:.1} | {:.1} | {:.0} |",
-            off.0, off.1, off.2, on.0, on.1, on.2, cpu_off.0, cpu_on.0, p50.0,
+            "| {shape} | {:.1} % ({:.1}–{:.1}) | {:.1} % ({:.1}–{:.1}) | {:.1} | {:.1} | {:.0} | {:.1} % ({:.1}–{:.1}) |",
+            off.0,
+            off.1,
+            off.2,
+            on.0,
+            on.1,
+            on.2,
+            cpu_off.0,
+            cpu_on.0,
+            p50.0,
+            same_io.0,
+            same_io.1,
+            same_io.2,
         );
     }
 }
@@ -832,6 +855,7 @@ fn main() {
         runtime.block_on(serve_floor(
             args[1].parse().unwrap(),
             args[2].parse().unwrap(),
+            args.get(3).is_some_and(|a| a == "coalesced"),
         ));
         return;
     }
