@@ -10,10 +10,19 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cognito_identity_gateway::cache::{CacheSettings, Clock};
+use cognito_identity_gateway::coalesce::Coalesced;
 use cognito_identity_gateway::config::ServerSettings;
-use cognito_identity_gateway::emulator::{DEFAULT_POOL_ID, OperationFaults};
+use cognito_identity_gateway::emulator::{
+    DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID, OperationFaults,
+};
+use cognito_identity_gateway::grpc::GrpcApi;
 use cognito_identity_gateway::grpc::status::GATEWAY_DOMAIN;
 use cognito_identity_gateway::proto as pb;
+use cognito_identity_gateway::service::Gateway;
 use cognito_identity_gateway::upstream::UpstreamSettings;
 use support::faults::{SilentEndpoint, silent_endpoint};
 use support::{
@@ -459,4 +468,130 @@ async fn the_grace_period_bounds_shutdown() {
     // `run` returns although the call to the hung upstream never finishes.
     gateway.stop().await;
     assert!(stuck.await.unwrap().is_err());
+}
+
+/// A server connection in memory that counts the writes made to it, and
+/// takes vectored writes as a TCP socket does.
+struct CountingIo {
+    inner: tokio::io::DuplexStream,
+    writes: Arc<AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for CountingIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountingIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        polled
+    }
+    /// Like a TCP socket: a gather write is one write.
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+        self.as_mut().poll_write(cx, &joined)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for CountingIo {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+#[tokio::test]
+async fn a_reply_with_a_token_leaves_in_one_write() {
+    // hyper's h2 server writes a reply of more than 256 bytes in two writes
+    // on a plain socket; on the gateway's connections, in one. Checked with
+    // tonic's own server and h2 over an in-memory connection, so that an
+    // upgrade that changes how h2 buffers shows here.
+    let (url, _emulator) = start_emulator().await;
+    let gateway = Arc::new(Gateway::new(
+        emulator_upstream(&url).await,
+        CacheSettings::default(),
+        Clock::default(),
+    ));
+    let (client_io, server_io) = tokio::io::duplex(1 << 16);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let server_io = Coalesced::new(CountingIo {
+        inner: server_io,
+        writes: writes.clone(),
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(GrpcApi::new(gateway).into_server())
+            .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io))),
+    );
+    let mut client_io = Some(client_io);
+    let channel = tonic::transport::Endpoint::from_static("http://in-memory")
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let io = client_io.take();
+            async move {
+                io.map(hyper_util::rt::TokioIo::new)
+                    .ok_or_else(|| std::io::Error::other("one connection only"))
+            }
+        }))
+        .await
+        .unwrap();
+    let mut client =
+        pb::cognito_identity_service_client::CognitoIdentityServiceClient::new(channel);
+    let request = || pb::GetOpenIdTokenForDeveloperIdentityRequest {
+        identity_pool_id: DEFAULT_POOL_ID.into(),
+        logins: HashMap::from([(DEFAULT_DEVELOPER_PROVIDER.into(), "one-write".into())]),
+        ..Default::default()
+    };
+    // The first call fills the cache and settles the connection's setup.
+    client
+        .get_open_id_token_for_developer_identity(request())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = writes.load(Ordering::SeqCst);
+    const CALLS: usize = 20;
+    for _ in 0..CALLS {
+        let reply = client
+            .get_open_id_token_for_developer_identity(request())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(reply.token.len() > 256, "a reply h2 would chain");
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let made = writes.load(Ordering::SeqCst) - before;
+    // One per reply; a flow-control update may add one now and then.
+    assert!(
+        (CALLS..=CALLS + 2).contains(&made),
+        "{made} writes for {CALLS} replies"
+    );
 }
