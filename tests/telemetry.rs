@@ -52,7 +52,6 @@ impl TraceService for Collector {
     }
 }
 
-/// The value of a metric line `name{labels} value`, 0 when absent.
 /// The value of exactly the series `name` (labels included), 0 when absent.
 fn metric(text: &str, name: &str) -> f64 {
     series(text, name)

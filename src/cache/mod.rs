@@ -116,7 +116,7 @@ enum Miss {
 /// The token cache.
 pub struct TokenCache {
     cache: Cache<CacheKey, Arc<Entry>>,
-    settings: CacheSettings,
+    /// The settings, with the clock: what entries' lifetimes come from.
     lifetimes: Lifetimes,
     counters: Arc<Counters>,
     refresh_budget: Mutex<TokenBucket>,
@@ -154,12 +154,8 @@ impl TokenCache {
             .build();
         Self {
             cache,
-            lifetimes: Lifetimes {
-                clock,
-                settings: settings.clone(),
-            },
             refresh_budget: Mutex::new(TokenBucket::new(settings.refresh_rate)),
-            settings,
+            lifetimes: Lifetimes { clock, settings },
             counters,
             keys: KeyMaker::new(),
             id: front::new_cache_id(),
@@ -168,7 +164,7 @@ impl TokenCache {
 
     /// The settings.
     pub fn settings(&self) -> &CacheSettings {
-        &self.settings
+        &self.lifetimes.settings
     }
 
     /// Makes keys for this cache.
@@ -244,7 +240,7 @@ impl TokenCache {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, Error>> + Send + 'static,
     {
-        let margin = self.settings.safety_margin;
+        let margin = self.lifetimes.settings.safety_margin;
         if let Some(seen) = stale.clone() {
             // Remove it so that the call below fetches, unless another caller
             // has replaced it already.
