@@ -16,6 +16,7 @@
 //! into one write of its own, so that a payload h2 still chains costs no
 //! extra system call either.
 
+use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -28,8 +29,8 @@ use tonic::transport::server::Connected;
 const MAX_PENDING: usize = 64 * 1024;
 
 /// A connection whose writes are gathered until flushed; see the module
-/// documentation.
-#[derive(Debug)]
+/// documentation. Its `Debug` shows how many bytes wait, never the bytes:
+/// they are replies, tokens and credentials in them.
 pub struct Coalesced<T> {
     inner: T,
     /// Bytes accepted and not yet written; `pending[sent..]` remain.
@@ -45,6 +46,15 @@ impl<T> Coalesced<T> {
             pending: Vec::new(),
             sent: 0,
         }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Coalesced<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coalesced")
+            .field("inner", &self.inner)
+            .field("pending_bytes", &(self.pending.len() - self.sent))
+            .finish()
     }
 }
 
@@ -197,6 +207,16 @@ mod tests {
         io.write_all(&big).await.unwrap();
         io.flush().await.unwrap();
         assert_eq!(io.inner.bytes.len(), chunk.len() * 2 + big.len());
+    }
+
+    #[tokio::test]
+    async fn debug_shows_no_pending_bytes() {
+        let mut io = Coalesced::new(tokio::io::sink());
+        io.write_all(b"token-s3cr3t").await.unwrap();
+        let shown = format!("{io:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(!shown.contains("116"), "no byte values: {shown}");
+        assert!(shown.contains("pending_bytes: 12"), "{shown}");
     }
 
     #[tokio::test]
