@@ -17,19 +17,9 @@ pin_project_lite::pin_project! {
     pub struct Timeout<F> {
         #[pin]
         call: F,
-        // None: no deadline, never cut off.
-        deadline: Option<Instant>,
+        deadline: Instant,
         // Boxed so that the future stays small while no timer is needed.
         timer: Option<Pin<Box<Sleep>>>,
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A fallible `call` until a deadline, the deadline's passing being one
-    /// more of its errors; see [`bounded`].
-    pub struct Bounded<F> {
-        #[pin]
-        inner: Timeout<F>,
     }
 }
 
@@ -41,39 +31,8 @@ pub struct Elapsed;
 pub fn timeout_at<F: Future>(deadline: Instant, call: F) -> Timeout<F> {
     Timeout {
         call,
-        deadline: Some(deadline),
+        deadline,
         timer: None,
-    }
-}
-
-/// Runs the fallible `call` until `deadline`, if any: its outcome, or
-/// `E::from(Elapsed)` once the deadline has passed.
-pub fn bounded<F, T, E>(deadline: Option<Instant>, call: F) -> Bounded<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: From<Elapsed>,
-{
-    Bounded {
-        inner: Timeout {
-            call,
-            deadline,
-            timer: None,
-        },
-    }
-}
-
-impl<F, T, E> Future for Bounded<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: From<Elapsed>,
-{
-    type Output = Result<T, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project()
-            .inner
-            .poll(cx)
-            .map(|outcome| outcome.unwrap_or_else(|elapsed| Err(elapsed.into())))
     }
 }
 
@@ -85,9 +44,7 @@ impl<F: Future> Future for Timeout<F> {
         if let Poll::Ready(out) = this.call.poll(cx) {
             return Poll::Ready(Ok(out));
         }
-        let Some(deadline) = *this.deadline else {
-            return Poll::Pending;
-        };
+        let deadline = *this.deadline;
         let timer = this
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));

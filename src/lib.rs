@@ -14,8 +14,8 @@
 //! - [`domain`]: validated newtypes (one implementation of the service model's
 //!   constraints), inputs, outputs, the caller, and the two seams
 //!   [`domain::IdentityService`] and [`domain::Upstream`].
-//! - [`service`]: the identity service: deadline-bounded calls, answered
-//!   through [`cache`] (the token cache over moka) or the upstream.
+//! - [`service`]: the identity service: calls answered through [`cache`] (the
+//!   token cache over moka) or the upstream.
 //! - [`upstream`]: Cognito through `aws-sdk-cognitoidentity`, its errors sorted
 //!   into [`error::Error`].
 //!

@@ -16,13 +16,9 @@ use tower::layer::util::{Identity, Stack};
 use tower::{BoxError, Layer, Service, ServiceBuilder};
 
 use crate::deadline::{Timeout, timeout_at};
+use crate::error::Error;
 use crate::grpc::API_PREFIX;
 use crate::telemetry::rpc::ObserveLayer;
-
-/// When the caller stops waiting, put in the request's extensions for the
-/// gRPC layer to hand to the domain.
-#[derive(Clone, Copy, Debug)]
-pub struct Deadline(pub Instant);
 
 /// The stack's type, for `tonic::transport::Server::layer`.
 pub type GatewayStack<A> =
@@ -39,7 +35,9 @@ pub fn stack<A>(
         // continued from the caller's trace context.
         .layer(ObserveLayer)
         // Every call gets a deadline: the caller's grpc-timeout, capped by the
-        // server's request timeout. Time spent waiting below counts.
+        // server's request timeout. Time spent waiting below counts, and
+        // when it passes the whole call is dropped, its upstream request
+        // with it. The only timer of the gateway's own on a call.
         .layer(DeadlineLayer { request_timeout })
         // At most this many calls in the whole process, across connections;
         // past that, refuse at once (RESOURCE_EXHAUSTED) rather than queue:
@@ -213,7 +211,7 @@ where
     }
 }
 
-/// Applies [`Deadline`]s; see [`stack`].
+/// Applies each call's deadline; see [`stack`].
 #[derive(Clone, Copy, Debug)]
 pub struct DeadlineLayer {
     request_timeout: Duration,
@@ -259,10 +257,9 @@ where
         match self.project().call.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(result)) => Poll::Ready(result.map_err(Into::into)),
-            Poll::Ready(Err(_elapsed)) => Poll::Ready(Ok(Status::deadline_exceeded(
-                "the call's deadline passed",
-            )
-            .into_http())),
+            Poll::Ready(Err(elapsed)) => {
+                Poll::Ready(Ok(Status::from(Error::from(elapsed)).into_http()))
+            }
         }
     }
 }
@@ -280,17 +277,15 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let budget = request
             .headers()
             .get(&GRPC_TIMEOUT)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
             .map_or(self.request_timeout, |t| t.min(self.request_timeout));
-        let deadline = Instant::now() + budget;
-        request.extensions_mut().insert(Deadline(deadline));
         DeadlineFuture {
-            call: timeout_at(deadline, self.inner.call(request)),
+            call: timeout_at(Instant::now() + budget, self.inner.call(request)),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The identity service: what every gRPC call reaches once validated. It is
 //! the seam where the caller's policy, the token cache and the upstream meet:
-//! each call is bounded by the caller's deadline, answered from the cache
-//! when it can be, and otherwise sent upstream once however many callers ask.
+//! each call is answered from the cache when it can be, and otherwise sent
+//! upstream once however many callers ask. The caller's deadline is the
+//! tower stack's ([`crate::middleware`]): when it passes, the whole call,
+//! upstream request included, is dropped there.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::cache::{CacheKey, CacheSettings, CacheStats, Cacheable, Clock, KeyMaker, TokenCache};
 use crate::domain::{
@@ -39,16 +40,11 @@ impl<U: Upstream> Gateway<U> {
     }
 
     /// Answers `input` from the cache when `cacheable` and the cache is on,
-    /// otherwise straight from the upstream, until the caller's `deadline`:
-    /// the SDK's own timeouts may be longer than what the caller has left,
-    /// and an answer after the deadline is of no use to anyone. A call that
-    /// finishes at once (a cache hit) never arms a timer
-    /// ([`crate::deadline`]). Not an `async fn`: the key is made here and
-    /// the cache's future returned as it is, so that a hit's future is not
-    /// nested (and moved) once more.
+    /// otherwise straight from the upstream. Not an `async fn`: the key is
+    /// made here and the cache's future returned as it is, so that a hit's
+    /// future is not nested (and moved) once more.
     fn answer<I, T, Fut>(
         &self,
-        deadline: Option<Instant>,
         cacheable: fn(&CacheSettings) -> bool,
         key: fn(&KeyMaker, &I) -> CacheKey,
         input: I,
@@ -60,7 +56,7 @@ impl<U: Upstream> Gateway<U> {
         Fut: Future<Output = Result<T, Error>> + Send + 'static,
     {
         let input = Arc::new(input);
-        let answer = match &self.cache {
+        match &self.cache {
             Some(cache) if cacheable(cache.settings()) => {
                 let key = key(cache.keys(), &input);
                 let upstream = self.upstream.clone();
@@ -71,8 +67,7 @@ impl<U: Upstream> Gateway<U> {
                 // Boxed like the cache's miss path: the SDK's future is large.
                 Either::Right(Box::pin(call(self.upstream.clone(), input)))
             }
-        };
-        crate::deadline::bounded(deadline, answer)
+        }
     }
 }
 
@@ -90,7 +85,7 @@ impl<U: Upstream> IdentityService for Gateway<U> {
 
     fn get_id(
         &self,
-        ctx: &RequestContext,
+        _ctx: &RequestContext,
         input: GetIdInput,
     ) -> impl Future<Output = Result<GetIdOutput, Error>> + Send {
         // Only authenticated identities are stable: an unauthenticated GetId
@@ -101,22 +96,17 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         } else {
             |s: &CacheSettings| s.identity_ids
         };
-        self.answer(
-            ctx.deadline,
-            cacheable,
-            KeyMaker::get_id,
-            input,
-            |u, i| async move { u.get_id(&i).await },
-        )
+        self.answer(cacheable, KeyMaker::get_id, input, |u, i| async move {
+            u.get_id(&i).await
+        })
     }
 
     fn get_open_id_token(
         &self,
-        ctx: &RequestContext,
+        _ctx: &RequestContext,
         input: GetOpenIdTokenInput,
     ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send {
         self.answer(
-            ctx.deadline,
             |s| s.open_id_tokens,
             KeyMaker::get_open_id_token,
             input,
@@ -126,11 +116,10 @@ impl<U: Upstream> IdentityService for Gateway<U> {
 
     fn get_open_id_token_for_developer_identity(
         &self,
-        ctx: &RequestContext,
+        _ctx: &RequestContext,
         input: GetOpenIdTokenForDeveloperIdentityInput,
     ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send {
         self.answer(
-            ctx.deadline,
             |_| true,
             KeyMaker::developer,
             input,
@@ -140,48 +129,14 @@ impl<U: Upstream> IdentityService for Gateway<U> {
 
     fn get_credentials_for_identity(
         &self,
-        ctx: &RequestContext,
+        _ctx: &RequestContext,
         input: GetCredentialsForIdentityInput,
     ) -> impl Future<Output = Result<GetCredentialsForIdentityOutput, Error>> + Send {
         self.answer(
-            ctx.deadline,
             |s| s.credentials,
             KeyMaker::credentials,
             input,
             |u, i| async move { u.get_credentials_for_identity(&i).await },
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_call_past_the_deadline_is_dropped() {
-        let deadline = Instant::now() + Duration::from_millis(300);
-        let never = std::future::pending::<Result<(), Error>>();
-        let outcome = crate::deadline::bounded(Some(deadline), never).await;
-        assert!(
-            matches!(outcome, Err(Error::DeadlineExceeded)),
-            "{outcome:?}"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_call_within_the_deadline_keeps_its_result() {
-        let deadline = Instant::now() + Duration::from_secs(1);
-        let quick = async {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            Ok::<_, Error>(7)
-        };
-        assert_eq!(
-            crate::deadline::bounded(Some(deadline), quick)
-                .await
-                .unwrap(),
-            7
-        );
     }
 }

@@ -310,6 +310,14 @@ async fn the_request_timeout_caps_calls_without_a_deadline() {
     let mut client = gateway.client().await;
     let err = client.get_id(get_id(POOL)).await.unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    // Mapped like every other error: the gateway's own reason, retryable.
+    let info = err.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "DEADLINE_EXCEEDED");
+    assert_eq!(info.domain, GATEWAY_DOMAIN);
+    assert_eq!(
+        info.metadata.get("retryable").map(String::as_str),
+        Some("true")
+    );
     gateway.stop().await;
 }
 

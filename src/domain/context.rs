@@ -1,6 +1,4 @@
-//! Who is calling, and by when they need an answer.
-
-use std::time::Instant;
+//! Who is calling.
 
 /// The authenticated caller. Until callers are authenticated (mutual TLS, a
 /// later issue) every call is anonymous; the domain already receives it so
@@ -11,22 +9,21 @@ pub enum Caller {
     Anonymous,
 }
 
-/// What travels with every request into the domain.
+/// What travels with every request into the domain. The caller's deadline
+/// does not: the tower stack enforces it around the whole call
+/// ([`crate::middleware`]), and dropping the call there drops its upstream
+/// request too.
 #[derive(Clone, Debug)]
 pub struct RequestContext {
     /// Who is calling.
     pub caller: Caller,
-    /// When the caller stops waiting: the gRPC deadline, capped by the
-    /// server's request timeout. `None` only outside a server (unit tests).
-    pub deadline: Option<Instant>,
 }
 
 impl RequestContext {
-    /// An anonymous caller with the given deadline.
-    pub fn anonymous(deadline: Option<Instant>) -> Self {
+    /// An anonymous caller.
+    pub fn anonymous() -> Self {
         Self {
             caller: Caller::Anonymous,
-            deadline,
         }
     }
 }

@@ -13,7 +13,6 @@ use crate::domain::{
     GetOpenIdTokenInput, IdentityService, OpenIdToken, RequestContext,
 };
 use crate::error::Error;
-use crate::middleware::Deadline;
 use crate::proto as pb;
 
 pub use pb::cognito_identity_service_server::CognitoIdentityServiceServer;
@@ -42,10 +41,9 @@ impl<S: IdentityService> GrpcApi<S> {
     }
 }
 
-/// Who is calling and their deadline, as the middleware left them.
-fn context<T>(request: &Request<T>) -> RequestContext {
-    let deadline = request.extensions().get::<Deadline>().map(|d| d.0);
-    RequestContext::anonymous(deadline)
+/// Who is calling.
+fn context<T>(_request: &Request<T>) -> RequestContext {
+    RequestContext::anonymous()
 }
 
 /// proto3 cannot tell an empty string from an absent one; the model allows
