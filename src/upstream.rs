@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_cognitoidentity::Client;
@@ -58,36 +59,51 @@ pub struct CognitoUpstream {
 /// Bound on `/readyz`'s connection check: a probe must answer quickly.
 const REACHABILITY_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The AWS configuration the gateway's SDK client uses: the default chain
+/// (environment, profile, IRSA web identity, EKS Pod Identity), with the
+/// settings' overrides. Public so that the benchmark can call the SDK
+/// directly exactly as the gateway does.
+///
+/// Stalled-stream protection is off: it exists for long bodies with no
+/// bound on the whole transfer, and every call here is a small JSON document
+/// inside an attempt timeout and an operation timeout, which already end a
+/// stalled exchange. Left on, it would wrap each body and arm one more timer
+/// per call, and each timer a call arms wakes tokio's I/O driver with a
+/// system call.
+pub async fn sdk_config(settings: &UpstreamSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(settings.connect_timeout)
+                .operation_timeout(settings.operation_timeout)
+                .operation_attempt_timeout(settings.attempt_timeout)
+                .build(),
+        )
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some((id, secret)) = &settings.static_credentials {
+        loader = loader.credentials_provider(aws_sdk_cognitoidentity::config::Credentials::new(
+            id.clone(),
+            secret.clone(),
+            None,
+            None,
+            "embedded-emulator",
+        ));
+    }
+    loader.load().await
+}
+
 impl CognitoUpstream {
-    /// Loads the AWS configuration from the default chain, with the
-    /// settings' overrides. Fails when no region can be found.
+    /// Loads the AWS configuration ([`sdk_config`]). Fails when no region
+    /// can be found.
     pub async fn load(settings: &UpstreamSettings) -> Result<Self, String> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(settings.connect_timeout)
-                    .operation_timeout(settings.operation_timeout)
-                    .operation_attempt_timeout(settings.attempt_timeout)
-                    .build(),
-            );
-        if let Some(region) = &settings.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some(url) = &settings.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some((id, secret)) = &settings.static_credentials {
-            loader =
-                loader.credentials_provider(aws_sdk_cognitoidentity::config::Credentials::new(
-                    id.clone(),
-                    secret.clone(),
-                    None,
-                    None,
-                    "embedded-emulator",
-                ));
-        }
-        let config = loader.load().await;
+        let config = sdk_config(settings).await;
         if config.region().is_none() {
             return Err(
                 "no AWS region found: set --region, AWS_REGION, or a profile region".to_owned(),
