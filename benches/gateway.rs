@@ -7,9 +7,11 @@
 //!    (the floor), with the same load generator (h2load), at 1 stream,
 //!    4x32 and 16x64; server CPU per request from /proc;
 //! 2. the miss path: the gateway with its cache off against the AWS SDK
-//!    calling the emulator directly, the same request, sequentially, from a
-//!    one-thread client: through the gateway both with h2load and with a
-//!    tonic client (which sends a call's HEADERS and DATA in two writes);
+//!    calling the emulator directly (with its defaults, and set up as the
+//!    gateway sets it up), the same request, sequentially, from a one-thread
+//!    client: through the gateway both with h2load and with a tonic client
+//!    (which sends a call's HEADERS and DATA in two writes), and through the
+//!    miss path's floor, a bare tonic server calling the SDK;
 //! 3. coalescing: 1,000 concurrent identical requests on a cold key, and
 //!    the upstream calls they made, as the emulator counts them;
 //! 4. memory: resident bytes per cached entry at 100,000 and 1,000,000
@@ -20,18 +22,24 @@
 //! the others by the tonic client (and the gateway's count for h2load's
 //! calls in the miss section); a non-OK reply counts as an error.
 //!
-//! Helper modes, for profiling by hand: `floor PORT TOKEN_LEN` (the floor
-//! server), `collector` (an OTLP sink; prints its URL), `body PATH` (the
+//! Helper modes, for profiling by hand: `floor PORT TOKEN_LEN [coalesced]
+//! [--upstream URL]` (the floor server; with an upstream, the miss path's
+//! floor), `collector` (an OTLP sink; prints its URL), `body PATH` (the
 //! request as the gRPC frame h2load sends).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use aws_sdk_cognitoidentity::operation::get_open_id_token_for_developer_identity::{
+    GetOpenIdTokenForDeveloperIdentityError, GetOpenIdTokenForDeveloperIdentityOutput,
+};
 use cognito_identity_gateway::cache::{CacheSettings, Clock, TokenCache};
+use cognito_identity_gateway::config::Cli;
 use cognito_identity_gateway::domain::{GetIdInput, OpenIdToken, Secret};
 use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
 use cognito_identity_gateway::proto as pb;
@@ -39,6 +47,7 @@ use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIde
 use cognito_identity_gateway::proto::cognito_identity_service_server::{
     CognitoIdentityService, CognitoIdentityServiceServer,
 };
+use cognito_identity_gateway::upstream::{self, UpstreamSettings};
 use tonic::transport::{Channel, Endpoint};
 
 #[path = "../tests/support/loopback.rs"]
@@ -54,9 +63,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
 // ---------------------------------------------------------------- the floor
 
 /// A bare tonic server answering the developer RPC with a fixed reply of the
-/// gateway's shape: no middleware, no validation, no cache.
+/// gateway's shape: no middleware, no validation, no cache. With an
+/// upstream, the floor of the miss path instead: each call goes to the SDK,
+/// configured as the gateway configures it, and its token comes back.
 struct Floor {
     reply: pb::GetOpenIdTokenForDeveloperIdentityResponse,
+    upstream: Option<aws_sdk_cognitoidentity::Client>,
     /// Developer calls answered OK: h2load counts any HTTP 200 as a success,
     /// so the benchmark checks grpc-status through the servers' own counts.
     answered: AtomicU64,
@@ -81,11 +93,25 @@ impl CognitoIdentityService for Floor {
     }
     async fn get_open_id_token_for_developer_identity(
         &self,
-        _: tonic::Request<pb::GetOpenIdTokenForDeveloperIdentityRequest>,
+        request: tonic::Request<pb::GetOpenIdTokenForDeveloperIdentityRequest>,
     ) -> Result<tonic::Response<pb::GetOpenIdTokenForDeveloperIdentityResponse>, tonic::Status>
     {
+        let Some(sdk) = &self.upstream else {
+            self.answered.fetch_add(1, Ordering::Relaxed);
+            return Ok(tonic::Response::new(self.reply.clone()));
+        };
+        let m = request.into_inner();
+        let out = developer_call(sdk, m)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         self.answered.fetch_add(1, Ordering::Relaxed);
-        Ok(tonic::Response::new(self.reply.clone()))
+        Ok(tonic::Response::new(
+            pb::GetOpenIdTokenForDeveloperIdentityResponse {
+                identity_id: out.identity_id.unwrap_or_default(),
+                token: out.token.unwrap_or_default(),
+                expires_at: None,
+            },
+        ))
     }
     async fn get_credentials_for_identity(
         &self,
@@ -95,10 +121,59 @@ impl CognitoIdentityService for Floor {
     }
 }
 
-/// `gateway-bench floor PORT TOKEN_LEN [coalesced]`: the floor server, in
-/// its own process; with `coalesced`, on the gateway's connections that send
-/// a reply in one write (`cognito_identity_gateway::coalesce`).
-async fn serve_floor(port: u16, token_len: usize, coalesced: bool) {
+/// GetOpenIdTokenForDeveloperIdentity with `m`'s fields, through `sdk`.
+fn developer_call(
+    sdk: &aws_sdk_cognitoidentity::Client,
+    m: pb::GetOpenIdTokenForDeveloperIdentityRequest,
+) -> impl Future<
+    Output = Result<
+        GetOpenIdTokenForDeveloperIdentityOutput,
+        aws_sdk_cognitoidentity::error::SdkError<GetOpenIdTokenForDeveloperIdentityError>,
+    >,
+> {
+    sdk.get_open_id_token_for_developer_identity()
+        .identity_pool_id(m.identity_pool_id)
+        .set_logins(Some(m.logins))
+        .set_principal_tags(Some(m.principal_tags))
+        .set_token_duration(m.token_duration_seconds)
+        .send()
+}
+
+/// The gateway's upstream settings (its own defaults, from its command
+/// line) for the emulator at `endpoint`, with the emulator's access key.
+fn gateway_upstream_settings(endpoint: &str) -> UpstreamSettings {
+    use clap::Parser;
+    let cli = Cli::try_parse_from([
+        "gateway",
+        "--endpoint-url",
+        endpoint,
+        "--region",
+        "us-east-1",
+    ])
+    .unwrap();
+    UpstreamSettings {
+        static_credentials: Some(("test".into(), "test".into())),
+        ..cli.into_settings().unwrap().upstream
+    }
+}
+
+/// An SDK client configured as the gateway configures its own.
+async fn gateway_sdk(endpoint: &str) -> aws_sdk_cognitoidentity::Client {
+    aws_sdk_cognitoidentity::Client::new(
+        &upstream::sdk_config(&gateway_upstream_settings(endpoint)).await,
+    )
+}
+
+/// `gateway-bench floor PORT TOKEN_LEN [coalesced] [--upstream URL]`: the
+/// floor server, in its own process; with `coalesced`, on the gateway's
+/// connections that send a reply in one write
+/// (`cognito_identity_gateway::coalesce`); with `--upstream`, the floor of
+/// the miss path, calling the emulator at URL.
+async fn serve_floor(port: u16, token_len: usize, coalesced: bool, upstream: Option<&str>) {
+    let upstream = match upstream {
+        Some(url) => Some(gateway_sdk(url).await),
+        None => None,
+    };
     let reply = pb::GetOpenIdTokenForDeveloperIdentityResponse {
         identity_id: "us-east-1:2ae28537-84a7-5535-afaa-2d5242aed59a".into(),
         token: "t".repeat(token_len),
@@ -110,6 +185,7 @@ async fn serve_floor(port: u16, token_len: usize, coalesced: bool) {
     let router =
         tonic::transport::Server::builder().add_service(CognitoIdentityServiceServer::new(Floor {
             reply,
+            upstream,
             answered: AtomicU64::new(0),
         }));
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -359,12 +435,16 @@ fn gateway_on(emulator: &Server, extra: &[&str]) -> Server {
     gateway_server(&args, &creds)
 }
 
-fn floor_server(token_len: usize, coalesced: bool) -> Server {
+fn floor_server(token_len: usize, coalesced: bool, upstream: Option<&Server>) -> Server {
     let port = free_port();
     let me = std::env::current_exe().unwrap();
     let mut args = vec!["floor".to_owned(), port.to_string(), token_len.to_string()];
     if coalesced {
         args.push("coalesced".into());
+    }
+    if let Some(emulator) = upstream {
+        args.push("--upstream".into());
+        args.push(format!("http://127.0.0.1:{}", emulator.port));
     }
     let child = spawn(me.to_str().unwrap(), &args, &[]);
     Server {
@@ -487,11 +567,11 @@ async fn hit_path(time: Duration, rounds: usize) {
         .into_inner()
         .token
         .len();
-    let floor = floor_server(token_len, false);
+    let floor = floor_server(token_len, false, None);
     // The same floor on the gateway's connections, which send a reply in
     // one write where tonic's own send two: what the gateway costs beyond
     // a bare server with the same I/O.
-    let floor_one_write = floor_server(token_len, true);
+    let floor_one_write = floor_server(token_len, true, None);
     for server in [&floor, &floor_one_write, &traced] {
         let _ = connect(server.port).await;
     }
@@ -581,8 +661,12 @@ async fn miss_path(rounds: usize) {
     let emulator_port = emulator.port;
     let endpoint = format!("http://127.0.0.1:{emulator_port}");
     let gateway = gateway_on(&emulator, &["--cache", "false"]);
+    // The miss path's floor: bare tonic in front of the SDK, configured as
+    // the gateway configures it.
+    let floor = floor_server(0, false, Some(&emulator));
     let _ = connect(emulator_port).await;
 
+    // The SDK as a service would call it itself: its defaults.
     let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(&endpoint)
@@ -592,75 +676,86 @@ async fn miss_path(rounds: usize) {
         .load()
         .await;
     let sdk = aws_sdk_cognitoidentity::Client::new(&sdk_config);
+    // The SDK as the gateway calls it (timeouts, retries, no stalled-stream
+    // protection).
+    let sdk_as_gateway = gateway_sdk(&endpoint).await;
     let mut client = CognitoIdentityServiceClient::new(connect(gateway.port).await);
 
     // The same request on every path: the one h2load sends.
-    let same = request();
-    let direct_call = || {
-        sdk.get_open_id_token_for_developer_identity()
-            .identity_pool_id(&same.identity_pool_id)
-            .set_logins(Some(same.logins.clone()))
-            .set_principal_tags(Some(same.principal_tags.clone()))
-            .set_token_duration(same.token_duration_seconds)
-            .send()
-    };
     const PER_ROUND: usize = 100;
     for _ in 0..50 {
-        direct_call().await.unwrap();
+        developer_call(&sdk, request()).await.unwrap();
+        developer_call(&sdk_as_gateway, request()).await.unwrap();
         client
             .get_open_id_token_for_developer_identity(request())
             .await
             .unwrap();
     }
-    let ok_before = answered_ok(&gateway).await;
-    let (mut direct, mut h2load, mut tonic) = (Vec::new(), Vec::new(), Vec::new());
-    // Rounds alternate the three paths, so that drift in the machine
-    // falls on all of them alike.
+    let _ = load.run(floor.port, 1, 1, 50).await;
+    let ok_before = (answered_ok(&gateway).await, answered_ok(&floor).await);
+    let mut paths: [Vec<u32>; 5] = Default::default();
+    // Rounds alternate the paths, so that drift in the machine falls on all
+    // of them alike.
     for _ in 0..rounds {
-        for _ in 0..PER_ROUND {
-            let started = Instant::now();
-            direct_call().await.unwrap();
-            direct.push(started.elapsed().as_micros() as u32);
+        for (i, sdk) in [&sdk, &sdk_as_gateway].into_iter().enumerate() {
+            for _ in 0..PER_ROUND {
+                let started = Instant::now();
+                developer_call(sdk, request()).await.unwrap();
+                paths[i].push(started.elapsed().as_micros() as u32);
+            }
         }
-        h2load.extend(
-            load.run(gateway.port, 1, 1, PER_ROUND as u64)
-                .await
-                .latencies_us,
-        );
+        for (i, server) in [(2, &floor), (3, &gateway)] {
+            paths[i].extend(
+                load.run(server.port, 1, 1, PER_ROUND as u64)
+                    .await
+                    .latencies_us,
+            );
+        }
         for _ in 0..PER_ROUND {
             let started = Instant::now();
             client
                 .get_open_id_token_for_developer_identity(request())
                 .await
                 .unwrap();
-            tonic.push(started.elapsed().as_micros() as u32);
+            paths[4].push(started.elapsed().as_micros() as u32);
         }
     }
-    let errors = (2 * rounds * PER_ROUND) as u64 - (answered_ok(&gateway).await - ok_before);
-    for v in [&mut direct, &mut h2load, &mut tonic] {
+    let calls = (rounds * PER_ROUND) as u64;
+    let errors = (
+        2 * calls - (answered_ok(&gateway).await - ok_before.0),
+        calls - (answered_ok(&floor).await - ok_before.1),
+    );
+    for v in &mut paths {
         v.sort_unstable();
     }
     println!(
-        "{} sequential calls per path, the same request, in {rounds} alternating rounds, after 50 of warm-up; calls through the gateway not answered OK: {errors}.\n",
-        rounds * PER_ROUND
+        "{} sequential calls per path, the same request, in {rounds} alternating rounds, after 50 of warm-up; calls not answered OK: {} through the gateway, {} through the floor.\n",
+        rounds * PER_ROUND,
+        errors.0,
+        errors.1
     );
-    println!("| path | p50 µs | p99 µs | added p50 µs | added p99 µs |");
-    println!("|---|---|---|---|---|");
-    let line = |name: &str, v: &[u32]| {
-        println!(
-            "| {name} | {:.0} | {:.0} | {:.0} | {:.0} |",
-            percentile(v, 0.5),
-            percentile(v, 0.99),
-            percentile(v, 0.5) - percentile(&direct, 0.5),
-            percentile(v, 0.99) - percentile(&direct, 0.99),
-        );
-    };
-    line("SDK -> emulator", &direct);
-    line("h2load -> gateway (cache off) -> SDK -> emulator", &h2load);
-    line(
+    println!(
+        "| path | p50 µs | p99 µs | added p50 µs | added p99 µs | added p50 over the SDK as the gateway sets it up µs |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let names = [
+        "SDK (its defaults) -> emulator",
+        "SDK (as the gateway sets it up) -> emulator",
+        "h2load -> bare tonic + SDK (as the gateway sets it up) -> emulator",
+        "h2load -> gateway (cache off) -> SDK -> emulator",
         "tonic client -> gateway (cache off) -> SDK -> emulator",
-        &tonic,
-    );
+    ];
+    let p50 = |v: &[u32]| percentile(v, 0.5);
+    for (name, v) in names.iter().zip(&paths) {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            p50(v),
+            percentile(v, 0.99),
+            p50(v) - p50(&paths[0]),
+            percentile(v, 0.99) - percentile(&paths[0], 0.99),
+            p50(v) - p50(&paths[1]),
+        );
+    }
 
     // Where the added time goes: the gateway's own histograms (means, as
     // Prometheus histograms give sums and counts).
@@ -673,14 +768,15 @@ async fn miss_path(rounds: usize) {
         };
         (value("sum") / value("count") * 1e6).round()
     };
+    let direct = &paths[1];
     let direct_mean =
         direct.iter().map(|&v| f64::from(v)).sum::<f64>() / direct.len().max(1) as f64;
     let server = mean("grpc_server_request_duration_seconds");
     let upstream = mean("cognito_upstream_duration_seconds");
     println!(
-        "\nInside the gateway (means over all its calls): {server} µs from a call's arrival to its status, of which {upstream} µs in the SDK's call to the emulator (the same call made directly: {direct_mean:.0} µs, mean); the rest of the added time is the extra gRPC hop on the loopback."
+        "\nInside the gateway (means over all its calls): {server} µs from a call's arrival to its status, of which {upstream} µs in the SDK's call to the emulator (the same call made directly with the gateway's SDK settings: {direct_mean:.0} µs, mean); the rest of the added time is the extra gRPC hop on the loopback."
     );
-    drop(gateway);
+    drop((gateway, floor));
 }
 
 async fn coalescing() {
@@ -854,10 +950,15 @@ fn main() {
         .build()
         .unwrap();
     if args.first().map(String::as_str) == Some("floor") {
+        let upstream = args
+            .iter()
+            .position(|a| a == "--upstream")
+            .map(|i| args[i + 1].as_str());
         runtime.block_on(serve_floor(
             args[1].parse().unwrap(),
             args[2].parse().unwrap(),
-            args.get(3).is_some_and(|a| a == "coalesced"),
+            args.iter().any(|a| a == "coalesced"),
+            upstream,
         ));
         return;
     }
