@@ -52,17 +52,23 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// The traces-specific variable, else the general one.
-fn otlp_env(suffix: &str) -> Option<String> {
-    env(&format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}"))
-        .or_else(|| env(&format!("OTEL_EXPORTER_OTLP_{suffix}")))
+/// A variable that is set: its name and its value, so that a complaint
+/// about the value names the variable it came from.
+fn variable(name: &str) -> Option<(String, String)> {
+    env(name).map(|value| (name.to_owned(), value))
 }
 
-/// Milliseconds from `name`, or `default`.
-fn millis(name: &str, value: Option<String>, default: u64) -> Result<Duration, String> {
-    match value {
+/// The traces-specific variable, else the general one.
+fn otlp_env(suffix: &str) -> Option<(String, String)> {
+    variable(&format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}"))
+        .or_else(|| variable(&format!("OTEL_EXPORTER_OTLP_{suffix}")))
+}
+
+/// Milliseconds from the variable `var`, or `default` when it is unset.
+fn millis(var: Option<(String, String)>, default: u64) -> Result<Duration, String> {
+    match var {
         None => Ok(Duration::from_millis(default)),
-        Some(v) => v
+        Some((name, v)) => v
             .trim()
             .parse()
             .map(Duration::from_millis)
@@ -123,7 +129,9 @@ pub fn start_from_env() -> Result<Option<Exporter>, String> {
     if traces_endpoint.is_none() && endpoint.is_none() {
         return Ok(None);
     }
-    let protocol = otlp_env("PROTOCOL").unwrap_or_else(|| "http/protobuf".to_owned());
+    // The default is valid, so the variable's name is only needed when set.
+    let (protocol_var, protocol) =
+        otlp_env("PROTOCOL").unwrap_or_else(|| (String::new(), "http/protobuf".to_owned()));
     let url = match (traces_endpoint, protocol.as_str()) {
         (Some(url), _) => url,
         (None, "http/protobuf") => {
@@ -141,19 +149,20 @@ pub fn start_from_env() -> Result<Option<Exporter>, String> {
              through a local agent or sidecar)"
         ));
     }
-    if let Some(c) = otlp_env("COMPRESSION").filter(|c| c.trim() != "none") {
-        return Err(format!(
-            "OTEL_EXPORTER_OTLP_COMPRESSION={c:?} is not supported: use none"
-        ));
+    if let Some((name, c)) = otlp_env("COMPRESSION").filter(|(_, c)| c.trim() != "none") {
+        return Err(format!("{name}={c:?} is not supported: use none"));
     }
-    let headers = headers(otlp_env("HEADERS").as_deref())?;
-    let timeout = millis("OTEL_EXPORTER_OTLP_TIMEOUT", otlp_env("TIMEOUT"), 10_000)?;
+    let headers = match otlp_env("HEADERS") {
+        Some((name, spec)) => headers(&name, &spec)?,
+        None => HeaderMap::new(),
+    };
+    let timeout = millis(otlp_env("TIMEOUT"), 10_000)?;
     let grpc = match protocol.as_str() {
         "grpc" => true,
         "http/protobuf" => false,
         other => {
             return Err(format!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported: use grpc or http/protobuf"
+                "{protocol_var}={other:?} is not supported: use grpc or http/protobuf"
             ));
         }
     };
@@ -165,20 +174,12 @@ pub fn start_from_env() -> Result<Option<Exporter>, String> {
     let capacity = count("OTEL_BSP_MAX_QUEUE_SIZE", 8192)?;
     // The specification: a batch larger than the queue is the queue.
     let batch = count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?.min(capacity);
-    let delay = millis(
-        "OTEL_BSP_SCHEDULE_DELAY",
-        env("OTEL_BSP_SCHEDULE_DELAY"),
-        5_000,
-    )?;
+    let delay = millis(variable("OTEL_BSP_SCHEDULE_DELAY"), 5_000)?;
     // Not in the specification's list: the OpenTelemetry Rust SDK's name.
     // Its default there is 1; see `export::run` for why it is 4 here.
     let concurrent = count("OTEL_BSP_MAX_CONCURRENT_EXPORTS", 4)?;
     let batching = Batching { delay, concurrent };
-    let export_timeout = millis(
-        "OTEL_BSP_EXPORT_TIMEOUT",
-        env("OTEL_BSP_EXPORT_TIMEOUT"),
-        30_000,
-    )?;
+    let export_timeout = millis(variable("OTEL_BSP_EXPORT_TIMEOUT"), 30_000)?;
 
     let named = env("OTEL_SERVICE_NAME").is_some()
         || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
@@ -225,25 +226,18 @@ pub fn start_from_env() -> Result<Option<Exporter>, String> {
 }
 
 /// `key=value,...` with percent-encoded values, as the specification writes
-/// them; marked sensitive, since they often carry a collector's credentials.
-fn headers(spec: Option<&str>) -> Result<HeaderMap, String> {
+/// them, from the variable `var`; marked sensitive, since they often carry a
+/// collector's credentials (and never quoted in an error).
+fn headers(var: &str, spec: &str) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
-    for pair in spec
-        .unwrap_or_default()
-        .split(',')
-        .filter(|p| !p.trim().is_empty())
-    {
+    for pair in spec.split(',').filter(|p| !p.trim().is_empty()) {
         let (key, value) = pair
             .split_once('=')
-            .ok_or_else(|| "OTEL_EXPORTER_OTLP_HEADERS: each entry must be key=value".to_owned())?;
-        let name = HeaderName::try_from(key.trim().to_ascii_lowercase()).map_err(|_| {
-            format!(
-                "OTEL_EXPORTER_OTLP_HEADERS: {:?} is not a header name",
-                key.trim()
-            )
-        })?;
+            .ok_or_else(|| format!("{var}: each entry must be key=value"))?;
+        let name = HeaderName::try_from(key.trim().to_ascii_lowercase())
+            .map_err(|_| format!("{var}: {:?} is not a header name", key.trim()))?;
         let mut value = HeaderValue::from_bytes(&percent_decode(value.trim()))
-            .map_err(|_| format!("OTEL_EXPORTER_OTLP_HEADERS: the value of {name} is not valid"))?;
+            .map_err(|_| format!("{var}: the value of {name} is not valid"))?;
         value.set_sensitive(true);
         map.append(name, value);
     }
@@ -298,12 +292,30 @@ mod tests {
 
     #[test]
     fn headers_as_the_specification_writes_them() {
-        let map = headers(Some("api-key=s%3Dcret, X-Team = a b")).unwrap();
+        let var = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+        let map = headers(var, "api-key=s%3Dcret, X-Team = a b").unwrap();
         assert_eq!(map["api-key"], "s=cret");
         assert_eq!(map["x-team"], "a b");
         assert!(map["api-key"].is_sensitive());
         assert!(!format!("{map:?}").contains("cret"));
-        assert!(headers(Some("novalue")).is_err());
-        assert!(headers(None).unwrap().is_empty());
+        let err = headers(var, "novalue").unwrap_err();
+        assert!(err.starts_with(var), "{err}");
+        assert!(headers(var, "").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_bad_value_is_blamed_on_the_variable_it_came_from() {
+        let var = || {
+            Some((
+                "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT".to_owned(),
+                "soon".to_owned(),
+            ))
+        };
+        let err = millis(var(), 10).unwrap_err();
+        assert_eq!(
+            err,
+            r#"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT="soon" is not a number of milliseconds"#
+        );
+        assert_eq!(millis(None, 10), Ok(Duration::from_millis(10)));
     }
 }
