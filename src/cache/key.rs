@@ -63,12 +63,9 @@ struct Canonical<'k> {
 }
 
 impl Canonical<'_> {
-    fn varint(&mut self, mut n: usize) {
-        while n >= 0x80 {
-            self.encoded.push((n as u8) | 0x80);
-            n >>= 7;
-        }
-        self.encoded.push(n as u8);
+    /// A length, as protobuf writes its varints.
+    fn varint(&mut self, n: usize) {
+        prost::encoding::encode_varint(n as u64, &mut self.encoded);
     }
 
     fn bytes(&mut self, tag: u8, value: &[u8]) -> &mut Self {
