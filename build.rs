@@ -1,8 +1,15 @@
 //! Generates the gRPC code from `proto/` with protox, a pure-Rust protobuf
 //! compiler, so a machine with only the Rust toolchain builds the crate. The
-//! encoded descriptor set is kept too: gRPC reflection serves it.
+//! encoded descriptor set is kept too: gRPC reflection serves it. The API
+//! service's method names and paths are written out as constants, so that
+//! the code that labels and routes calls takes them from the proto.
+
+use std::fmt::Write as _;
 
 use prost::Message;
+
+/// The service whose methods are written out.
+const API_SERVICE: &str = "CognitoIdentityService";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "proto/cognito_identity_gateway/v1/gateway.proto";
@@ -13,6 +20,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("gateway_descriptor.bin"),
         descriptors.encode_to_vec(),
     )?;
+
+    let (package, service) = descriptors
+        .file
+        .iter()
+        .find_map(|file| {
+            let service = file.service.iter().find(|s| s.name() == API_SERVICE)?;
+            Some((file.package().to_owned(), service.clone()))
+        })
+        .ok_or("the proto defines no CognitoIdentityService")?;
+    let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
+    let mut names = String::new();
+    writeln!(
+        names,
+        "/// The API service's methods, in the order the proto declares them: a\n\
+         /// static, so that each name has one address (metrics match it by address).\n\
+         pub static API_METHODS: [&str; {n}] = {methods:?};\n\
+         /// Their gRPC paths, `/{{package}}.{{service}}/{{method}}`, in the same order.\n\
+         pub static API_PATHS: [&str; {n}] = {paths:?};\n\
+         /// The prefix of the API's paths; health checks and reflection have others.\n\
+         pub const API_PREFIX: &str = {prefix:?};",
+        n = methods.len(),
+        paths = methods
+            .iter()
+            .map(|m| format!("/{package}.{API_SERVICE}/{m}"))
+            .collect::<Vec<_>>(),
+        prefix = format!("/{package}.{API_SERVICE}/"),
+    )?;
+    std::fs::write(out_dir.join("api_methods.rs"), names)?;
+
     tonic_prost_build::configure().compile_fds(descriptors)?;
     Ok(())
 }

@@ -22,7 +22,7 @@
 //! the others by the tonic client (and the gateway's count for h2load's
 //! calls in the miss section); a non-OK reply counts as an error.
 //!
-//! Helper modes, for profiling by hand: `floor PORT TOKEN_LEN [coalesced]
+//! Helper modes, for profiling by hand: `floor PORT TOKEN_LEN [one-write]
 //! [--upstream URL]` (the floor server; with an upstream, the miss path's
 //! floor), `collector` (an OTLP sink; prints its URL), `body PATH` (the
 //! request as the gRPC frame h2load sends).
@@ -40,7 +40,7 @@ use aws_sdk_cognitoidentity::operation::get_open_id_token_for_developer_identity
 };
 use cognito_identity_gateway::cache::{CacheSettings, Clock, TokenCache};
 use cognito_identity_gateway::config::Cli;
-use cognito_identity_gateway::domain::{GetIdInput, OpenIdToken, Secret};
+use cognito_identity_gateway::domain::{GetIdInput, OpenIdToken, Secret, Upstreamed};
 use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
 use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
@@ -164,12 +164,12 @@ async fn gateway_sdk(endpoint: &str) -> aws_sdk_cognitoidentity::Client {
     )
 }
 
-/// `gateway-bench floor PORT TOKEN_LEN [coalesced] [--upstream URL]`: the
-/// floor server, in its own process; with `coalesced`, on the gateway's
+/// `gateway-bench floor PORT TOKEN_LEN [one-write] [--upstream URL]`: the
+/// floor server, in its own process; with `one-write`, on the gateway's
 /// connections that send a reply in one write
-/// (`cognito_identity_gateway::coalesce`); with `--upstream`, the floor of
+/// (`cognito_identity_gateway::server::one_write`); with `--upstream`, the floor of
 /// the miss path, calling the emulator at URL.
-async fn serve_floor(port: u16, token_len: usize, coalesced: bool, upstream: Option<&str>) {
+async fn serve_floor(port: u16, token_len: usize, one_write: bool, upstream: Option<&str>) {
     let upstream = match upstream {
         Some(url) => Some(gateway_sdk(url).await),
         None => None,
@@ -189,9 +189,9 @@ async fn serve_floor(port: u16, token_len: usize, coalesced: bool, upstream: Opt
             answered: AtomicU64::new(0),
         }));
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    if coalesced {
+    if one_write {
         use futures_util::TryStreamExt;
-        let incoming = incoming.map_ok(cognito_identity_gateway::coalesce::Coalesced::new);
+        let incoming = incoming.map_ok(cognito_identity_gateway::server::one_write::OneWrite::new);
         router.serve_with_incoming(incoming).await.unwrap();
     } else {
         router.serve_with_incoming(incoming).await.unwrap();
@@ -435,12 +435,12 @@ fn gateway_on(emulator: &Server, extra: &[&str]) -> Server {
     gateway_server(&args, &creds)
 }
 
-fn floor_server(token_len: usize, coalesced: bool, upstream: Option<&Server>) -> Server {
+fn floor_server(token_len: usize, one_write: bool, upstream: Option<&Server>) -> Server {
     let port = free_port();
     let me = std::env::current_exe().unwrap();
     let mut args = vec!["floor".to_owned(), port.to_string(), token_len.to_string()];
-    if coalesced {
-        args.push("coalesced".into());
+    if one_write {
+        args.push("one-write".into());
     }
     if let Some(emulator) = upstream {
         args.push("--upstream".into());
@@ -833,7 +833,7 @@ async fn memory() {
         let identity_len = "us-east-1:00000000-0000-4000-8000-000000000000".len();
         let before = rss_bytes();
         for i in 0..n {
-            let key = cache.keys().get_id(
+            let key = cache.key(
                 &GetIdInput::parse(
                     Some(DEFAULT_POOL_ID.into()),
                     None,
@@ -847,8 +847,11 @@ async fn memory() {
                 expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
             };
             let _: OpenIdToken = cache
-                .get_or_fetch(key, move || std::future::ready(Ok(value.clone())))
+                .get_or_fetch(key, move || {
+                    std::future::ready(Upstreamed::unrecorded(Ok(value.clone())))
+                })
                 .await
+                .result
                 .unwrap();
         }
         cache.run_pending_tasks().await;
@@ -957,7 +960,7 @@ fn main() {
         runtime.block_on(serve_floor(
             args[1].parse().unwrap(),
             args[2].parse().unwrap(),
-            args.iter().any(|a| a == "coalesced"),
+            args.iter().any(|a| a == "one-write"),
             upstream,
         ));
         return;

@@ -4,6 +4,7 @@
 //! SDK's errors into domain cases. No proto type appears here.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::retry::RetryConfig;
@@ -16,14 +17,11 @@ use aws_sdk_cognitoidentity::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cognitoidentity::operation::RequestId;
 
 use crate::domain::{
-    Credentials, GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput,
-    GetIdOutput, GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, OpenIdToken, Secret,
-    SecretMap, Upstream,
+    Credentials, Error, GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput,
+    GetIdInput, GetIdOutput, GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput,
+    OpenIdToken, OperationName, Secret, SecretMap, Upstream, UpstreamCall, Upstreamed,
 };
-use crate::error::Error;
 use crate::jwt;
-use crate::telemetry::metrics::metrics;
-use crate::telemetry::spans::ClientSpan;
 
 /// How to reach Cognito.
 #[derive(Clone, Debug)]
@@ -51,7 +49,7 @@ pub struct UpstreamSettings {
 #[derive(Clone, Debug)]
 pub struct CognitoUpstream {
     client: Client,
-    region: std::sync::Arc<str>,
+    region: Arc<str>,
     /// host:port that `/readyz` checks a connection to.
     authority: String,
 }
@@ -115,7 +113,7 @@ impl CognitoUpstream {
     /// A client over an already loaded configuration; `endpoint_url` as
     /// given to the loader, if any.
     pub fn new(config: &SdkConfig, endpoint_url: Option<&str>) -> Self {
-        let region: std::sync::Arc<str> = config.region().map_or("", |r| r.as_ref()).into();
+        let region: Arc<str> = config.region().map_or("", |r| r.as_ref()).into();
         // Where the SDK will connect: the given endpoint, the SDK's own
         // environment overrides, or the region's public endpoint.
         let endpoint = endpoint_url
@@ -144,48 +142,56 @@ impl CognitoUpstream {
         }
     }
 
-    /// Runs one SDK call inside a client span (OpenTelemetry RPC
-    /// conventions for AWS), counts it, and sorts its error.
-    async fn observe<T, E>(
+    /// Runs one SDK call, records it (what its span and metrics need),
+    /// sorts its error, and reads its output with `read`.
+    async fn observe<T, E, R>(
         &self,
-        operation: &'static str,
+        operation: OperationName,
         call: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
-    ) -> Result<T, Error>
+        read: impl FnOnce(T) -> Result<R, Error>,
+    ) -> Upstreamed<R>
     where
         T: RequestId,
         E: ProvideErrorMetadata + RequestId + std::error::Error + Send + Sync + 'static,
     {
-        let span = ClientSpan::start(operation, &self.region);
-        let started = Instant::now();
+        let started = SystemTime::now();
+        let clock = Instant::now();
         let result = call.await;
-        let elapsed = started.elapsed();
-        match result {
+        let elapsed = clock.elapsed();
+        let mut record = Box::new(UpstreamCall {
+            operation,
+            region: self.region.clone(),
+            started,
+            elapsed,
+            http_status: None,
+            request_id: None,
+            error_type: None,
+        });
+        let result = match result {
             Ok(out) => {
-                if let Some(span) = span {
-                    span.end(elapsed, Some(200), out.request_id(), None);
-                }
-                metrics().upstream_finished(operation, "OK", elapsed);
-                Ok(out)
+                record.http_status = Some(200);
+                record.request_id = out.request_id().map(Into::into);
+                read(out)
             }
             Err(err) => {
-                let http_status = err.raw_response().map(|r| r.status().as_u16());
+                record.http_status = err.raw_response().map(|r| r.status().as_u16());
                 let err = sort_error(err);
-                metrics().upstream_finished(operation, err.reason(), elapsed);
-                let request_id = match &err {
-                    Error::Cognito { request_id, .. } => request_id.as_deref(),
-                    _ => None,
-                };
-                if let Some(span) = span {
-                    span.end(elapsed, http_status, request_id, Some(err.reason()));
+                if let Error::Cognito { request_id, .. } = &err {
+                    record.request_id = request_id.as_deref().map(Into::into);
                 }
+                record.error_type = Some(err.reason().into());
                 tracing::warn!(
-                    operation,
+                    operation = operation.as_str(),
                     code = err.reason(),
-                    aws_request_id = request_id,
+                    aws_request_id = record.request_id.as_deref(),
                     "Cognito Identity call failed"
                 );
                 Err(err)
             }
+        };
+        Upstreamed {
+            result,
+            call: Some(record),
         }
     }
 }
@@ -281,7 +287,7 @@ impl Upstream for CognitoUpstream {
         )
     }
 
-    async fn get_id(&self, input: &GetIdInput) -> Result<GetIdOutput, Error> {
+    async fn get_id(&self, input: &GetIdInput) -> Upstreamed<GetIdOutput> {
         let call = self
             .client
             .get_id()
@@ -289,26 +295,30 @@ impl Upstream for CognitoUpstream {
             .set_account_id(input.account_id.as_ref().map(|a| a.as_str().to_owned()))
             .set_logins(sdk_map(input.logins.map()))
             .send();
-        let out = self.observe("GetId", call).await?;
-        let identity_id = out.identity_id.ok_or_else(|| missing("IdentityId"))?;
-        Ok(GetIdOutput { identity_id })
+        self.observe(OperationName::GetId, call, |out| {
+            let identity_id = out.identity_id.ok_or_else(|| missing("IdentityId"))?;
+            Ok(GetIdOutput { identity_id })
+        })
+        .await
     }
 
-    async fn get_open_id_token(&self, input: &GetOpenIdTokenInput) -> Result<OpenIdToken, Error> {
+    async fn get_open_id_token(&self, input: &GetOpenIdTokenInput) -> Upstreamed<OpenIdToken> {
         let call = self
             .client
             .get_open_id_token()
             .identity_id(input.identity_id.as_str())
             .set_logins(sdk_map(input.logins.map()))
             .send();
-        let out = self.observe("GetOpenIdToken", call).await?;
-        token(out.identity_id, out.token)
+        self.observe(OperationName::GetOpenIdToken, call, |out| {
+            token(out.identity_id, out.token)
+        })
+        .await
     }
 
     async fn get_open_id_token_for_developer_identity(
         &self,
         input: &GetOpenIdTokenForDeveloperIdentityInput,
-    ) -> Result<OpenIdToken, Error> {
+    ) -> Upstreamed<OpenIdToken> {
         let call = self
             .client
             .get_open_id_token_for_developer_identity()
@@ -318,16 +328,18 @@ impl Upstream for CognitoUpstream {
             .set_principal_tags(sdk_map(input.principal_tags.map()))
             .set_token_duration(input.token_duration.map(|d| i64::from(d.seconds())))
             .send();
-        let out = self
-            .observe("GetOpenIdTokenForDeveloperIdentity", call)
-            .await?;
-        token(out.identity_id, out.token)
+        self.observe(
+            OperationName::GetOpenIdTokenForDeveloperIdentity,
+            call,
+            |out| token(out.identity_id, out.token),
+        )
+        .await
     }
 
     async fn get_credentials_for_identity(
         &self,
         input: &GetCredentialsForIdentityInput,
-    ) -> Result<GetCredentialsForIdentityOutput, Error> {
+    ) -> Upstreamed<GetCredentialsForIdentityOutput> {
         let call = self
             .client
             .get_credentials_for_identity()
@@ -340,24 +352,26 @@ impl Upstream for CognitoUpstream {
                     .map(|r| r.as_str().to_owned()),
             )
             .send();
-        let out = self.observe("GetCredentialsForIdentity", call).await?;
-        let identity_id = out.identity_id.ok_or_else(|| missing("IdentityId"))?;
-        let credentials = out.credentials.ok_or_else(|| missing("Credentials"))?;
-        let (Some(access_key_id), Some(secret_key), Some(session_token)) = (
-            credentials.access_key_id,
-            credentials.secret_key,
-            credentials.session_token,
-        ) else {
-            return Err(missing("complete Credentials"));
-        };
-        Ok(GetCredentialsForIdentityOutput {
-            identity_id,
-            credentials: Credentials {
-                access_key_id: Secret::new(access_key_id),
-                secret_key: Secret::new(secret_key),
-                session_token: Secret::new(session_token),
-                expiration: credentials.expiration.as_ref().and_then(system_time),
-            },
+        self.observe(OperationName::GetCredentialsForIdentity, call, |out| {
+            let identity_id = out.identity_id.ok_or_else(|| missing("IdentityId"))?;
+            let credentials = out.credentials.ok_or_else(|| missing("Credentials"))?;
+            let (Some(access_key_id), Some(secret_key), Some(session_token)) = (
+                credentials.access_key_id,
+                credentials.secret_key,
+                credentials.session_token,
+            ) else {
+                return Err(missing("complete Credentials"));
+            };
+            Ok(GetCredentialsForIdentityOutput {
+                identity_id,
+                credentials: Credentials {
+                    access_key_id: Secret::new(access_key_id),
+                    secret_key: Secret::new(secret_key),
+                    session_token: Secret::new(session_token),
+                    expiration: credentials.expiration.as_ref().and_then(system_time),
+                },
+            })
         })
+        .await
     }
 }

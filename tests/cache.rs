@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cognito_identity_gateway::cache::{CacheSettings, Clock, TokenCache};
-use cognito_identity_gateway::config::ServerSettings;
-use cognito_identity_gateway::domain::{OpenIdToken, Secret};
+use cognito_identity_gateway::domain::{OpenIdToken, Secret, Upstreamed};
 use cognito_identity_gateway::emulator::{
     DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID, Emulator, OperationFaults,
 };
 use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
+use cognito_identity_gateway::server::ServerSettings;
 use cognito_identity_gateway::service::Gateway;
 use cognito_identity_gateway::upstream::CognitoUpstream;
 use support::{TestGateway, emulator_upstream, set_faults, start_emulator};
@@ -311,7 +311,7 @@ async fn the_memory_budget_holds_with_100_000_entries() {
     );
     let token = "t".repeat(900);
     for i in 0..100_000u32 {
-        let key = cache.keys().get_id(
+        let key = cache.key(
             &cognito_identity_gateway::domain::GetIdInput::parse(
                 Some("us-east-1:0a0a0a0a-0000-4000-8000-000000000001".into()),
                 None,
@@ -325,8 +325,11 @@ async fn the_memory_budget_holds_with_100_000_entries() {
             expires_at: Some(SystemTime::now() + Duration::from_secs(900)),
         };
         let got: OpenIdToken = cache
-            .get_or_fetch(key, move || std::future::ready(Ok(value.clone())))
+            .get_or_fetch(key, move || {
+                std::future::ready(Upstreamed::unrecorded(Ok(value.clone())))
+            })
             .await
+            .result
             .unwrap();
         assert_eq!(got.token.len(), 900);
     }

@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cognito_identity_gateway::cache::{CacheSettings, Clock};
-use cognito_identity_gateway::coalesce::Coalesced;
-use cognito_identity_gateway::config::ServerSettings;
 use cognito_identity_gateway::emulator::{
     DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID, OperationFaults,
 };
 use cognito_identity_gateway::grpc::GrpcApi;
 use cognito_identity_gateway::grpc::status::GATEWAY_DOMAIN;
 use cognito_identity_gateway::proto as pb;
+use cognito_identity_gateway::server::ServerSettings;
+use cognito_identity_gateway::server::one_write::OneWrite;
 use cognito_identity_gateway::service::Gateway;
 use cognito_identity_gateway::upstream::UpstreamSettings;
 use support::faults::{SilentEndpoint, silent_endpoint};
@@ -552,7 +552,7 @@ async fn a_reply_with_a_token_leaves_in_one_write() {
     ));
     let (client_io, server_io) = tokio::io::duplex(1 << 16);
     let writes = Arc::new(AtomicUsize::new(0));
-    let server_io = Coalesced::new(CountingIo {
+    let server_io = OneWrite::new(CountingIo {
         inner: server_io,
         writes: writes.clone(),
     });

@@ -1,79 +1,25 @@
-//! What the cache holds: answers, entries with their lifetimes, and the
-//! expiry policy moka applies to them.
+//! What the cache holds: entries, an answer each with its lifetime, and
+//! the expiry policy moka applies to them.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::{CacheKey, CacheSettings, Clock};
-use crate::domain::{GetCredentialsForIdentityOutput, GetIdOutput, OpenIdToken};
+use crate::domain::{Answer, Lifetime};
 
 /// Bytes an entry costs beyond its strings: the key, the entry, the `Arc`,
 /// and moka's own bookkeeping (deques, timer wheel, hash table slot). An
 /// estimate, checked by the memory benchmark.
 const ENTRY_OVERHEAD_BYTES: usize = 320;
 
-/// A cached answer.
-#[derive(Clone, Debug)]
-pub enum Cached {
-    /// GetId.
-    Id(GetIdOutput),
-    /// GetOpenIdToken or the developer operation.
-    Token(OpenIdToken),
-    /// GetCredentialsForIdentity.
-    Credentials(GetCredentialsForIdentityOutput),
-}
-
-/// An answer that can be cached.
-pub trait Cacheable: Sized + Send + 'static {
-    /// Wraps it.
-    fn into_cached(self) -> Cached;
-    /// Unwraps it; `None` if the entry holds another kind (never, as keys
-    /// carry the operation).
-    fn from_cached(cached: Cached) -> Option<Self>;
-}
-
-impl Cacheable for GetIdOutput {
-    fn into_cached(self) -> Cached {
-        Cached::Id(self)
-    }
-    fn from_cached(cached: Cached) -> Option<Self> {
-        match cached {
-            Cached::Id(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-impl Cacheable for OpenIdToken {
-    fn into_cached(self) -> Cached {
-        Cached::Token(self)
-    }
-    fn from_cached(cached: Cached) -> Option<Self> {
-        match cached {
-            Cached::Token(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-impl Cacheable for GetCredentialsForIdentityOutput {
-    fn into_cached(self) -> Cached {
-        Cached::Credentials(self)
-    }
-    fn from_cached(cached: Cached) -> Option<Self> {
-        match cached {
-            Cached::Credentials(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
 /// A cache entry. Its instants are worked out once, when it is made, so
 /// that a hit only compares.
 #[derive(Debug)]
 pub(super) struct Entry {
-    pub(super) value: Cached,
+    /// The answer, of the type its operation answers with ([`Answer`]).
+    value: Box<dyn Any + Send + Sync>,
     /// The true expiry, on the monotonic clock.
     pub(super) expires: Instant,
     /// Served until then: the expiry less the safety margin or the life the
@@ -98,36 +44,13 @@ pub(super) struct Lifetimes {
 impl Lifetimes {
     /// An entry for `value`, or the value back when it cannot be cached (no
     /// expiry, or less life left than the safety margin).
-    pub(super) fn entry(&self, value: Cached) -> Result<Entry, Cached> {
-        let (life, min_remaining, bytes) = match &value {
-            Cached::Id(v) => (
-                Some(self.settings.identity_id_ttl),
-                Duration::ZERO,
-                v.identity_id.len(),
-            ),
-            Cached::Token(t) => {
-                let life = t
-                    .expires_at
-                    .and_then(|e| e.duration_since(self.clock.wall()).ok());
+    pub(super) fn entry<T: Answer>(&self, value: T) -> Result<Entry, T> {
+        let (life, min_remaining) = match value.lifetime() {
+            Lifetime::Stable => (Some(self.settings.identity_id_ttl), Duration::ZERO),
+            Lifetime::Until(expiry) => {
+                let life = expiry.and_then(|e| e.duration_since(self.clock.wall()).ok());
                 let share = life.map(|l| l.mul_f64(self.settings.min_remaining_share));
-                (
-                    life,
-                    share.unwrap_or_default(),
-                    t.identity_id.len() + t.token.len(),
-                )
-            }
-            Cached::Credentials(c) => {
-                let life = c
-                    .credentials
-                    .expiration
-                    .and_then(|e| e.duration_since(self.clock.wall()).ok());
-                let share = life.map(|l| l.mul_f64(self.settings.min_remaining_share));
-                let cr = &c.credentials;
-                let bytes = c.identity_id.len()
-                    + cr.access_key_id.len()
-                    + cr.secret_key.len()
-                    + cr.session_token.len();
-                (life, share.unwrap_or_default(), bytes)
+                (life, share.unwrap_or_default())
             }
         };
         match life {
@@ -135,14 +58,15 @@ impl Lifetimes {
                 let born = self.clock.now();
                 let expires = born + life;
                 let keep = min_remaining.max(self.settings.safety_margin);
+                let bytes = value.bytes() + ENTRY_OVERHEAD_BYTES;
                 Ok(Entry {
-                    value,
+                    value: Box::new(value),
                     expires,
                     serve_until: expires.checked_sub(keep).unwrap_or(born),
                     refresh_at: born + life.mul_f64(self.settings.refresh_after_share),
                     refresh_claimed: AtomicBool::new(false),
                     retired: AtomicBool::new(false),
-                    weight: u32::try_from(bytes + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX),
+                    weight: u32::try_from(bytes).unwrap_or(u32::MAX),
                 })
             }
             _ => Err(value),
@@ -151,6 +75,11 @@ impl Lifetimes {
 }
 
 impl Entry {
+    /// The answer, if it is a `T`.
+    pub(super) fn value<T: Answer>(&self) -> Option<&T> {
+        self.value.downcast_ref()
+    }
+
     /// Moka no longer holds it.
     pub(super) fn is_retired(&self) -> bool {
         self.retired.load(std::sync::atomic::Ordering::Acquire)

@@ -80,7 +80,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::cache::entry::{Cached, Lifetimes};
+    use crate::cache::entry::Lifetimes;
     use crate::cache::{CacheSettings, Clock};
     use crate::domain::GetIdOutput;
 
@@ -93,9 +93,9 @@ mod tests {
                 ..CacheSettings::default()
             },
         };
-        let value = Cached::Id(GetIdOutput {
+        let value = GetIdOutput {
             identity_id: "us-east-1:1".into(),
-        });
+        };
         Arc::new(lifetimes.entry(value).unwrap())
     }
 

@@ -10,10 +10,7 @@
 
 use std::fmt;
 
-use crate::domain::{
-    GetCredentialsForIdentityInput, GetIdInput, GetOpenIdTokenForDeveloperIdentityInput,
-    GetOpenIdTokenInput, SecretMap,
-};
+use crate::domain::{KeyFields, Operation, OperationName, SecretMap};
 
 /// A cache key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,31 +65,10 @@ impl Canonical<'_> {
         prost::encoding::encode_varint(n as u64, &mut self.encoded);
     }
 
-    fn bytes(&mut self, tag: u8, value: &[u8]) -> &mut Self {
+    fn bytes(&mut self, tag: u8, value: &[u8]) {
         self.encoded.push(tag);
         self.varint(value.len());
         self.encoded.extend_from_slice(value);
-        self
-    }
-
-    fn text(&mut self, tag: u8, value: &str) -> &mut Self {
-        self.bytes(tag, value.as_bytes())
-    }
-
-    fn optional(&mut self, tag: u8, value: Option<impl AsRef<[u8]>>) -> &mut Self {
-        match value {
-            Some(v) => self.bytes(tag, v.as_ref()),
-            None => self.bytes(tag ^ 0x80, &[]),
-        }
-    }
-
-    fn map(&mut self, tag: u8, map: &SecretMap) -> &mut Self {
-        self.encoded.push(tag);
-        self.varint(map.len());
-        for (name, value) in map.iter() {
-            self.text(tag, name).text(tag, value.expose());
-        }
-        self
     }
 
     fn finish(&mut self) -> CacheKey {
@@ -100,15 +76,26 @@ impl Canonical<'_> {
     }
 }
 
-/// Which operation a key is for: the same fields in two operations must
-/// not share an entry.
-#[derive(Clone, Copy)]
-#[repr(u8)]
-enum Operation {
-    GetId = 1,
-    GetOpenIdToken = 2,
-    Developer = 3,
-    Credentials = 4,
+impl KeyFields for Canonical<'_> {
+    fn text(&mut self, tag: u8, value: &str) {
+        self.bytes(tag, value.as_bytes());
+    }
+
+    fn optional(&mut self, tag: u8, value: Option<&[u8]>) {
+        match value {
+            Some(v) => self.bytes(tag, v),
+            None => self.bytes(tag ^ 0x80, &[]),
+        }
+    }
+
+    fn map(&mut self, tag: u8, map: &SecretMap) {
+        self.encoded.push(tag);
+        self.varint(map.len());
+        for (name, value) in map.iter() {
+            self.text(tag, name);
+            self.text(tag, value.expose());
+        }
+    }
 }
 
 impl KeyMaker {
@@ -125,51 +112,24 @@ impl KeyMaker {
         Self { key }
     }
 
-    fn start(&self, op: Operation) -> Canonical<'_> {
+    /// Starts the encoding of a key of `operation`: the same fields in two
+    /// operations must not share an entry.
+    fn start(&self, operation: OperationName) -> Canonical<'_> {
         // Enough for a typical request, so that it is one allocation.
         let mut encoded = Vec::with_capacity(512);
-        encoded.push(op as u8);
+        encoded.push(operation as u8);
         Canonical {
             key: &self.key,
             encoded,
         }
     }
 
-    /// Key of a GetId.
-    pub fn get_id(&self, i: &GetIdInput) -> CacheKey {
-        self.start(Operation::GetId)
-            .text(1, i.identity_pool_id.as_str())
-            .optional(2, i.account_id.as_ref().map(|a| a.as_str()))
-            .map(3, i.logins.map())
-            .finish()
-    }
-
-    /// Key of a GetOpenIdToken.
-    pub fn get_open_id_token(&self, i: &GetOpenIdTokenInput) -> CacheKey {
-        self.start(Operation::GetOpenIdToken)
-            .text(1, i.identity_id.as_str())
-            .map(2, i.logins.map())
-            .finish()
-    }
-
-    /// Key of a GetOpenIdTokenForDeveloperIdentity.
-    pub fn developer(&self, i: &GetOpenIdTokenForDeveloperIdentityInput) -> CacheKey {
-        self.start(Operation::Developer)
-            .text(1, i.identity_pool_id.as_str())
-            .optional(2, i.identity_id.as_ref().map(|v| v.as_str()))
-            .map(3, i.logins.map())
-            .map(4, i.principal_tags.map())
-            .optional(5, i.token_duration.map(|d| d.seconds().to_be_bytes()))
-            .finish()
-    }
-
-    /// Key of a GetCredentialsForIdentity.
-    pub fn credentials(&self, i: &GetCredentialsForIdentityInput) -> CacheKey {
-        self.start(Operation::Credentials)
-            .text(1, i.identity_id.as_str())
-            .map(2, i.logins.map())
-            .optional(3, i.custom_role_arn.as_ref().map(|r| r.as_str()))
-            .finish()
+    /// The key of `input`: its operation and every field that changes its
+    /// answer ([`Operation::key_fields`]).
+    pub fn key<O: Operation>(&self, input: &O) -> CacheKey {
+        let mut canonical = self.start(O::NAME);
+        input.key_fields(&mut canonical);
+        canonical.finish()
     }
 }
 
@@ -182,6 +142,7 @@ impl Default for KeyMaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::GetOpenIdTokenForDeveloperIdentityInput;
 
     const POOL: &str = "us-east-1:11111111-2222-3333-4444-555555555555";
     const ID: &str = "us-east-1:aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
@@ -225,7 +186,7 @@ mod tests {
             &[("a", "1")],
             Some(900),
         );
-        assert_eq!(keys.developer(&base), keys.developer(&same_reordered));
+        assert_eq!(keys.key(&base), keys.key(&same_reordered));
         let variants = [
             developer(
                 "us-east-1:11111111-2222-3333-4444-555555555556",
@@ -273,7 +234,7 @@ mod tests {
             ),
         ];
         for v in &variants {
-            assert_ne!(keys.developer(&base), keys.developer(v), "{v:?}");
+            assert_ne!(keys.key(&base), keys.key(v), "{v:?}");
         }
     }
 
@@ -282,7 +243,7 @@ mod tests {
         let keys = KeyMaker::new();
         let a = developer(POOL, None, &[("ab", "c")], &[], None);
         let b = developer(POOL, None, &[("a", "bc")], &[], None);
-        assert_ne!(keys.developer(&a), keys.developer(&b));
+        assert_ne!(keys.key(&a), keys.key(&b));
     }
 
     #[test]
@@ -295,7 +256,7 @@ mod tests {
             (300, &[0xac, 0x02]),
             (50_000, &[0xd0, 0x86, 0x03]),
         ] {
-            let mut c = keys.start(Operation::Developer);
+            let mut c = keys.start(OperationName::GetOpenIdTokenForDeveloperIdentity);
             c.bytes(9, &vec![b'x'; len]);
             assert_eq!(&c.encoded[1..2], &[9], "the tag");
             assert_eq!(&c.encoded[2..2 + prefix.len()], prefix, "length {len}");
@@ -307,17 +268,14 @@ mod tests {
         other.replace_range(49_999.., "w");
         let a = developer(POOL, None, &[("p", &long)], &[], None);
         let b = developer(POOL, None, &[("p", &other)], &[], None);
-        assert_ne!(keys.developer(&a), keys.developer(&b));
+        assert_ne!(keys.key(&a), keys.key(&b));
     }
 
     #[test]
     fn keys_differ_between_processes_and_show_no_secret() {
         let input = developer(POOL, None, &[("dev", "secret-user")], &[], None);
-        assert_ne!(
-            KeyMaker::new().developer(&input),
-            KeyMaker::new().developer(&input)
-        );
-        let shown = format!("{:?}", KeyMaker::new().developer(&input));
+        assert_ne!(KeyMaker::new().key(&input), KeyMaker::new().key(&input));
+        let shown = format!("{:?}", KeyMaker::new().key(&input));
         assert!(!shown.contains("secret"), "{shown}");
     }
 }

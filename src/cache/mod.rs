@@ -12,8 +12,9 @@ mod entry;
 mod front;
 mod key;
 
+use std::any::Any;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,12 +22,13 @@ use moka::future::Cache;
 use moka::ops::compute::Op;
 
 pub use clock::Clock;
-pub use entry::{Cacheable, Cached};
 pub use key::{CacheKey, KeyMaker};
 
 use entry::{Entry, ExpireAtTokenExpiry, Lifetimes};
 
-use crate::error::Error;
+use crate::domain::{
+    Answer, CacheOutcome, CacheStats, Caching, Error, Operation, Served, UpstreamCall, Upstreamed,
+};
 use crate::rate::TokenBucket;
 
 /// How the cache behaves.
@@ -58,6 +60,20 @@ pub struct CacheSettings {
     pub max_bytes: u64,
 }
 
+impl CacheSettings {
+    /// Whether answers of this kind are cached.
+    pub fn caches(&self, caching: Caching) -> bool {
+        self.enabled
+            && match caching {
+                Caching::Never => false,
+                Caching::IdentityIds => self.identity_ids,
+                Caching::OpenIdTokens => self.open_id_tokens,
+                Caching::DeveloperTokens => true,
+                Caching::Credentials => self.credentials,
+            }
+    }
+}
+
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
@@ -76,7 +92,7 @@ impl Default for CacheSettings {
     }
 }
 
-/// Counters, kept here and exported by telemetry.
+/// Counters, kept here and read out as [`CacheStats`].
 #[derive(Debug, Default)]
 struct Counters {
     hits: AtomicU64,
@@ -87,31 +103,16 @@ struct Counters {
     evictions: AtomicU64,
 }
 
-/// A reading of the cache's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Answers served from the cache.
-    pub hits: u64,
-    /// Answers fetched upstream for a caller.
-    pub misses: u64,
-    /// Callers that waited for another caller's upstream call.
-    pub coalesced: u64,
-    /// Background refreshes that renewed an entry.
-    pub refreshes: u64,
-    /// Still-valid tokens served because the upstream failed.
-    pub stale_served: u64,
-    /// Entries removed by expiry or the memory budget.
-    pub evictions: u64,
-    /// Entries now.
-    pub entries: u64,
-    /// Bytes now, as weighed.
-    pub bytes: u64,
-}
-
+/// Why moka's init future produced no entry: the upstream failed, or the
+/// answer cannot be cached (it is handed to every waiter as it is).
 enum Miss {
     Upstream(Error),
-    Uncacheable(Cached),
+    Uncacheable(Box<dyn Any + Send + Sync>),
 }
+
+/// The upstream call of the fetch this caller ran itself, once it has run:
+/// moka runs one waiter's init future and hands its outcome to the rest.
+type OwnFetch = Arc<Mutex<Option<Option<Box<UpstreamCall>>>>>;
 
 /// The token cache.
 pub struct TokenCache {
@@ -172,6 +173,11 @@ impl TokenCache {
         &self.keys
     }
 
+    /// The key of `input`.
+    pub fn key<O: Operation>(&self, input: &O) -> CacheKey {
+        self.keys.key(input)
+    }
+
     /// The counters now.
     pub fn stats(&self) -> CacheStats {
         let c = &self.counters;
@@ -193,12 +199,13 @@ impl TokenCache {
     }
 
     /// The answer for `key`: from the cache while servable, otherwise from
-    /// `fetch`, called once however many callers ask at the same time.
-    pub async fn get_or_fetch<T, F, Fut>(&self, key: CacheKey, fetch: F) -> Result<T, Error>
+    /// `fetch`, called once however many callers ask at the same time; with
+    /// how the cache answered and the upstream call made for this caller.
+    pub async fn get_or_fetch<T, F, Fut>(&self, key: CacheKey, fetch: F) -> Served<T>
     where
-        T: Cacheable,
+        T: Answer,
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+        Fut: Future<Output = Upstreamed<T>> + Send + 'static,
     {
         let mut stale = None;
         let entry = match front::get(self.id, &key) {
@@ -215,9 +222,8 @@ impl TokenCache {
             let now = self.lifetimes.clock.now();
             if entry.servable(now) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                record_outcome("hit");
                 self.refresh_if_due(key, &entry, now, &fetch);
-                return unwrap(entry.value.clone());
+                return served(entry.value(), CacheOutcome::Hit, None);
             }
             stale = Some(entry);
         }
@@ -234,11 +240,11 @@ impl TokenCache {
         key: CacheKey,
         stale: Option<Arc<Entry>>,
         fetch: F,
-    ) -> Result<T, Error>
+    ) -> Served<T>
     where
-        T: Cacheable,
+        T: Answer,
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+        Fut: Future<Output = Upstreamed<T>> + Send + 'static,
     {
         let margin = self.lifetimes.settings.safety_margin;
         if let Some(seen) = stale.clone() {
@@ -254,46 +260,55 @@ impl TokenCache {
                 })
                 .await;
         }
-        let fetched = Arc::new(AtomicBool::new(false));
+        let own: OwnFetch = Arc::default();
         let init = {
-            let fetched = fetched.clone();
+            let own = own.clone();
             let call = fetch();
             let lifetimes = self.lifetimes.clone();
             async move {
-                fetched.store(true, Ordering::Relaxed);
-                match call.await {
+                let Upstreamed { result, call } = call.await;
+                if let Ok(mut own) = own.lock() {
+                    *own = Some(call);
+                }
+                match result {
                     Ok(value) => lifetimes
-                        .entry(value.into_cached())
+                        .entry(value)
                         .map(Arc::new)
-                        .map_err(Miss::Uncacheable),
+                        .map_err(|value| Miss::Uncacheable(Box::new(value))),
                     Err(e) => Err(Miss::Upstream(e)),
                 }
             }
         };
         let outcome = self.cache.try_get_with(key, init).await;
-        let (counter, label) = if fetched.load(Ordering::Relaxed) {
-            (&self.counters.misses, "miss")
+        let (fetched, upstream) = match own.lock().ok().and_then(|mut own| own.take()) {
+            Some(call) => (true, call),
+            None => (false, None),
+        };
+        let (counter, label) = if fetched {
+            (&self.counters.misses, CacheOutcome::Miss)
         } else {
-            (&self.counters.coalesced, "coalesced")
+            (&self.counters.coalesced, CacheOutcome::Coalesced)
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        record_outcome(label);
         match outcome {
-            Ok(entry) => unwrap(entry.value.clone()),
+            Ok(entry) => served(entry.value(), label, upstream),
             Err(miss) => match &*miss {
-                Miss::Uncacheable(value) => unwrap(value.clone()),
+                Miss::Uncacheable(value) => served(value.downcast_ref(), label, upstream),
                 Miss::Upstream(err) => {
                     let now = self.lifetimes.clock.now();
                     match stale {
                         Some(entry) if err.is_retryable() && entry.valid(now, margin) => {
                             self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
-                            record_outcome("stale");
                             tracing::warn!(
                                 "upstream failed ({err}); serving a still-valid cached token"
                             );
-                            unwrap(entry.value.clone())
+                            served(entry.value(), CacheOutcome::Stale, upstream)
                         }
-                        _ => Err(err.clone()),
+                        _ => Served {
+                            result: Err(err.clone()),
+                            cache: Some(label),
+                            upstream,
+                        },
                     }
                 }
             },
@@ -304,9 +319,9 @@ impl TokenCache {
     /// nobody has started renewing it, and the refresh budget allows.
     fn refresh_if_due<T, F, Fut>(&self, key: CacheKey, entry: &Arc<Entry>, now: Instant, fetch: &F)
     where
-        T: Cacheable,
+        T: Answer,
         F: Fn() -> Fut,
-        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+        Fut: Future<Output = Upstreamed<T>> + Send + 'static,
     {
         if !entry.due_for_refresh(now) || entry.refresh_claimed.swap(true, Ordering::AcqRel) {
             return;
@@ -325,8 +340,8 @@ impl TokenCache {
         let counters = self.counters.clone();
         let entry = entry.clone();
         tokio::spawn(async move {
-            let renewed = match call.await {
-                Ok(value) => lifetimes.entry(value.into_cached()).ok(),
+            let renewed = match call.await.result {
+                Ok(value) => lifetimes.entry(value).ok(),
                 Err(err) => {
                     tracing::warn!("background refresh failed: {err}");
                     None
@@ -344,12 +359,19 @@ impl TokenCache {
     }
 }
 
-/// Says on the call's span how the cache answered.
-pub fn record_outcome(outcome: &'static str) {
-    crate::telemetry::spans::record_cache_outcome(outcome);
-}
-
-fn unwrap<T: Cacheable>(cached: Cached) -> Result<T, Error> {
-    T::from_cached(cached)
-        .ok_or_else(|| Error::Internal("cache entry of the wrong kind".to_owned()))
+/// An answer the cache holds, reached with `cache`. It is of the type
+/// asked for: keys carry the operation, and each operation has one answer
+/// type.
+fn served<T: Answer>(
+    value: Option<&T>,
+    cache: CacheOutcome,
+    upstream: Option<Box<UpstreamCall>>,
+) -> Served<T> {
+    Served {
+        result: value
+            .cloned()
+            .ok_or_else(|| Error::Internal("cache entry of the wrong kind".to_owned())),
+        cache: Some(cache),
+        upstream,
+    }
 }

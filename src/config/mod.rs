@@ -1,14 +1,18 @@
 //! Configuration: command-line flags, each also read from an environment
-//! variable, checked as a whole so that one message lists every problem
-//! before any port is bound.
+//! variable, and the OpenTelemetry environment, checked as a whole so that
+//! one message lists every problem before any port is bound. Each settings
+//! type belongs to the module it configures; this module only assembles
+//! them, and only `lib` and `main` import it.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 use crate::cache::CacheSettings;
+use crate::server::ServerSettings;
+use crate::telemetry::{LogFormat, TelemetrySettings, TraceSettings};
 use crate::upstream::UpstreamSettings;
 
 /// Attempts the SDK's standard retry mode makes by default; the ceiling is
@@ -188,32 +192,27 @@ pub enum Command {
     Emulator(EmulatorArgs),
 }
 
-/// How log lines look.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// For people.
-    Text,
-    /// One JSON object a line, for log pipelines.
-    Json,
+/// What the binary runs, checked.
+#[derive(Debug)]
+pub enum Program {
+    /// The gateway (boxed: its settings are most of the enum's size).
+    Gateway(Box<Settings>),
+    /// The emulator alone.
+    #[cfg(feature = "emulator")]
+    Emulator(EmulatorConfig),
 }
 
-/// The gRPC server's own settings.
-#[derive(Clone, Debug)]
-pub struct ServerSettings {
-    /// Bound on a whole call.
-    pub request_timeout: Duration,
-    /// Calls served at once.
-    pub concurrency_limit: usize,
-    /// How long in-flight calls may take to finish on shutdown.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            request_timeout: Duration::from_secs(10),
-            concurrency_limit: 1024,
-            shutdown_grace: Duration::from_secs(20),
+impl Program {
+    /// The telemetry it starts with.
+    pub fn telemetry(&self) -> TelemetrySettings {
+        match self {
+            Program::Gateway(settings) => settings.telemetry.clone(),
+            // The emulator's own log lines, for people; it exports no spans.
+            #[cfg(feature = "emulator")]
+            Program::Emulator(_) => TelemetrySettings {
+                log_format: LogFormat::Text,
+                traces: None,
+            },
         }
     }
 }
@@ -231,8 +230,42 @@ pub struct Settings {
     pub server: ServerSettings,
     /// The token cache.
     pub cache: CacheSettings,
-    /// Log format.
-    pub log_format: LogFormat,
+    /// Logs and traces.
+    pub telemetry: TelemetrySettings,
+    /// Start an embedded emulator and use it as the upstream (`--emulator`):
+    /// [`Settings::start_embedded_emulator`] resolves it.
+    #[cfg(feature = "emulator")]
+    pub embedded_emulator: bool,
+}
+
+#[cfg(feature = "emulator")]
+impl Settings {
+    /// With `--emulator`, starts the embedded emulator on a loopback port
+    /// and points the upstream at it (its region unless one is set, and its
+    /// access key); the emulator serves while the handle lives. Without it,
+    /// nothing.
+    pub async fn start_embedded_emulator(
+        &mut self,
+    ) -> Result<Option<std::sync::Arc<crate::emulator::Emulator>>, String> {
+        use crate::emulator;
+        if !self.embedded_emulator {
+            return Ok(None);
+        }
+        let (url, emulator) = emulator::start_embedded().await?;
+        let (id, secret) = emulator::DEFAULT_ACCESS_KEY;
+        self.upstream.endpoint_url = Some(url.clone());
+        self.upstream
+            .region
+            .get_or_insert_with(|| "us-east-1".to_owned());
+        self.upstream.static_credentials = Some((id.to_owned(), secret.to_owned()));
+        tracing::info!(
+            endpoint = %url,
+            identity_pool_id = emulator::DEFAULT_POOL_ID,
+            developer_provider = emulator::DEFAULT_DEVELOPER_PROVIDER,
+            "embedded Cognito Identity emulator ready"
+        );
+        Ok(Some(emulator))
+    }
 }
 
 /// Every problem with a configuration.
@@ -252,7 +285,17 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Cli {
-    /// Checks everything and returns settings, or every problem found.
+    /// Checks everything and returns what to run, or every problem found.
+    pub fn into_program(mut self) -> Result<Program, ConfigError> {
+        match self.command.take() {
+            #[cfg(feature = "emulator")]
+            Some(Command::Emulator(args)) => args.into_config().map(Program::Emulator),
+            None => self.into_settings().map(|s| Program::Gateway(Box::new(s))),
+        }
+    }
+
+    /// Checks the gateway's flags and the OpenTelemetry environment, and
+    /// returns settings, or every problem found.
     pub fn into_settings(self) -> Result<Settings, ConfigError> {
         let mut p = Problems::default();
         let listen = p.check(
@@ -295,6 +338,7 @@ impl Cli {
             p.number("concurrency-limit", &self.concurrency_limit, 1..=usize::MAX);
         let shutdown_grace = p.duration("shutdown-grace", &self.shutdown_grace);
         let cache = self.cache_settings(&mut p);
+        let traces = p.check_as_is(TraceSettings::from_env());
         if let (Some(attempt), Some(operation)) = (attempt_timeout, operation_timeout)
             && attempt > operation
         {
@@ -317,6 +361,7 @@ impl Cli {
             concurrency_limit,
             shutdown_grace,
             cache,
+            traces,
         ) {
             (
                 Some(listen),
@@ -331,6 +376,7 @@ impl Cli {
                 Some(concurrency_limit),
                 Some(shutdown_grace),
                 Some(cache),
+                Some(traces),
             ) if p.0.is_empty() => Ok(Settings {
                 listen,
                 admin_listen,
@@ -349,7 +395,12 @@ impl Cli {
                     shutdown_grace,
                 },
                 cache,
-                log_format: self.log_format,
+                telemetry: TelemetrySettings {
+                    log_format: self.log_format,
+                    traces,
+                },
+                #[cfg(feature = "emulator")]
+                embedded_emulator: self.emulator,
             }),
             _ => Err(ConfigError(p.0)),
         }
@@ -439,7 +490,7 @@ mod tests {
         assert_eq!(s.upstream.attempt_timeout, Duration::from_millis(1500));
         assert_eq!(s.upstream.max_attempts, 5);
         assert_eq!(s.server.shutdown_grace, Duration::from_secs(3));
-        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.telemetry.log_format, LogFormat::Json);
     }
 
     #[test]

@@ -19,6 +19,11 @@ impl Problems {
             .ok()
     }
 
+    /// A check whose message names what it is about already.
+    pub(super) fn check_as_is<T>(&mut self, outcome: Result<T, String>) -> Option<T> {
+        outcome.map_err(|e| self.0.push(e)).ok()
+    }
+
     pub(super) fn duration(&mut self, flag: &str, value: &str) -> Option<Duration> {
         let parsed = humantime::parse_duration(value).map_err(|e| format!("{value:?}: {e}"));
         let positive = parsed.and_then(|d| {

@@ -1,10 +1,14 @@
-//! The domain: validated requests, replies, the caller, and the two seams
-//! the gateway is built around, [`IdentityService`] (what the gRPC layer
-//! calls) and [`Upstream`] (what talks to Cognito). No proto type and no
-//! AWS SDK type appears here.
+//! The domain: validated requests, replies, the caller, the one error type,
+//! the [`Operation`] each request is, and the two seams the gateway is built
+//! around, [`IdentityService`] (what the gRPC layer calls) and [`Upstream`]
+//! (what talks to Cognito). No proto type and no AWS SDK type appears here,
+//! and nothing here imports another module of the crate.
 
 mod context;
+mod error;
+mod operation;
 mod operations;
+mod outcome;
 mod secret;
 mod types;
 pub mod validate;
@@ -12,10 +16,13 @@ pub mod validate;
 use std::future::Future;
 
 pub use context::{Caller, RequestContext};
+pub use error::Error;
+pub use operation::{Answer, Caching, KeyFields, Lifetime, Operation, OperationName};
 pub use operations::{
     Credentials, GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput,
     GetIdOutput, GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, OpenIdToken, RawMap,
 };
+pub use outcome::{CacheOutcome, CacheStats, Served, UpstreamCall, Upstreamed};
 pub use secret::Secret;
 pub use types::{
     AccountId, CustomRoleArn, IdentityId, IdentityPoolId, Logins, PrincipalTags, SecretMap,
@@ -23,10 +30,8 @@ pub use types::{
 };
 pub use validate::{Field, Violation, Violations};
 
-use crate::error::Error;
-
-/// The four operations as the gateway offers them: what the gRPC layer
-/// calls, with who is calling and by when they need the answer.
+/// The operations as the gateway offers them: what the gRPC layer calls,
+/// with who is calling.
 pub trait IdentityService: Send + Sync + 'static {
     /// Whether the service can answer now (for `/readyz`): its upstream can
     /// be reached.
@@ -35,41 +40,21 @@ pub trait IdentityService: Send + Sync + 'static {
     }
 
     /// The cache's counters, if it has a cache, brought up to date.
-    fn cache_stats(&self) -> impl Future<Output = Option<crate::cache::CacheStats>> + Send {
+    fn cache_stats(&self) -> impl Future<Output = Option<CacheStats>> + Send {
         std::future::ready(None)
     }
 
-    /// GetId.
-    fn get_id(
+    /// Answers one call of any of the operations, saying how.
+    fn call<O: Operation>(
         &self,
         ctx: &RequestContext,
-        input: GetIdInput,
-    ) -> impl Future<Output = Result<GetIdOutput, Error>> + Send;
-
-    /// GetOpenIdToken.
-    fn get_open_id_token(
-        &self,
-        ctx: &RequestContext,
-        input: GetOpenIdTokenInput,
-    ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send;
-
-    /// GetOpenIdTokenForDeveloperIdentity.
-    fn get_open_id_token_for_developer_identity(
-        &self,
-        ctx: &RequestContext,
-        input: GetOpenIdTokenForDeveloperIdentityInput,
-    ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send;
-
-    /// GetCredentialsForIdentity.
-    fn get_credentials_for_identity(
-        &self,
-        ctx: &RequestContext,
-        input: GetCredentialsForIdentityInput,
-    ) -> impl Future<Output = Result<GetCredentialsForIdentityOutput, Error>> + Send;
+        input: O,
+    ) -> impl Future<Output = Served<O::Output>> + Send;
 }
 
 /// Cognito Identity itself (or anything that answers as it does). Errors are
-/// already sorted into domain cases.
+/// already sorted into domain cases; each answer comes with the record of
+/// the call that produced it.
 pub trait Upstream: Send + Sync + 'static {
     /// Whether the upstream can be reached now (a connection can be opened).
     fn reachable(&self) -> impl Future<Output = bool> + Send {
@@ -77,24 +62,23 @@ pub trait Upstream: Send + Sync + 'static {
     }
 
     /// GetId.
-    fn get_id(&self, input: &GetIdInput)
-    -> impl Future<Output = Result<GetIdOutput, Error>> + Send;
+    fn get_id(&self, input: &GetIdInput) -> impl Future<Output = Upstreamed<GetIdOutput>> + Send;
 
     /// GetOpenIdToken.
     fn get_open_id_token(
         &self,
         input: &GetOpenIdTokenInput,
-    ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send;
+    ) -> impl Future<Output = Upstreamed<OpenIdToken>> + Send;
 
     /// GetOpenIdTokenForDeveloperIdentity, signed with the developer credentials.
     fn get_open_id_token_for_developer_identity(
         &self,
         input: &GetOpenIdTokenForDeveloperIdentityInput,
-    ) -> impl Future<Output = Result<OpenIdToken, Error>> + Send;
+    ) -> impl Future<Output = Upstreamed<OpenIdToken>> + Send;
 
     /// GetCredentialsForIdentity.
     fn get_credentials_for_identity(
         &self,
         input: &GetCredentialsForIdentityInput,
-    ) -> impl Future<Output = Result<GetCredentialsForIdentityOutput, Error>> + Send;
+    ) -> impl Future<Output = Upstreamed<GetCredentialsForIdentityOutput>> + Send;
 }

@@ -9,19 +9,13 @@ use std::time::SystemTime;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    GetCredentialsForIdentityInput, GetIdInput, GetOpenIdTokenForDeveloperIdentityInput,
-    GetOpenIdTokenInput, IdentityService, OpenIdToken, RequestContext,
+    Error, GetCredentialsForIdentityInput, GetIdInput, GetOpenIdTokenForDeveloperIdentityInput,
+    GetOpenIdTokenInput, IdentityService, OpenIdToken, Operation, RequestContext, Violations,
 };
-use crate::error::Error;
 use crate::proto as pb;
+use crate::telemetry::rpc::CallNotes;
 
 pub use pb::cognito_identity_service_server::CognitoIdentityServiceServer;
-
-/// The gRPC service's full name (`rpc.service` on spans).
-pub const SERVICE: &str = "cognito_identity_gateway.v1.CognitoIdentityService";
-
-/// The prefix of its methods' paths; health checks and reflection have others.
-pub const API_PREFIX: &str = "/cognito_identity_gateway.v1.CognitoIdentityService/";
 
 /// The generated gRPC service's implementation over a domain service.
 #[derive(Debug)]
@@ -38,6 +32,28 @@ impl<S: IdentityService> GrpcApi<S> {
     /// The tonic server for this API.
     pub fn into_server(self) -> CognitoIdentityServiceServer<Self> {
         CognitoIdentityServiceServer::new(self)
+    }
+
+    /// The one way every call takes: the message parsed into its validated
+    /// operation, answered by the service, and the answer turned into the
+    /// reply. A traced call's span is told how the answer was reached.
+    async fn answer<M, O, R>(
+        &self,
+        request: Request<M>,
+        parse: impl FnOnce(M) -> Result<O, Violations>,
+        reply: impl FnOnce(O::Output) -> R,
+    ) -> Result<Response<R>, Status>
+    where
+        O: Operation,
+    {
+        let ctx = context(&request);
+        let notes = request.extensions().get::<CallNotes>().cloned();
+        let input = parse(request.into_inner()).map_err(Error::InvalidRequest)?;
+        let served = self.service.call(&ctx, input).await;
+        if let Some(notes) = notes {
+            notes.note(served.cache, served.upstream);
+        }
+        Ok(Response::new(reply(served.result?)))
     }
 }
 
@@ -72,86 +88,100 @@ impl<S: IdentityService> pb::cognito_identity_service_server::CognitoIdentitySer
         &self,
         request: Request<pb::GetIdRequest>,
     ) -> Result<Response<pb::GetIdResponse>, Status> {
-        let ctx = context(&request);
-        let m = request.into_inner();
-        let input = GetIdInput::parse(present(m.identity_pool_id), present(m.account_id), m.logins)
-            .map_err(Error::InvalidRequest)?;
-        let out = self.service.get_id(&ctx, input).await?;
-        Ok(Response::new(pb::GetIdResponse {
-            identity_id: out.identity_id,
-        }))
+        self.answer(
+            request,
+            |m| GetIdInput::parse(present(m.identity_pool_id), present(m.account_id), m.logins),
+            |out| pb::GetIdResponse {
+                identity_id: out.identity_id,
+            },
+        )
+        .await
     }
 
     async fn get_open_id_token(
         &self,
         request: Request<pb::GetOpenIdTokenRequest>,
     ) -> Result<Response<pb::GetOpenIdTokenResponse>, Status> {
-        let ctx = context(&request);
-        let m = request.into_inner();
-        let input = GetOpenIdTokenInput::parse(present(m.identity_id), m.logins)
-            .map_err(Error::InvalidRequest)?;
-        let (identity_id, token, expires_at) =
-            token_parts(self.service.get_open_id_token(&ctx, input).await?);
-        Ok(Response::new(pb::GetOpenIdTokenResponse {
-            identity_id,
-            token,
-            expires_at,
-        }))
+        self.answer(
+            request,
+            |m| GetOpenIdTokenInput::parse(present(m.identity_id), m.logins),
+            |token| {
+                let (identity_id, token, expires_at) = token_parts(token);
+                pb::GetOpenIdTokenResponse {
+                    identity_id,
+                    token,
+                    expires_at,
+                }
+            },
+        )
+        .await
     }
 
     async fn get_open_id_token_for_developer_identity(
         &self,
         request: Request<pb::GetOpenIdTokenForDeveloperIdentityRequest>,
     ) -> Result<Response<pb::GetOpenIdTokenForDeveloperIdentityResponse>, Status> {
-        let ctx = context(&request);
-        let m = request.into_inner();
-        let input = GetOpenIdTokenForDeveloperIdentityInput::parse(
-            present(m.identity_pool_id),
-            present(m.identity_id),
-            m.logins,
-            m.principal_tags,
-            m.token_duration_seconds,
-        )
-        .map_err(Error::InvalidRequest)?;
-        let (identity_id, token, expires_at) = token_parts(
-            self.service
-                .get_open_id_token_for_developer_identity(&ctx, input)
-                .await?,
-        );
-        Ok(Response::new(
-            pb::GetOpenIdTokenForDeveloperIdentityResponse {
-                identity_id,
-                token,
-                expires_at,
+        self.answer(
+            request,
+            |m| {
+                GetOpenIdTokenForDeveloperIdentityInput::parse(
+                    present(m.identity_pool_id),
+                    present(m.identity_id),
+                    m.logins,
+                    m.principal_tags,
+                    m.token_duration_seconds,
+                )
             },
-        ))
+            |token| {
+                let (identity_id, token, expires_at) = token_parts(token);
+                pb::GetOpenIdTokenForDeveloperIdentityResponse {
+                    identity_id,
+                    token,
+                    expires_at,
+                }
+            },
+        )
+        .await
     }
 
     async fn get_credentials_for_identity(
         &self,
         request: Request<pb::GetCredentialsForIdentityRequest>,
     ) -> Result<Response<pb::GetCredentialsForIdentityResponse>, Status> {
-        let ctx = context(&request);
-        let m = request.into_inner();
-        let input = GetCredentialsForIdentityInput::parse(
-            present(m.identity_id),
-            m.logins,
-            present(m.custom_role_arn),
+        self.answer(
+            request,
+            |m| {
+                GetCredentialsForIdentityInput::parse(
+                    present(m.identity_id),
+                    m.logins,
+                    present(m.custom_role_arn),
+                )
+            },
+            |out| {
+                let c = out.credentials;
+                pb::GetCredentialsForIdentityResponse {
+                    identity_id: out.identity_id,
+                    credentials: Some(pb::Credentials {
+                        access_key_id: c.access_key_id.into_exposed(),
+                        secret_key: c.secret_key.into_exposed(),
+                        session_token: c.session_token.into_exposed(),
+                        expiration: timestamp(c.expiration),
+                    }),
+                }
+            },
         )
-        .map_err(Error::InvalidRequest)?;
-        let out = self
-            .service
-            .get_credentials_for_identity(&ctx, input)
-            .await?;
-        let c = out.credentials;
-        Ok(Response::new(pb::GetCredentialsForIdentityResponse {
-            identity_id: out.identity_id,
-            credentials: Some(pb::Credentials {
-                access_key_id: c.access_key_id.into_exposed(),
-                secret_key: c.secret_key.into_exposed(),
-                session_token: c.session_token.into_exposed(),
-                expiration: timestamp(c.expiration),
-            }),
-        }))
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::OperationName;
+    use crate::proto::API_METHODS;
+
+    #[test]
+    fn every_operation_is_the_method_of_its_name() {
+        let operations: Vec<&str> = OperationName::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(operations, API_METHODS);
     }
 }

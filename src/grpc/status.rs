@@ -7,13 +7,17 @@
 //! own (validation, transport, deadlines) use the domain
 //! `cognito-identity-gateway`; validation failures also carry a
 //! `google.rpc.BadRequest` naming every bad field.
+//!
+//! The conversion has no side effect: the status keeps the error as its
+//! source, where the call's span reads why it failed (`error.type`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
-use crate::error::Error;
+use crate::domain::Error;
 
 /// ErrorInfo domain of errors that Cognito returned.
 pub const COGNITO_DOMAIN: &str = "cognito-identity.amazonaws.com";
@@ -58,8 +62,7 @@ impl From<Error> for Status {
         let message = err.to_string();
         let retryable = err.is_retryable();
         let reason = err.reason().to_owned();
-        // The call's server span, when there is one, says what failed.
-        crate::telemetry::spans::record_error_type(&reason);
+        let source = Arc::new(err.clone());
         let (code, details) = match err {
             Error::InvalidRequest(violations) => {
                 let fields: Vec<FieldViolation> = violations
@@ -88,7 +91,9 @@ impl From<Error> for Status {
                 (code, error_info(&reason, GATEWAY_DOMAIN, None, retryable))
             }
         };
-        Status::with_error_details(code, message, details)
+        let mut status = Status::with_error_details(code, message, details);
+        status.set_source(source);
+        status
     }
 }
 
@@ -187,6 +192,10 @@ mod tests {
                 (info.reason.as_str(), info.domain.as_str()),
                 (reason, GATEWAY_DOMAIN)
             );
+            let source = std::error::Error::source(&status)
+                .and_then(|s| s.downcast_ref::<Error>())
+                .expect("the error is the status's source");
+            assert_eq!(source.reason(), reason);
         }
     }
 

@@ -13,7 +13,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::cache::CacheStats;
+use crate::domain::CacheStats;
+use crate::proto::API_METHODS;
 
 /// Labels of a gRPC call.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -267,10 +268,7 @@ impl Metrics {
             code: code_name(code),
         };
         let method = MethodLabel { method: rpc };
-        match crate::telemetry::rpc::API_METHODS
-            .iter()
-            .position(|m| std::ptr::eq(*m, rpc))
-        {
+        match API_METHODS.iter().position(|m| std::ptr::eq(*m, rpc)) {
             Some(i) => {
                 let series = &self.api[i];
                 series.requests[code as usize % CODES]

@@ -1,14 +1,15 @@
 //! Telemetry: logs (text or JSON, filtered by `RUST_LOG`), OpenTelemetry
 //! spans ([`spans`]: a server span per API call, made in [`rpc`], and a
 //! client span per upstream call) exported over OTLP ([`traces`], encoded by
-//! [`otlp`]), Prometheus metrics ([`metrics`]) on the admin listener
-//! ([`admin`]).
+//! [`otlp`]), and Prometheus metrics ([`metrics`], served by the server's
+//! admin listener). Telemetry is told what happened or handed it; it
+//! imports nothing of the crate but the domain's records and the
+//! generated names.
 //!
 //! Nothing secret is ever recorded: spans and log lines carry names, codes,
 //! ids and counts, never a token, a Logins value, a principal tag value or a
 //! credential.
 
-pub mod admin;
 pub mod export;
 pub mod metrics;
 pub mod otlp;
@@ -16,15 +17,34 @@ pub mod rpc;
 pub mod spans;
 pub mod traces;
 
+use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::LogFormat;
+pub use traces::TraceSettings;
 
 /// The instrumentation scope of the gateway's spans.
 pub const SCOPE_NAME: &str = "cognito-identity-gateway";
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object a line, for log pipelines.
+    Json,
+}
+
+/// What telemetry to start.
+#[derive(Clone, Debug)]
+pub struct TelemetrySettings {
+    /// How log lines look.
+    pub log_format: LogFormat,
+    /// Trace export, if the environment asks for it.
+    pub traces: Option<TraceSettings>,
+}
 
 /// Keeps the trace exporter running; [`Telemetry::shutdown`] flushes it.
 #[must_use = "dropping it stops nothing, but shutdown() flushes the last spans"]
@@ -42,18 +62,20 @@ impl Telemetry {
     }
 }
 
-/// Installs logging and, when the environment asks for it, trace export
-/// (on a thread of its own). A second call installs nothing.
-pub fn init(format: LogFormat) -> Result<Telemetry, String> {
-    let exporter = traces::start_from_env()?;
+/// Installs logging, the W3C propagators and, when `settings` ask for it,
+/// trace export (on a thread of its own). A second call installs no more
+/// logging.
+pub fn start(settings: TelemetrySettings) -> Telemetry {
+    traces::install_propagators();
+    let exporter = settings.traces.and_then(traces::start);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let fmt = match format {
+    let fmt = match settings.log_format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     };
     let _already_set = tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .try_init();
-    Ok(Telemetry { exporter })
+    Telemetry { exporter }
 }

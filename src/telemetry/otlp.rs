@@ -14,6 +14,7 @@ use opentelemetry::{Key, Value};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use super::spans::{FinishedSpan, Side};
+use crate::proto::cognito_identity_service_server::SERVICE_NAME;
 
 /// `Span.SpanKind`.
 const KIND_SERVER: u64 = 2;
@@ -115,7 +116,7 @@ fn encode_span(span: &FinishedSpan, buf: &mut Vec<u8>, text: &mut String) {
             times(buf, span);
             let a = SPAN_ATTRIBUTES;
             str_attr(buf, a, "rpc.system", "grpc");
-            str_attr(buf, a, "rpc.service", crate::grpc::SERVICE);
+            str_attr(buf, a, "rpc.service", SERVICE_NAME);
             str_attr(buf, a, "rpc.method", method);
             int_attr(buf, a, "rpc.grpc.status_code", i64::from(*status));
             address(buf, ["server.address", "server.port"], *server, text);

@@ -2,20 +2,56 @@
 //! from the caller's W3C trace context, and the request metrics. A tower
 //! layer, so that time spent in the middleware below it (deadlines, load
 //! shedding) is inside the span.
+//!
+//! The span is handed what happened below it, never reaches for it: a
+//! traced call's request carries [`CallNotes`], which the gRPC layer fills
+//! from the service's answer (how the cache answered, the upstream call
+//! made), and an error reply carries its status, whose source is the
+//! domain error (`error.type`).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body::{Body, Frame};
-use tonic::Code;
 use tonic::transport::server::TcpConnectInfo;
+use tonic::{Code, Status};
 use tower::{BoxError, Layer, Service};
 
 use super::metrics::{code_name, metrics};
-use super::spans::ServerSpan;
-use crate::grpc::API_PREFIX;
+use super::spans::{Ending, ServerSpan};
+use crate::domain::{CacheOutcome, Error, UpstreamCall};
+use crate::proto::{API_METHODS, API_PATHS};
+
+/// What the layers below tell a traced call's span: handed down in the
+/// request's extensions, filled by the gRPC layer from the service's answer.
+/// Untraced calls carry none, and pay nothing for it.
+#[derive(Clone, Debug, Default)]
+pub struct CallNotes(Arc<Mutex<Notes>>);
+
+#[derive(Debug, Default)]
+struct Notes {
+    cache: Option<CacheOutcome>,
+    upstream: Option<Box<UpstreamCall>>,
+}
+
+impl CallNotes {
+    /// How the cache answered, and the upstream call made for the call.
+    pub fn note(&self, cache: Option<CacheOutcome>, upstream: Option<Box<UpstreamCall>>) {
+        if let Ok(mut notes) = self.0.lock() {
+            *notes = Notes { cache, upstream };
+        }
+    }
+
+    fn take(&self) -> Notes {
+        self.0
+            .lock()
+            .map(|mut notes| std::mem::take(&mut *notes))
+            .unwrap_or_default()
+    }
+}
 
 /// Observes API calls; see the module documentation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,14 +78,14 @@ struct Finish {
     /// `None` when the call is not traced. Boxed: the response body carries
     /// this through hyper, which moves it several times, and an untraced
     /// call should not pay to move a span's worth of empty bytes.
-    span: Option<Box<ServerSpan>>,
+    span: Option<Box<(ServerSpan, CallNotes)>>,
     method: &'static str,
     started: Instant,
     done: bool,
 }
 
 impl Finish {
-    fn finish(&mut self, code: Code) {
+    fn finish(&mut self, code: Code, error_type: Option<Box<str>>) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
@@ -62,19 +98,35 @@ impl Finish {
             trace_id = self
                 .span
                 .as_ref()
-                .map(|s| tracing::field::display(s.trace_id())),
+                .map(|s| tracing::field::display(s.0.trace_id())),
             "call finished"
         );
-        if let Some(span) = self.span.take() {
-            span.end(code as i32, elapsed);
+        if let Some(traced) = self.span.take() {
+            let (span, notes) = *traced;
+            let Notes { cache, upstream } = notes.take();
+            let ending = Ending {
+                status: code as i32,
+                error_type,
+                cache,
+                upstream,
+            };
+            span.end(elapsed, ending);
         }
     }
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        self.finish(Code::Cancelled);
+        self.finish(Code::Cancelled, None);
     }
+}
+
+/// Why an error reply failed, as the domain error that its status carries
+/// says; `None` for statuses of no domain error (load shedding).
+fn error_type<B>(response: &http::Response<B>) -> Option<Box<str>> {
+    let status = response.extensions().get::<Status>()?;
+    let error = std::error::Error::source(status)?.downcast_ref::<Error>()?;
+    Some(error.reason().into())
 }
 
 /// Looked up on every call: a `HeaderName` is hashed, a `&str` parsed first.
@@ -90,30 +142,13 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
     Some(Code::from_i32(value))
 }
 
-/// The API method a path calls, as `'static` names: the method for labels
-/// and the server span's name (`{package.service}/{method}`).
+/// The API method a path calls, as `'static` names from the generated
+/// code: the method for labels ([`API_METHODS`]) and the server span's name
+/// (`{package.service}/{method}`, the path without its leading slash).
 fn method_name(path: &str) -> Option<(&'static str, &'static str)> {
-    let method = path.strip_prefix(API_PREFIX)?;
-    let i = API_METHODS.iter().position(|m| *m == method)?;
-    Some((API_METHODS[i], SPAN_NAMES[i]))
+    let i = API_PATHS.iter().position(|p| *p == path)?;
+    Some((API_METHODS[i], &API_PATHS[i][1..]))
 }
-
-/// The API's methods; [`method_name`] hands out these very `&'static str`s.
-pub(crate) static API_METHODS: [&str; 4] = [
-    "GetId",
-    "GetOpenIdToken",
-    "GetOpenIdTokenForDeveloperIdentity",
-    "GetCredentialsForIdentity",
-];
-
-/// The server spans' names, in the order of [`API_METHODS`]: written out
-/// rather than formatted on every call.
-static SPAN_NAMES: [&str; 4] = [
-    "cognito_identity_gateway.v1.CognitoIdentityService/GetId",
-    "cognito_identity_gateway.v1.CognitoIdentityService/GetOpenIdToken",
-    "cognito_identity_gateway.v1.CognitoIdentityService/GetOpenIdTokenForDeveloperIdentity",
-    "cognito_identity_gateway.v1.CognitoIdentityService/GetCredentialsForIdentity",
-];
 
 pin_project_lite::pin_project! {
     /// A response body that reads the status from the trailers.
@@ -140,7 +175,7 @@ where
         if let (Poll::Ready(Some(Ok(frame))), Some(finish)) = (&polled, this.finish.as_mut())
             && let Some(trailers) = frame.trailers_ref()
         {
-            finish.finish(grpc_status(trailers).unwrap_or(Code::Unknown));
+            finish.finish(grpc_status(trailers).unwrap_or(Code::Unknown), None);
         }
         polled
     }
@@ -175,12 +210,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let call = this.call;
-        let polled = match this.finish.as_mut().and_then(|f| f.span.as_mut()) {
-            Some(span) => span.in_scope(|| call.poll(cx)),
-            None => call.poll(cx),
-        };
-        let Poll::Ready(result) = polled else {
+        let Poll::Ready(result) = this.call.poll(cx) else {
             return Poll::Pending;
         };
         let mut finish = this.finish.take();
@@ -189,7 +219,9 @@ where
                 // A trailers-only response (an error) carries the status in
                 // its headers; otherwise it comes in the trailers.
                 if let (Some(code), Some(f)) = (grpc_status(response.headers()), finish.as_mut()) {
-                    f.finish(code);
+                    // Only a traced call's span records why.
+                    let why = f.span.as_ref().and_then(|_| error_type(&response));
+                    f.finish(code, why);
                     finish = None;
                 }
                 response.map(|inner| ObservedBody { inner, finish })
@@ -199,7 +231,7 @@ where
                 // would, so that it is counted like any status.
                 let status = tonic::Status::from_error(err.into());
                 if let Some(f) = finish.as_mut() {
-                    f.finish(status.code());
+                    f.finish(status.code(), None);
                 }
                 status.into_http().map(|inner| ObservedBody {
                     inner,
@@ -224,7 +256,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let Some((method, span_name)) = method_name(request.uri().path()) else {
             return ObserveFuture {
                 call: self.inner.call(request),
@@ -238,9 +270,14 @@ where
                 peers.and_then(TcpConnectInfo::remote_addr),
             )
         });
+        let span = span.map(|span| {
+            let notes = CallNotes::default();
+            request.extensions_mut().insert(notes.clone());
+            Box::new((span, notes))
+        });
         metrics().call_started();
         let finish = Finish {
-            span: span.map(Box::new),
+            span,
             method,
             started: Instant::now(),
             done: false,
@@ -255,7 +292,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grpc::SERVICE;
+    use crate::proto::cognito_identity_service_server::SERVICE_NAME;
 
     #[test]
     fn only_the_api_is_observed() {
@@ -275,9 +312,26 @@ mod tests {
 
     #[test]
     fn every_span_name_is_the_service_and_its_method() {
-        assert_eq!(API_PREFIX, format!("/{SERVICE}/"));
-        for (method, name) in API_METHODS.iter().zip(SPAN_NAMES) {
-            assert_eq!(name, format!("{}{method}", &API_PREFIX[1..]));
+        for (method, path) in API_METHODS.iter().zip(API_PATHS) {
+            let (_, name) = method_name(path).unwrap();
+            assert_eq!(name, format!("{SERVICE_NAME}/{method}"));
         }
+    }
+
+    #[test]
+    fn an_error_reply_names_its_domain_error() {
+        let status = Status::from(Error::UpstreamTimeout);
+        let reply: http::Response<()> = status.into_http();
+        assert_eq!(error_type(&reply).as_deref(), Some("UPSTREAM_TIMEOUT"));
+        let shed: http::Response<()> = Status::resource_exhausted("busy").into_http();
+        assert_eq!(error_type(&shed), None);
+    }
+
+    #[test]
+    fn notes_are_taken_once() {
+        let notes = CallNotes::default();
+        notes.note(Some(CacheOutcome::Hit), None);
+        assert_eq!(notes.take().cache, Some(CacheOutcome::Hit));
+        assert_eq!(notes.take().cache, None);
     }
 }

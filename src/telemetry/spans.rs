@@ -12,11 +12,10 @@
 //! about a microsecond, export included. The standard OTEL_* environment,
 //! the W3C trace context and the span names and attributes are unchanged.
 //!
-//! Code below the server span says what happened on it through
-//! [`record_cache_outcome`] and [`record_error_type`]: while the call's
-//! future is polled, its span's annotations are this thread's current ones.
+//! What happened below the server span is handed to it when it ends
+//! ([`ServerSpan::end`]): why the call failed, how the cache answered, and
+//! the upstream call made for it, which becomes its child client span.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -27,6 +26,7 @@ use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
 use super::export::Queue;
 use super::traces;
+use crate::domain::{CacheOutcome, UpstreamCall};
 
 /// A span that has ended, as the exporter encodes it.
 #[derive(Debug)]
@@ -206,50 +206,31 @@ fn unix_nanos(time: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// What code under a server span may say of it while its call is polled.
-#[derive(Debug)]
-struct Annotations {
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    trace_state: Option<Box<str>>,
-    cache_outcome: Option<&'static str>,
-    error_type: Option<Box<str>>,
-}
-
-thread_local! {
-    /// The annotations of the server span whose call this thread is polling.
-    static CURRENT: RefCell<Option<Annotations>> = const { RefCell::new(None) };
-}
-
-/// Says on the current call's span how the cache answered.
-pub fn record_cache_outcome(outcome: &'static str) {
-    CURRENT.with_borrow_mut(|current| {
-        if let Some(current) = current {
-            current.cache_outcome = Some(outcome);
-        }
-    });
-}
-
-/// Says on the current call's span why it failed.
-pub fn record_error_type(reason: &str) {
-    CURRENT.with_borrow_mut(|current| {
-        if let Some(current) = current {
-            current.error_type = Some(reason.into());
-        }
-    });
-}
-
 /// The server span of an API call in flight.
 #[derive(Debug)]
 pub struct ServerSpan {
     name: &'static str,
     method: &'static str,
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
     parent_span_id: Option<[u8; 8]>,
+    trace_state: Option<Box<str>>,
     start_unix_nanos: u64,
     server: Option<SocketAddr>,
     client: Option<SocketAddr>,
-    /// `None` only while the call is being polled (the thread holds them).
-    annotations: Option<Annotations>,
+}
+
+/// What the call's span is told when it ends.
+#[derive(Debug, Default)]
+pub struct Ending {
+    /// The gRPC status code.
+    pub status: i32,
+    /// Why it failed: an error's reason.
+    pub error_type: Option<Box<str>>,
+    /// How the cache answered.
+    pub cache: Option<CacheOutcome>,
+    /// The upstream call made for it, if any.
+    pub upstream: Option<Box<UpstreamCall>>,
 }
 
 impl ServerSpan {
@@ -280,134 +261,58 @@ impl ServerSpan {
         Some(Self {
             name,
             method,
-            parent_span_id,
-            start_unix_nanos: unix_nanos(SystemTime::now()),
-            server,
-            client,
-            annotations: Some(Annotations {
-                trace_id,
-                span_id: tracer.ids.new_span_id().to_bytes(),
-                trace_state,
-                cache_outcome: None,
-                error_type: None,
-            }),
-        })
-    }
-
-    /// Runs `f` (a poll of the call) with this span as the thread's current
-    /// one, so that the code it runs can annotate it and parent client spans.
-    pub fn in_scope<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let entered = Entered::new(&mut self.annotations);
-        let result = f();
-        drop(entered);
-        result
-    }
-
-    /// The trace id, for log lines.
-    pub fn trace_id(&self) -> impl fmt::Display + use<> {
-        let id = self.annotations.as_ref().map_or([0; 16], |a| a.trace_id);
-        TraceId::from_bytes(id)
-    }
-
-    /// Ends the span: its call finished with `status` after `elapsed`.
-    pub fn end(self, status: i32, elapsed: Duration) {
-        let Some(tracer) = TRACER.get() else { return };
-        let Some(a) = self.annotations else { return };
-        tracer.queue.push(FinishedSpan {
-            trace_id: a.trace_id,
-            span_id: a.span_id,
-            parent_span_id: self.parent_span_id,
-            trace_state: a.trace_state,
-            start_unix_nanos: self.start_unix_nanos,
-            end_unix_nanos: self.start_unix_nanos + elapsed.as_nanos() as u64,
-            error_type: a.error_type,
-            side: Side::Server {
-                name: self.name,
-                method: self.method,
-                status,
-                server: self.server,
-                client: self.client,
-                cache_outcome: a.cache_outcome,
-            },
-        });
-    }
-}
-
-/// Hands a span's annotations to the thread, and takes them back on drop,
-/// also when the poll panics.
-struct Entered<'a> {
-    slot: &'a mut Option<Annotations>,
-    previous: Option<Annotations>,
-}
-
-impl<'a> Entered<'a> {
-    fn new(slot: &'a mut Option<Annotations>) -> Self {
-        let previous = CURRENT.with_borrow_mut(|current| std::mem::replace(current, slot.take()));
-        Self { slot, previous }
-    }
-}
-
-impl Drop for Entered<'_> {
-    fn drop(&mut self) {
-        let previous = self.previous.take();
-        *self.slot = CURRENT.with_borrow_mut(|current| std::mem::replace(current, previous));
-    }
-}
-
-/// The client span of one upstream call, a child of the current call's span.
-#[derive(Debug)]
-pub struct ClientSpan {
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    parent_span_id: [u8; 8],
-    trace_state: Option<Box<str>>,
-    operation: &'static str,
-    region: Arc<str>,
-    start_unix_nanos: u64,
-}
-
-impl ClientSpan {
-    /// A span for a call of `operation`; `None` outside a traced call.
-    pub fn start(operation: &'static str, region: &Arc<str>) -> Option<Self> {
-        let tracer = TRACER.get()?;
-        let (trace_id, parent_span_id, trace_state) = CURRENT.with_borrow(|current| {
-            current
-                .as_ref()
-                .map(|a| (a.trace_id, a.span_id, a.trace_state.clone()))
-        })?;
-        Some(Self {
             trace_id,
             span_id: tracer.ids.new_span_id().to_bytes(),
             parent_span_id,
             trace_state,
-            operation,
-            region: region.clone(),
             start_unix_nanos: unix_nanos(SystemTime::now()),
+            server,
+            client,
         })
     }
 
-    /// Ends the span: the call took `elapsed` and answered this.
-    pub fn end(
-        self,
-        elapsed: Duration,
-        http_status: Option<u16>,
-        request_id: Option<&str>,
-        error_type: Option<&str>,
-    ) {
+    /// The trace id, for log lines.
+    pub fn trace_id(&self) -> impl fmt::Display + use<> {
+        TraceId::from_bytes(self.trace_id)
+    }
+
+    /// Ends the span: its call finished after `elapsed`, as `ending` says.
+    /// The upstream call made for it becomes its child.
+    pub fn end(self, elapsed: Duration, ending: Ending) {
         let Some(tracer) = TRACER.get() else { return };
+        if let Some(call) = ending.upstream {
+            let start_unix_nanos = unix_nanos(call.started);
+            tracer.queue.push(FinishedSpan {
+                trace_id: self.trace_id,
+                span_id: tracer.ids.new_span_id().to_bytes(),
+                parent_span_id: Some(self.span_id),
+                trace_state: self.trace_state.clone(),
+                start_unix_nanos,
+                end_unix_nanos: start_unix_nanos + call.elapsed.as_nanos() as u64,
+                error_type: call.error_type,
+                side: Side::Client {
+                    operation: call.operation.as_str(),
+                    region: call.region,
+                    request_id: call.request_id,
+                    http_status: call.http_status,
+                },
+            });
+        }
         tracer.queue.push(FinishedSpan {
             trace_id: self.trace_id,
             span_id: self.span_id,
-            parent_span_id: Some(self.parent_span_id),
+            parent_span_id: self.parent_span_id,
             trace_state: self.trace_state,
             start_unix_nanos: self.start_unix_nanos,
             end_unix_nanos: self.start_unix_nanos + elapsed.as_nanos() as u64,
-            error_type: error_type.map(Into::into),
-            side: Side::Client {
-                operation: self.operation,
-                region: self.region,
-                request_id: request_id.map(Into::into),
-                http_status,
+            error_type: ending.error_type,
+            side: Side::Server {
+                name: self.name,
+                method: self.method,
+                status: ending.status,
+                server: self.server,
+                client: self.client,
+                cache_outcome: ending.cache.map(CacheOutcome::as_str),
             },
         });
     }
@@ -488,27 +393,5 @@ mod tests {
         );
         assert!(parent.sampled);
         assert_eq!(parent.trace_state.as_deref(), Some("vendor=a"));
-    }
-
-    #[test]
-    fn annotations_reach_the_span_being_polled_only() {
-        let mut annotations = Some(Annotations {
-            trace_id: [1; 16],
-            span_id: [2; 8],
-            trace_state: None,
-            cache_outcome: None,
-            error_type: None,
-        });
-        record_cache_outcome("hit"); // no call is being polled: ignored
-        {
-            let _entered = Entered::new(&mut annotations);
-            record_cache_outcome("miss");
-            record_error_type("INVALID_REQUEST");
-        }
-        record_error_type("ignored");
-        let a = annotations.unwrap();
-        assert_eq!(a.cache_outcome, Some("miss"));
-        assert_eq!(a.error_type.as_deref(), Some("INVALID_REQUEST"));
-        assert!(CURRENT.with_borrow(Option::is_none));
     }
 }

@@ -117,70 +117,113 @@ impl Exporter {
     }
 }
 
-/// Starts exporting when the environment asks for it: `None` when it asks
-/// for no export.
-pub fn start_from_env() -> Result<Option<Exporter>, String> {
-    install_propagators();
-    if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
-        return Ok(None);
-    }
-    let traces_endpoint = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
-    let endpoint = env("OTEL_EXPORTER_OTLP_ENDPOINT");
-    if traces_endpoint.is_none() && endpoint.is_none() {
-        return Ok(None);
-    }
-    // The default is valid, so the variable's name is only needed when set.
-    let (protocol_var, protocol) =
-        otlp_env("PROTOCOL").unwrap_or_else(|| (String::new(), "http/protobuf".to_owned()));
-    let url = match (traces_endpoint, protocol.as_str()) {
-        (Some(url), _) => url,
-        (None, "http/protobuf") => {
-            let base = endpoint.unwrap_or_default();
-            format!("{}/v1/traces", base.trim_end_matches('/'))
+/// Trace export as the environment asks for it, checked.
+#[derive(Clone, Debug)]
+pub struct TraceSettings {
+    uri: Uri,
+    /// Marked sensitive: their `Debug` does not show their values.
+    headers: HeaderMap,
+    timeout: Duration,
+    grpc: bool,
+    sampler: Sampler,
+    capacity: usize,
+    batch: usize,
+    batching: Batching,
+    export_timeout: Duration,
+}
+
+impl TraceSettings {
+    /// Reads the standard environment (see the module documentation):
+    /// `None` when it asks for no export, every problem as a message naming
+    /// its variable.
+    pub fn from_env() -> Result<Option<Self>, String> {
+        if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Ok(None);
         }
-        (None, _) => endpoint.unwrap_or_default(),
-    };
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("OTLP endpoint {url:?} is not a URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!(
-            "OTLP endpoint {url:?}: only http:// is supported (reach a TLS collector \
-             through a local agent or sidecar)"
-        ));
-    }
-    if let Some((name, c)) = otlp_env("COMPRESSION").filter(|(_, c)| c.trim() != "none") {
-        return Err(format!("{name}={c:?} is not supported: use none"));
-    }
-    let headers = match otlp_env("HEADERS") {
-        Some((name, spec)) => headers(&name, &spec)?,
-        None => HeaderMap::new(),
-    };
-    let timeout = millis(otlp_env("TIMEOUT"), 10_000)?;
-    let grpc = match protocol.as_str() {
-        "grpc" => true,
-        "http/protobuf" => false,
-        other => {
+        let traces_endpoint = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        let endpoint = env("OTEL_EXPORTER_OTLP_ENDPOINT");
+        if traces_endpoint.is_none() && endpoint.is_none() {
+            return Ok(None);
+        }
+        // The default is valid, so the variable's name is only needed when set.
+        let (protocol_var, protocol) =
+            otlp_env("PROTOCOL").unwrap_or_else(|| (String::new(), "http/protobuf".to_owned()));
+        let url = match (traces_endpoint, protocol.as_str()) {
+            (Some(url), _) => url,
+            (None, "http/protobuf") => {
+                let base = endpoint.unwrap_or_default();
+                format!("{}/v1/traces", base.trim_end_matches('/'))
+            }
+            (None, _) => endpoint.unwrap_or_default(),
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("OTLP endpoint {url:?} is not a URL: {e}"))?;
+        if uri.scheme_str() != Some("http") {
             return Err(format!(
-                "{protocol_var}={other:?} is not supported: use grpc or http/protobuf"
+                "OTLP endpoint {url:?}: only http:// is supported (reach a TLS collector \
+                 through a local agent or sidecar)"
             ));
         }
-    };
-    let sampler = Sampler::from_env(
-        env("OTEL_TRACES_SAMPLER").as_deref(),
-        env("OTEL_TRACES_SAMPLER_ARG").as_deref(),
-    )?;
-    // About 200 bytes a span: under 2 MiB, some 130 ms of spans at 60k calls/s.
-    let capacity = count("OTEL_BSP_MAX_QUEUE_SIZE", 8192)?;
-    // The specification: a batch larger than the queue is the queue.
-    let batch = count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?.min(capacity);
-    let delay = millis(variable("OTEL_BSP_SCHEDULE_DELAY"), 5_000)?;
-    // Not in the specification's list: the OpenTelemetry Rust SDK's name.
-    // Its default there is 1; see `export::run` for why it is 4 here.
-    let concurrent = count("OTEL_BSP_MAX_CONCURRENT_EXPORTS", 4)?;
-    let batching = Batching { delay, concurrent };
-    let export_timeout = millis(variable("OTEL_BSP_EXPORT_TIMEOUT"), 30_000)?;
+        if let Some((name, c)) = otlp_env("COMPRESSION").filter(|(_, c)| c.trim() != "none") {
+            return Err(format!("{name}={c:?} is not supported: use none"));
+        }
+        let headers = match otlp_env("HEADERS") {
+            Some((name, spec)) => headers(&name, &spec)?,
+            None => HeaderMap::new(),
+        };
+        let timeout = millis(otlp_env("TIMEOUT"), 10_000)?;
+        let grpc = match protocol.as_str() {
+            "grpc" => true,
+            "http/protobuf" => false,
+            other => {
+                return Err(format!(
+                    "{protocol_var}={other:?} is not supported: use grpc or http/protobuf"
+                ));
+            }
+        };
+        let sampler = Sampler::from_env(
+            env("OTEL_TRACES_SAMPLER").as_deref(),
+            env("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+        )?;
+        // About 200 bytes a span: under 2 MiB, some 130 ms of spans at 60k calls/s.
+        let capacity = count("OTEL_BSP_MAX_QUEUE_SIZE", 8192)?;
+        // The specification: a batch larger than the queue is the queue.
+        let batch = count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?.min(capacity);
+        let delay = millis(variable("OTEL_BSP_SCHEDULE_DELAY"), 5_000)?;
+        // Not in the specification's list: the OpenTelemetry Rust SDK's name.
+        // Its default there is 1; see `export::run` for why it is 4 here.
+        let concurrent = count("OTEL_BSP_MAX_CONCURRENT_EXPORTS", 4)?;
+        let export_timeout = millis(variable("OTEL_BSP_EXPORT_TIMEOUT"), 30_000)?;
+        Ok(Some(Self {
+            uri,
+            headers,
+            timeout,
+            grpc,
+            sampler,
+            capacity,
+            batch,
+            batching: Batching { delay, concurrent },
+            export_timeout,
+        }))
+    }
+}
 
+/// Starts exporting as `settings` say, on a thread of its own. `None` when
+/// that thread cannot be started (said on standard error): the gateway then
+/// serves untraced rather than not at all.
+pub fn start(settings: TraceSettings) -> Option<Exporter> {
+    let TraceSettings {
+        uri,
+        headers,
+        timeout,
+        grpc,
+        sampler,
+        capacity,
+        batch,
+        batching,
+        export_timeout,
+    } = settings;
     let named = env("OTEL_SERVICE_NAME").is_some()
         || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
     let mut resource = Resource::builder();
@@ -190,14 +233,14 @@ pub fn start_from_env() -> Result<Option<Exporter>, String> {
     let header = otlp::Header::new(resource.build().iter());
 
     let queue = Arc::new(Queue::new(capacity, batch));
-    spans::install(sampler, queue.clone());
     let (stop, stopped) = oneshot::channel();
     let (done, finished) = oneshot::channel();
     // A thread of its own rather than a task among the calls': under load
     // the workers' run queues hold every call in flight, and an exporter
     // waiting its turn behind them let the queue overflow (measured: 9 % of
     // spans dropped at 53k calls/s); the OS schedules a thread fairly.
-    std::thread::Builder::new()
+    let exporter_queue = queue.clone();
+    let spawned = std::thread::Builder::new()
         .name("otlp-export".to_owned())
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -213,16 +256,20 @@ pub fn start_from_env() -> Result<Option<Exporter>, String> {
                 } else {
                     Sender::http(uri, headers, timeout)
                 };
-                export::run(queue, sender, header, batching, stopped).await;
+                export::run(exporter_queue, sender, header, batching, stopped).await;
             });
             let _ = done.send(());
-        })
-        .map_err(|e| format!("the trace exporter's thread: {e}"))?;
-    Ok(Some(Exporter {
+        });
+    if let Err(e) = spawned {
+        eprintln!("the trace exporter's thread cannot start, so no span is exported: {e}");
+        return None;
+    }
+    spans::install(sampler, queue);
+    Some(Exporter {
         stop,
         finished,
         timeout: export_timeout,
-    }))
+    })
 }
 
 /// `key=value,...` with percent-encoded values, as the specification writes

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cognito_identity_gateway::cache::{CacheSettings, Clock};
-use cognito_identity_gateway::config::ServerSettings;
 use cognito_identity_gateway::domain::{IdentityService, Upstream};
 use cognito_identity_gateway::emulator::{Emulator, FaultSettings, OperationFaults};
 use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
+use cognito_identity_gateway::server::ServerSettings;
 use cognito_identity_gateway::service::Gateway;
 use cognito_identity_gateway::upstream::{CognitoUpstream, UpstreamSettings};
 use tokio::net::TcpListener;
@@ -94,11 +94,11 @@ impl TestGateway {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            let listeners = cognito_identity_gateway::Listeners {
+            let listeners = cognito_identity_gateway::server::Listeners {
                 grpc: listener,
                 admin: None,
             };
-            cognito_identity_gateway::run(&settings, listeners, service, async {
+            cognito_identity_gateway::server::run(&settings, listeners, service, async {
                 let _ = rx.await;
             })
             .await

@@ -13,9 +13,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-use super::metrics::metrics;
-use crate::cache::CacheStats;
-use crate::domain::IdentityService;
+use crate::domain::{CacheStats, IdentityService};
+use crate::telemetry::metrics::metrics;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 

@@ -10,7 +10,7 @@
 //! wakes the caller again; on a VM, that second wake-up was the largest
 //! part of what a sequential call cost the gateway beyond bare tonic.
 //!
-//! [`Coalesced`] tells h2 that the socket does not take vectored writes
+//! [`OneWrite`] tells h2 that the socket does not take vectored writes
 //! (h2 then copies payloads up to 1 KiB into its buffer, so the three
 //! frames go out together), and gathers what h2 writes between two flushes
 //! into one write of its own, so that a payload h2 still chains costs no
@@ -31,14 +31,14 @@ const MAX_PENDING: usize = 64 * 1024;
 /// A connection whose writes are gathered until flushed; see the module
 /// documentation. Its `Debug` shows how many bytes wait, never the bytes:
 /// they are replies, tokens and credentials in them.
-pub struct Coalesced<T> {
+pub struct OneWrite<T> {
     inner: T,
     /// Bytes accepted and not yet written; `pending[sent..]` remain.
     pending: Vec<u8>,
     sent: usize,
 }
 
-impl<T> Coalesced<T> {
+impl<T> OneWrite<T> {
     /// Wraps a connection.
     pub fn new(inner: T) -> Self {
         Self {
@@ -49,16 +49,16 @@ impl<T> Coalesced<T> {
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for Coalesced<T> {
+impl<T: fmt::Debug> fmt::Debug for OneWrite<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Coalesced")
+        f.debug_struct("OneWrite")
             .field("inner", &self.inner)
             .field("pending_bytes", &(self.pending.len() - self.sent))
             .finish()
     }
 }
 
-impl<T: AsyncWrite + Unpin> Coalesced<T> {
+impl<T: AsyncWrite + Unpin> OneWrite<T> {
     /// Writes every pending byte.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.sent < self.pending.len() {
@@ -74,7 +74,7 @@ impl<T: AsyncWrite + Unpin> Coalesced<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Coalesced<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for OneWrite<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -84,7 +84,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Coalesced<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesced<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for OneWrite<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -117,7 +117,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesced<T> {
     }
 }
 
-impl<T: Connected> Connected for Coalesced<T> {
+impl<T: Connected> Connected for OneWrite<T> {
     type ConnectInfo = T::ConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
@@ -163,7 +163,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_until_a_flush_go_out_in_one() {
-        let mut io = Coalesced::new(Counting {
+        let mut io = OneWrite::new(Counting {
             limit: usize::MAX,
             ..Counting::default()
         });
@@ -182,7 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn partial_writes_are_resumed_in_order() {
-        let mut io = Coalesced::new(Counting {
+        let mut io = OneWrite::new(Counting {
             limit: 3,
             ..Counting::default()
         });
@@ -194,7 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_buffer_stays_bounded() {
-        let mut io = Coalesced::new(Counting {
+        let mut io = OneWrite::new(Counting {
             limit: usize::MAX,
             ..Counting::default()
         });
@@ -211,7 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn debug_shows_no_pending_bytes() {
-        let mut io = Coalesced::new(tokio::io::sink());
+        let mut io = OneWrite::new(tokio::io::sink());
         io.write_all(b"token-s3cr3t").await.unwrap();
         let shown = format!("{io:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
@@ -222,7 +222,7 @@ mod tests {
     #[tokio::test]
     async fn reads_pass_through() {
         let (client, server) = tokio::io::duplex(64);
-        let mut io = Coalesced::new(server);
+        let mut io = OneWrite::new(server);
         let mut client = client;
         client.write_all(b"ping").await.unwrap();
         let mut got = [0u8; 4];

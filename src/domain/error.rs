@@ -1,7 +1,7 @@
 //! The domain's one error type. The upstream adapter sorts SDK errors into
 //! these cases; `grpc::status` turns them into gRPC statuses, in one place.
 
-use crate::domain::Violations;
+use super::validate::Violations;
 
 /// Everything that can go wrong with a call.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -78,11 +78,5 @@ impl Error {
             Error::BadResponse { status, .. } => *status >= 500,
             Error::InvalidRequest(_) | Error::Internal(_) => false,
         }
-    }
-}
-
-impl From<crate::deadline::Elapsed> for Error {
-    fn from(_: crate::deadline::Elapsed) -> Self {
-        Error::DeadlineExceeded
     }
 }

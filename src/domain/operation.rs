@@ -1,0 +1,241 @@
+//! One type per operation: each of the four inputs says, through
+//! [`Operation`], the operation's name, whether and how its answer is
+//! cached, the fields its cache key is made of, and its upstream call, so
+//! that the identity service answers all four through one generic path.
+
+use std::fmt;
+use std::future::Future;
+use std::time::SystemTime;
+
+use super::Upstream;
+use super::operations::{
+    GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput, GetIdOutput,
+    GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, OpenIdToken,
+};
+use super::outcome::Upstreamed;
+use super::types::SecretMap;
+
+/// The operations, named as in the Cognito Identity API (and as the gRPC
+/// methods that offer them). The discriminant tags each operation's cache
+/// keys, so that the same fields in two operations never share an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum OperationName {
+    /// GetId.
+    GetId = 1,
+    /// GetOpenIdToken.
+    GetOpenIdToken = 2,
+    /// GetOpenIdTokenForDeveloperIdentity.
+    GetOpenIdTokenForDeveloperIdentity = 3,
+    /// GetCredentialsForIdentity.
+    GetCredentialsForIdentity = 4,
+}
+
+impl OperationName {
+    /// Every operation.
+    pub const ALL: [OperationName; 4] = [
+        Self::GetId,
+        Self::GetOpenIdToken,
+        Self::GetOpenIdTokenForDeveloperIdentity,
+        Self::GetCredentialsForIdentity,
+    ];
+
+    /// The name, as the API spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::GetId => "GetId",
+            Self::GetOpenIdToken => "GetOpenIdToken",
+            Self::GetOpenIdTokenForDeveloperIdentity => "GetOpenIdTokenForDeveloperIdentity",
+            Self::GetCredentialsForIdentity => "GetCredentialsForIdentity",
+        }
+    }
+}
+
+impl fmt::Display for OperationName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether an answer may be cached, and under which of the cache's
+/// switches; the cache's settings decide the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caching {
+    /// Never: every call must reach Cognito.
+    Never,
+    /// A stable identity id (authenticated GetId).
+    IdentityIds,
+    /// A token from GetOpenIdToken.
+    OpenIdTokens,
+    /// A developer token: cached whenever the cache is on.
+    DeveloperTokens,
+    /// Credentials from GetCredentialsForIdentity.
+    Credentials,
+}
+
+/// How long an answer stays true.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime {
+    /// It does not expire (an identity id): the cache keeps it for a fixed
+    /// time of its own.
+    Stable,
+    /// Until this instant (a token's `exp`, credentials' Expiration);
+    /// `None` when the answer does not say, and then it is not cached.
+    Until(Option<SystemTime>),
+}
+
+/// An operation's answer, as the cache keeps it.
+pub trait Answer: Clone + Send + Sync + 'static {
+    /// How long it stays true.
+    fn lifetime(&self) -> Lifetime;
+    /// The bytes of its strings, for the cache's memory budget.
+    fn bytes(&self) -> usize;
+}
+
+impl Answer for GetIdOutput {
+    fn lifetime(&self) -> Lifetime {
+        Lifetime::Stable
+    }
+    fn bytes(&self) -> usize {
+        self.identity_id.len()
+    }
+}
+
+impl Answer for OpenIdToken {
+    fn lifetime(&self) -> Lifetime {
+        Lifetime::Until(self.expires_at)
+    }
+    fn bytes(&self) -> usize {
+        self.identity_id.len() + self.token.len()
+    }
+}
+
+impl Answer for GetCredentialsForIdentityOutput {
+    fn lifetime(&self) -> Lifetime {
+        Lifetime::Until(self.credentials.expiration)
+    }
+    fn bytes(&self) -> usize {
+        let c = &self.credentials;
+        self.identity_id.len() + c.access_key_id.len() + c.secret_key.len() + c.session_token.len()
+    }
+}
+
+/// Where an operation writes the fields that change its answer: the
+/// cache's canonical encoding, which hashes them into a key. Each field
+/// has a tag, unique within the operation.
+pub trait KeyFields {
+    /// A required text field.
+    fn text(&mut self, tag: u8, value: &str);
+    /// An optional field, absent or present.
+    fn optional(&mut self, tag: u8, value: Option<&[u8]>);
+    /// A map, whole: names and values.
+    fn map(&mut self, tag: u8, map: &SecretMap);
+}
+
+/// One of the four operations, implemented by its validated input.
+pub trait Operation: fmt::Debug + Send + Sync + 'static {
+    /// Its answer.
+    type Output: Answer;
+    /// Its name.
+    const NAME: OperationName;
+    /// Whether its answer may be cached.
+    fn caching(&self) -> Caching;
+    /// Writes every field that changes its answer, for the cache key.
+    fn key_fields(&self, key: &mut impl KeyFields);
+    /// Sends it to Cognito.
+    fn send<U: Upstream>(
+        &self,
+        upstream: &U,
+    ) -> impl Future<Output = Upstreamed<Self::Output>> + Send;
+}
+
+impl Operation for GetIdInput {
+    type Output = GetIdOutput;
+    const NAME: OperationName = OperationName::GetId;
+
+    fn caching(&self) -> Caching {
+        // Only authenticated identities are stable: an unauthenticated GetId
+        // makes a new identity each time, and sharing one between callers
+        // would change what Cognito means.
+        if self.logins.map().is_empty() {
+            Caching::Never
+        } else {
+            Caching::IdentityIds
+        }
+    }
+
+    fn key_fields(&self, key: &mut impl KeyFields) {
+        key.text(1, self.identity_pool_id.as_str());
+        key.optional(2, self.account_id.as_ref().map(|a| a.as_str().as_bytes()));
+        key.map(3, self.logins.map());
+    }
+
+    fn send<U: Upstream>(&self, upstream: &U) -> impl Future<Output = Upstreamed<GetIdOutput>> {
+        upstream.get_id(self)
+    }
+}
+
+impl Operation for GetOpenIdTokenInput {
+    type Output = OpenIdToken;
+    const NAME: OperationName = OperationName::GetOpenIdToken;
+
+    fn caching(&self) -> Caching {
+        Caching::OpenIdTokens
+    }
+
+    fn key_fields(&self, key: &mut impl KeyFields) {
+        key.text(1, self.identity_id.as_str());
+        key.map(2, self.logins.map());
+    }
+
+    fn send<U: Upstream>(&self, upstream: &U) -> impl Future<Output = Upstreamed<OpenIdToken>> {
+        upstream.get_open_id_token(self)
+    }
+}
+
+impl Operation for GetOpenIdTokenForDeveloperIdentityInput {
+    type Output = OpenIdToken;
+    const NAME: OperationName = OperationName::GetOpenIdTokenForDeveloperIdentity;
+
+    fn caching(&self) -> Caching {
+        Caching::DeveloperTokens
+    }
+
+    fn key_fields(&self, key: &mut impl KeyFields) {
+        key.text(1, self.identity_pool_id.as_str());
+        key.optional(2, self.identity_id.as_ref().map(|v| v.as_str().as_bytes()));
+        key.map(3, self.logins.map());
+        key.map(4, self.principal_tags.map());
+        let duration = self.token_duration.map(|d| d.seconds().to_be_bytes());
+        key.optional(5, duration.as_ref().map(|d| &d[..]));
+    }
+
+    fn send<U: Upstream>(&self, upstream: &U) -> impl Future<Output = Upstreamed<OpenIdToken>> {
+        upstream.get_open_id_token_for_developer_identity(self)
+    }
+}
+
+impl Operation for GetCredentialsForIdentityInput {
+    type Output = GetCredentialsForIdentityOutput;
+    const NAME: OperationName = OperationName::GetCredentialsForIdentity;
+
+    fn caching(&self) -> Caching {
+        Caching::Credentials
+    }
+
+    fn key_fields(&self, key: &mut impl KeyFields) {
+        key.text(1, self.identity_id.as_str());
+        key.map(2, self.logins.map());
+        key.optional(
+            3,
+            self.custom_role_arn.as_ref().map(|r| r.as_str().as_bytes()),
+        );
+    }
+
+    fn send<U: Upstream>(
+        &self,
+        upstream: &U,
+    ) -> impl Future<Output = Upstreamed<GetCredentialsForIdentityOutput>> {
+        upstream.get_credentials_for_identity(self)
+    }
+}

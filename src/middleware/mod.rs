@@ -1,0 +1,47 @@
+//! The tower stack every request goes through before the gRPC layer, built
+//! in one function and read top to bottom; a layer a file: [`deadline`],
+//! [`admit`], [`dispatch`] (the span and metrics layer is telemetry's,
+//! [`ObserveLayer`]).
+
+pub mod admit;
+pub mod deadline;
+pub mod dispatch;
+
+use std::time::Duration;
+
+use tower::ServiceBuilder;
+use tower::layer::util::{Identity, Stack};
+
+pub use admit::AdmitLayer;
+pub use deadline::DeadlineLayer;
+pub use dispatch::DispatchLayer;
+
+use crate::telemetry::rpc::ObserveLayer;
+
+/// The stack's type, for `tonic::transport::Server::layer`.
+pub type GatewayStack<A> =
+    Stack<DispatchLayer<A>, Stack<AdmitLayer, Stack<DeadlineLayer, Stack<ObserveLayer, Identity>>>>;
+
+/// The middleware, outermost first, ending in `api`, the API's gRPC service.
+pub fn stack<A>(
+    request_timeout: Duration,
+    concurrency_limit: usize,
+    api: A,
+) -> ServiceBuilder<GatewayStack<A>> {
+    ServiceBuilder::new()
+        // A span and metrics for every API call, around everything below,
+        // continued from the caller's trace context.
+        .layer(ObserveLayer)
+        // Every call gets a deadline: the caller's grpc-timeout, capped by the
+        // server's request timeout. Time spent waiting below counts, and
+        // when it passes the whole call is dropped, its upstream request
+        // with it. The only timer of the gateway's own on a call.
+        .layer(DeadlineLayer::new(request_timeout))
+        // At most this many calls in the whole process, across connections;
+        // past that, refuse at once (RESOURCE_EXHAUSTED) rather than queue:
+        // a queue only adds latency that the caller's deadline then wastes.
+        .layer(AdmitLayer::new(concurrency_limit))
+        // API calls straight to the API; health and reflection through
+        // tonic's router.
+        .layer(DispatchLayer::new(api))
+}

@@ -1,0 +1,147 @@
+//! The server: the listeners, their connections' I/O ([`one_write`]), the
+//! admin routes ([`admin`]), and [`run`], which serves the API through the
+//! middleware until shutdown, then drains.
+
+pub mod admin;
+pub mod one_write;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+use crate::domain::IdentityService;
+use crate::grpc::{CognitoIdentityServiceServer, GrpcApi};
+use crate::{middleware, proto};
+
+use one_write::OneWrite;
+
+/// The gRPC server's own settings.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Bound on a whole call.
+    pub request_timeout: Duration,
+    /// Calls served at once.
+    pub concurrency_limit: usize,
+    /// How long in-flight calls may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            concurrency_limit: 1024,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Why the server stopped other than by being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The reflection service could not read the descriptor set.
+    #[error("gRPC reflection could not be built: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The server failed.
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Where the gateway listens.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The gRPC API, health and reflection.
+    pub grpc: TcpListener,
+    /// `/metrics`, `/healthz`, `/readyz`, if wanted.
+    pub admin: Option<TcpListener>,
+}
+
+/// Serves the gateway API over `service` (a [`crate::service::Gateway`] in
+/// production), with gRPC health checking and reflection, and the admin
+/// routes, until `shutdown` resolves. Then it reports NOT_SERVING (and
+/// `/readyz` 503), stops accepting, and lets in-flight calls finish within
+/// the grace period.
+pub async fn run<S: IdentityService>(
+    settings: &ServerSettings,
+    listeners: Listeners,
+    service: Arc<S>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    type Api<S> = CognitoIdentityServiceServer<GrpcApi<S>>;
+
+    let draining = Arc::new(AtomicBool::new(false));
+    let (admin_stop, admin_stopped) = oneshot::channel::<()>();
+    if let Some(admin) = listeners.admin {
+        let state = admin::AdminState {
+            draining: draining.clone(),
+            probe: Arc::new(service.clone()),
+        };
+        tokio::spawn(admin::serve(admin, state, async {
+            let _ = admin_stopped.await;
+        }));
+    }
+
+    let api = GrpcApi::new(service).into_server();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<Api<S>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let (draining_tx, draining_rx) = oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
+        draining.store(true, Ordering::Release);
+        health.set_not_serving::<Api<S>>().await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        let _ = draining_tx.send(());
+    };
+
+    // Each reply in one write rather than two ([`one_write`]).
+    let incoming = TcpIncoming::from(listeners.grpc)
+        .with_nodelay(Some(true))
+        .map_ok(OneWrite::new);
+    let server = Server::builder()
+        .layer(middleware::stack(
+            settings.request_timeout,
+            settings.concurrency_limit,
+            api,
+        ))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(incoming, signal);
+
+    let grace = settings.shutdown_grace;
+    let grace_over = async move {
+        // Only a fired shutdown starts the clock; a dropped sender means the
+        // server already ended on its own.
+        if draining_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = grace_over => tracing::warn!(?grace, "grace period over: abandoning calls still in flight"),
+    }
+    let _ = admin_stop.send(());
+    tracing::info!("stopped");
+    Ok(())
+}
