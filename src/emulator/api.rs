@@ -1,7 +1,7 @@
 //! The emulator's routes and Cognito Identity's operations.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -119,12 +119,11 @@ fn operate(
     if operation == "GetOpenIdTokenForDeveloperIdentity" {
         let request = sigv4::SignedRequest {
             method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or(""),
+            uri: &parts.uri,
             headers: &parts.headers,
             body,
         };
-        sigv4::verify(&request, &emulator.access_keys, unix_now() as i64)?;
+        sigv4::verify(&request, &emulator.access_keys, SystemTime::now())?;
     }
     let input: Value = if body.is_empty() {
         json!({})
