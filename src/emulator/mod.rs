@@ -43,7 +43,7 @@ pub const DEFAULT_ACCESS_KEY: (&str, &str) = ("test", "test");
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// How an emulator is set up.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EmulatorSettings {
     /// The region ids are made in.
     pub region: String,
@@ -53,6 +53,23 @@ pub struct EmulatorSettings {
     pub signing_key_pem: Option<String>,
     /// Faults at start.
     pub faults: FaultSettings,
+}
+
+/// The access key ids and the faults, not the secrets nor the signing key.
+impl std::fmt::Debug for EmulatorSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut key_ids: Vec<&String> = self.access_keys.keys().collect();
+        key_ids.sort_unstable();
+        f.debug_struct("EmulatorSettings")
+            .field("region", &self.region)
+            .field("access_key_ids", &key_ids)
+            .field(
+                "signing_key_pem",
+                &self.signing_key_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .field("faults", &self.faults)
+            .finish()
+    }
 }
 
 impl Default for EmulatorSettings {
@@ -70,13 +87,27 @@ impl Default for EmulatorSettings {
 }
 
 /// The emulator's state.
-#[derive(Debug)]
 pub struct Emulator {
     store: Mutex<Store>,
     signer: Signer,
     access_keys: HashMap<String, String>,
     faults: Faults,
     calls: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Everything but the access keys' secrets.
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut key_ids: Vec<&String> = self.access_keys.keys().collect();
+        key_ids.sort_unstable();
+        f.debug_struct("Emulator")
+            .field("store", &self.store)
+            .field("signer", &self.signer)
+            .field("access_key_ids", &key_ids)
+            .field("faults", &self.faults)
+            .field("calls", &self.calls)
+            .finish()
+    }
 }
 
 /// A connection to close without answering (the drop switch).
@@ -216,4 +247,27 @@ pub async fn start_embedded() -> Result<(String, Arc<Emulator>), String> {
         .map_err(|e| format!("embedded emulator address: {e}"))?;
     spawn(listener, emulator.clone());
     Ok((format!("http://{addr}"), emulator))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let settings = EmulatorSettings {
+            access_keys: HashMap::from([("AKIDSHOWN".to_owned(), "hidden-secret".to_owned())]),
+            signing_key_pem: Some("-----BEGIN PRIVATE KEY-----\nhidden-key".to_owned()),
+            ..EmulatorSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        let emulator = Emulator::new(EmulatorSettings {
+            signing_key_pem: None,
+            ..settings
+        })
+        .unwrap();
+        let shown = format!("{shown} {emulator:?}");
+        assert!(shown.contains("AKIDSHOWN"), "{shown}");
+        assert!(!shown.contains("hidden"), "{shown}");
+    }
 }
