@@ -4,6 +4,12 @@
 //! uses), SigV4 checking on the developer operation, and injectable faults.
 //! Behind the default cargo feature `emulator`.
 //!
+//! Modules: `api` (routes and dispatch), `operations` (the four identity
+//! operations), `pools` (pool administration), `store` (pools, identities
+//! and Cognito's rules over them), `tokens` (signing and verifying tokens,
+//! the JWKS), `sigv4` (the signature check), `faults`, `wire` (awsJson1_1
+//! errors and members).
+//!
 //! Routes: `POST /` (the API, by `X-Amz-Target`), `GET /.well-known/jwks_uri`
 //! (the signing keys), `GET`/`PUT /_emulator/faults`,
 //! `PUT /_emulator/faults/presets/cognito-default` and `GET /_emulator/calls`
@@ -11,6 +17,8 @@
 
 mod api;
 pub mod faults;
+mod operations;
+mod pools;
 pub mod sigv4;
 pub mod store;
 pub mod tokens;
