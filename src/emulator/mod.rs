@@ -1,14 +1,14 @@
 //! An embedded Cognito Identity emulator with real semantics: the real
-//! awsJson1_1 protocol, stable identities, RS256-signed JWTs that honour
-//! TokenDuration, the service model's validation (the same code the gateway
-//! uses), SigV4 checking on the developer operation, and injectable faults.
-//! Behind the default cargo feature `emulator`.
+//! awsJson1_1 protocol, stable identities, JWTs signed RS512 with Cognito's
+//! claims that honour TokenDuration, the service model's validation (the
+//! same code the gateway uses), SigV4 checking on the developer operation,
+//! and injectable faults. Behind the default cargo feature `emulator`.
 //!
 //! Modules: `api` (routes and dispatch), `operations` (the four identity
 //! operations), `pools` (pool administration), `store` (pools, identities
-//! and Cognito's rules over them), `tokens` (signing and verifying tokens,
-//! the JWKS), `sigv4` (the signature check), `faults`, `wire` (awsJson1_1
-//! errors and members).
+//! and Cognito's rules over them), `claims` (what a token says), `tokens`
+//! (signing and verifying them, the JWKS), `sigv4` (the signature check),
+//! `faults`, `wire` (awsJson1_1 errors and members).
 //!
 //! Routes: `POST /` (the API, by `X-Amz-Target`), `GET /.well-known/jwks_uri`
 //! (the signing keys), `GET`/`PUT /_emulator/faults`,
@@ -16,6 +16,7 @@
 //! (calls per operation, faults included).
 
 mod api;
+pub mod claims;
 pub mod faults;
 mod operations;
 mod pools;
@@ -46,6 +47,10 @@ pub const DEFAULT_POOL_ID: &str = "us-east-1:0a0a0a0a-0000-4000-8000-00000000000
 pub const DEFAULT_DEVELOPER_PROVIDER: &str = "login.gateway.example";
 /// The access key the emulator accepts unless told otherwise.
 pub const DEFAULT_ACCESS_KEY: (&str, &str) = ("test", "test");
+/// The AWS account the emulator's pools belong to, as their ARNs (the
+/// tokens' `identity-pool-arn` claim) name it. The emulator has no accounts,
+/// so a fake one: twelve zeros, which no real account has.
+pub const ACCOUNT_ID: &str = "000000000000";
 /// Largest request body read: ten Logins values of 50,000 characters, as
 /// UTF-8, fit with room to spare.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;

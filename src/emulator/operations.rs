@@ -2,8 +2,10 @@
 
 use serde_json::{Value, json};
 
+use super::ACCOUNT_ID;
+use super::claims::{Claims, SessionTags};
 use super::store::{COGNITO_PROVIDER, Caller, Resolved, Store};
-use super::tokens::{Claims, ISSUER, Signer, unix_now};
+use super::tokens::{Signer, unix_now};
 use super::wire::{self, AwsError, not_authorized};
 use crate::domain::{
     GetCredentialsForIdentityInput, GetIdInput, GetOpenIdTokenForDeveloperIdentityInput,
@@ -47,7 +49,7 @@ pub(super) fn get_open_id_token(
     )
     .map_err(|v| wire::violations(&v))?;
     let resolved = store.authorize(req.identity_id.as_str(), &req.logins)?;
-    token_reply(signer, &resolved, OPEN_ID_TOKEN_SECONDS)
+    token_reply(signer, &resolved, OPEN_ID_TOKEN_SECONDS, None)
 }
 
 /// GetOpenIdTokenForDeveloperIdentity (its signature is checked before).
@@ -73,7 +75,8 @@ pub(super) fn get_open_id_token_for_developer_identity(
     let seconds = req
         .token_duration
         .map_or(DEFAULT_TOKEN_DURATION_SECONDS, |d| u64::from(d.seconds()));
-    token_reply(signer, &resolved, seconds)
+    let tags = SessionTags::from_principal_tags(&req.principal_tags);
+    token_reply(signer, &resolved, seconds, tags)
 }
 
 /// GetCredentialsForIdentity.
@@ -92,14 +95,9 @@ pub(super) fn get_credentials_for_identity(
     match req.logins.map().get(COGNITO_PROVIDER) {
         Some(token) => {
             let pool_id = store.identity_pool(identity_id)?.id.clone();
-            let claims = signer
-                .verify(token.expose(), unix_now())
+            signer
+                .verify(token.expose(), identity_id, &pool_id)
                 .map_err(|why| not_authorized(format!("Invalid login token. {why}.")))?;
-            if claims.sub != identity_id || claims.aud != pool_id {
-                return Err(not_authorized(
-                    "Invalid login token. The token is not for this identity.",
-                ));
-            }
         }
         None => {
             store.authorize(identity_id, &req.logins)?;
@@ -108,26 +106,17 @@ pub(super) fn get_credentials_for_identity(
     Ok(json!({ "IdentityId": identity_id, "Credentials": credentials() }))
 }
 
-fn token_reply(signer: &Signer, resolved: &Resolved, seconds: u64) -> Result<Value, AwsError> {
-    let iat = unix_now();
-    let amr = if resolved.providers.is_empty() {
-        vec!["unauthenticated".to_owned()]
-    } else {
-        std::iter::once("authenticated".to_owned())
-            .chain(resolved.providers.iter().cloned())
-            .collect()
-    };
+fn token_reply(
+    signer: &Signer,
+    identity: &Resolved,
+    seconds: u64,
+    tags: Option<SessionTags>,
+) -> Result<Value, AwsError> {
+    let claims = Claims::for_identity(identity, ACCOUNT_ID, unix_now(), seconds, tags);
     let token = signer
-        .mint(&Claims {
-            iss: ISSUER.to_owned(),
-            sub: resolved.identity_id.clone(),
-            aud: resolved.pool_id.clone(),
-            amr,
-            iat,
-            exp: iat + seconds,
-        })
+        .mint(&claims)
         .map_err(|e| AwsError::new("InternalErrorException", e))?;
-    Ok(json!({ "IdentityId": resolved.identity_id, "Token": token }))
+    Ok(json!({ "IdentityId": identity.identity_id, "Token": token }))
 }
 
 /// Fresh random credentials that expire in an hour; the same shapes as
