@@ -1,4 +1,6 @@
-//! The four identity operations the gateway fronts, over the store.
+//! The four identity operations the gateway fronts, over the store, and
+//! the one check of a Cognito token presented as a login that two of them
+//! share.
 
 use serde_json::{Value, json};
 
@@ -9,7 +11,7 @@ use super::tokens::{Signer, unix_now};
 use super::wire::{self, AwsError, not_authorized};
 use crate::domain::{
     GetCredentialsForIdentityInput, GetIdInput, GetOpenIdTokenForDeveloperIdentityInput,
-    GetOpenIdTokenInput,
+    GetOpenIdTokenInput, Logins,
 };
 
 /// GetOpenIdToken's tokens last 10 minutes (the operation's documentation
@@ -37,7 +39,8 @@ pub(super) fn get_id(store: &mut Store, input: &Value) -> Result<Value, AwsError
     Ok(json!({ "IdentityId": resolved.identity_id }))
 }
 
-/// GetOpenIdToken.
+/// GetOpenIdToken: logins as GetCredentialsForIdentity takes them, a
+/// developer token included (the basic authflow of developer identities).
 pub(super) fn get_open_id_token(
     signer: &Signer,
     store: &mut Store,
@@ -48,8 +51,13 @@ pub(super) fn get_open_id_token(
         wire::map(input, "Logins")?,
     )
     .map_err(|v| wire::violations(&v))?;
-    let resolved = store.authorize(req.identity_id.as_str(), &req.logins)?;
-    token_reply(signer, &resolved, OPEN_ID_TOKEN_SECONDS, None)
+    let authorized = authorize(signer, store, req.identity_id.as_str(), &req.logins)?;
+    token_reply(
+        signer,
+        &authorized.identity,
+        OPEN_ID_TOKEN_SECONDS,
+        authorized.tags,
+    )
 }
 
 /// GetOpenIdTokenForDeveloperIdentity (its signature is checked before).
@@ -92,18 +100,43 @@ pub(super) fn get_credentials_for_identity(
     )
     .map_err(|v| wire::violations(&v))?;
     let identity_id = req.identity_id.as_str();
-    match req.logins.map().get(COGNITO_PROVIDER) {
-        Some(token) => {
-            let pool_id = store.identity_pool(identity_id)?.id.clone();
-            signer
-                .verify(token.expose(), identity_id, &pool_id)
-                .map_err(|why| not_authorized(format!("Invalid login token. {why}.")))?;
-        }
-        None => {
-            store.authorize(identity_id, &req.logins)?;
-        }
-    }
+    authorize(signer, store, identity_id, &req.logins)?;
     Ok(json!({ "IdentityId": identity_id, "Credentials": credentials() }))
+}
+
+/// An identity whose logins were accepted.
+struct Authorized {
+    identity: Resolved,
+    /// The session tags of the Cognito token presented, if any: a token
+    /// made from it speaks for the same session, so it keeps them.
+    tags: Option<SessionTags>,
+}
+
+/// The check of GetOpenIdToken's and GetCredentialsForIdentity's logins.
+/// A Cognito token (`cognito-identity.amazonaws.com`) stands for the
+/// identity on its own: it must be this emulator's, unexpired, and issued
+/// for this identity (`sub`) of its pool (`aud`); other logins then are not
+/// looked at. Without one, the logins must be the identity's own.
+fn authorize(
+    signer: &Signer,
+    store: &mut Store,
+    identity_id: &str,
+    logins: &Logins,
+) -> Result<Authorized, AwsError> {
+    let Some(token) = logins.map().get(COGNITO_PROVIDER) else {
+        return Ok(Authorized {
+            identity: store.authorize(identity_id, logins)?,
+            tags: None,
+        });
+    };
+    let pool_id = store.identity_pool(identity_id)?.id.clone();
+    let claims = signer
+        .verify(token.expose(), identity_id, &pool_id)
+        .map_err(|why| not_authorized(format!("Invalid login token. {why}.")))?;
+    Ok(Authorized {
+        identity: store.identity(identity_id)?,
+        tags: claims.tags,
+    })
 }
 
 fn token_reply(

@@ -197,6 +197,48 @@ def test_principal_tags_travel_as_sts_session_tags(pool):
     assert claims[TAGS_CLAIM] == {"principal_tags": {"team": ["blue"], "level": ["3"]}}
 
 
+def test_get_open_id_token_takes_a_developer_token(pool):
+    dev = client().get_open_id_token_for_developer_identity(
+        IdentityPoolId=pool, Logins={DEV: "mallory"}, PrincipalTags={"team": "red"}
+    )
+    c = unsigned_client()
+    reply = c.get_open_id_token(IdentityId=dev["IdentityId"], Logins={"cognito-identity.amazonaws.com": dev["Token"]})
+    assert reply["IdentityId"] == dev["IdentityId"]
+    claims = claims_of(reply["Token"], pool)
+    assert claims["sub"] == dev["IdentityId"]
+    assert claims["exp"] - claims["iat"] == 600
+    assert claims["amr"] == claims_of(dev["Token"], pool)["amr"]
+    assert claims[TAGS_CLAIM] == {"principal_tags": {"team": ["red"]}}
+    # The new token buys credentials as the developer token does.
+    creds = c.get_credentials_for_identity(
+        IdentityId=dev["IdentityId"], Logins={"cognito-identity.amazonaws.com": reply["Token"]}
+    )
+    assert creds["Credentials"]["AccessKeyId"].startswith("ASIA")
+
+
+def test_both_operations_check_a_developer_token_alike(pool):
+    c = client()
+    nina = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "nina"})
+    oscar = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "oscar"})
+    brief = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "nina"}, TokenDuration=1)
+    time.sleep(2.1)
+    cases = [
+        (oscar["IdentityId"], nina["Token"], "not for this identity"),
+        (nina["IdentityId"], nina["Token"][:-4] + "AAAA", "signature"),
+        (nina["IdentityId"], brief["Token"], "expired"),
+        (nina["IdentityId"], "not-a-jwt", "Invalid login token"),
+    ]
+    u = unsigned_client()
+    for identity, token, why in cases:
+        errors = []
+        for operation in (u.get_open_id_token, u.get_credentials_for_identity):
+            with pytest.raises(botocore.exceptions.ClientError) as e:
+                operation(IdentityId=identity, Logins={"cognito-identity.amazonaws.com": token})
+            errors.append((code_of(e), status_of(e), e.value.response["Error"]["Message"]))
+        assert errors[0] == errors[1], errors
+        assert errors[0][:2] == ("NotAuthorizedException", 403) and why in errors[0][2], errors
+
+
 def test_expired_tokens_are_refused(pool):
     token = client().get_open_id_token_for_developer_identity(
         IdentityPoolId=pool, Logins={DEV: "dave"}, TokenDuration=1
