@@ -59,6 +59,7 @@ struct Authorization<'a> {
     access_key: &'a str,
     date: &'a str,
     region: &'a str,
+    service: &'a str,
     signed_headers: &'a str,
     signature: &'a str,
 }
@@ -88,15 +89,11 @@ impl<'a> Authorization<'a> {
         let [access_key, date, region, service, "aws4_request"] = scope[..] else {
             return Err(incomplete("Credential has the wrong scope"));
         };
-        if service != SERVICE {
-            return Err(incomplete(
-                "Credential should be scoped to the cognito-identity service",
-            ));
-        }
         Ok(Self {
             access_key,
             date,
             region,
+            service,
             signed_headers,
             signature,
         })
@@ -153,6 +150,11 @@ pub fn verify(
             "The security token included in the request is invalid.",
         )
     })?;
+    if auth.service != SERVICE {
+        return Err(incomplete(
+            "Credential should be scoped to the cognito-identity service",
+        ));
+    }
     let amz_date = req
         .headers
         .get(X_AMZ_DATE)
