@@ -1,8 +1,14 @@
 //! An embedded Cognito Identity emulator with real semantics: the real
-//! awsJson1_1 protocol, stable identities, RS256-signed JWTs that honour
-//! TokenDuration, the service model's validation (the same code the gateway
-//! uses), SigV4 checking on the developer operation, and injectable faults.
-//! Behind the default cargo feature `emulator`.
+//! awsJson1_1 protocol, stable identities, JWTs signed RS512 with Cognito's
+//! claims that honour TokenDuration, the service model's validation (the
+//! same code the gateway uses), SigV4 checking on the developer operation,
+//! and injectable faults. Behind the default cargo feature `emulator`.
+//!
+//! Modules: `api` (routes and dispatch), `operations` (the four identity
+//! operations), `pools` (pool administration), `store` (pools, identities
+//! and Cognito's rules over them), `claims` (what a token says), `tokens`
+//! (signing and verifying them, the JWKS), `sigv4` (the signature check),
+//! `faults`, `wire` (awsJson1_1 errors and members).
 //!
 //! Routes: `POST /` (the API, by `X-Amz-Target`), `GET /.well-known/jwks_uri`
 //! (the signing keys), `GET`/`PUT /_emulator/faults`,
@@ -10,7 +16,10 @@
 //! (calls per operation, faults included).
 
 mod api;
+pub mod claims;
 pub mod faults;
+mod operations;
+mod pools;
 pub mod sigv4;
 pub mod store;
 pub mod tokens;
@@ -38,12 +47,16 @@ pub const DEFAULT_POOL_ID: &str = "us-east-1:0a0a0a0a-0000-4000-8000-00000000000
 pub const DEFAULT_DEVELOPER_PROVIDER: &str = "login.gateway.example";
 /// The access key the emulator accepts unless told otherwise.
 pub const DEFAULT_ACCESS_KEY: (&str, &str) = ("test", "test");
+/// The AWS account the emulator's pools belong to, as their ARNs (the
+/// tokens' `identity-pool-arn` claim) name it. The emulator has no accounts,
+/// so a fake one: twelve zeros, which no real account has.
+pub const ACCOUNT_ID: &str = "000000000000";
 /// Largest request body read: ten Logins values of 50,000 characters, as
 /// UTF-8, fit with room to spare.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// How an emulator is set up.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EmulatorSettings {
     /// The region ids are made in.
     pub region: String,
@@ -53,6 +66,23 @@ pub struct EmulatorSettings {
     pub signing_key_pem: Option<String>,
     /// Faults at start.
     pub faults: FaultSettings,
+}
+
+/// The access key ids and the faults, not the secrets nor the signing key.
+impl std::fmt::Debug for EmulatorSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut key_ids: Vec<&String> = self.access_keys.keys().collect();
+        key_ids.sort_unstable();
+        f.debug_struct("EmulatorSettings")
+            .field("region", &self.region)
+            .field("access_key_ids", &key_ids)
+            .field(
+                "signing_key_pem",
+                &self.signing_key_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .field("faults", &self.faults)
+            .finish()
+    }
 }
 
 impl Default for EmulatorSettings {
@@ -70,13 +100,27 @@ impl Default for EmulatorSettings {
 }
 
 /// The emulator's state.
-#[derive(Debug)]
 pub struct Emulator {
     store: Mutex<Store>,
     signer: Signer,
     access_keys: HashMap<String, String>,
     faults: Faults,
     calls: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Everything but the access keys' secrets.
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut key_ids: Vec<&String> = self.access_keys.keys().collect();
+        key_ids.sort_unstable();
+        f.debug_struct("Emulator")
+            .field("store", &self.store)
+            .field("signer", &self.signer)
+            .field("access_key_ids", &key_ids)
+            .field("faults", &self.faults)
+            .field("calls", &self.calls)
+            .finish()
+    }
 }
 
 /// A connection to close without answering (the drop switch).
@@ -216,4 +260,27 @@ pub async fn start_embedded() -> Result<(String, Arc<Emulator>), String> {
         .map_err(|e| format!("embedded emulator address: {e}"))?;
     spawn(listener, emulator.clone());
     Ok((format!("http://{addr}"), emulator))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let settings = EmulatorSettings {
+            access_keys: HashMap::from([("AKIDSHOWN".to_owned(), "hidden-secret".to_owned())]),
+            signing_key_pem: Some("-----BEGIN PRIVATE KEY-----\nhidden-key".to_owned()),
+            ..EmulatorSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        let emulator = Emulator::new(EmulatorSettings {
+            signing_key_pem: None,
+            ..settings
+        })
+        .unwrap();
+        let shown = format!("{shown} {emulator:?}");
+        assert!(shown.contains("AKIDSHOWN"), "{shown}");
+        assert!(!shown.contains("hidden"), "{shown}");
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::wire::{AwsError, invalid, not_authorized, not_found};
-use crate::domain::Logins;
+use crate::domain::{Logins, Secret};
 
 /// The provider name under which a Cognito OpenID token is presented.
 pub const COGNITO_PROVIDER: &str = "cognito-identity.amazonaws.com";
@@ -36,6 +36,8 @@ struct Identity {
     pool: String,
     /// Provider names of the logins linked to it; empty if unauthenticated.
     providers: BTreeSet<String>,
+    /// The developer user identifier last linked to it, which its tokens name.
+    developer_user: Option<Secret>,
 }
 
 /// An identity a token may be issued for.
@@ -47,6 +49,9 @@ pub struct Resolved {
     pub pool_id: String,
     /// Provider names it is authenticated with; empty if unauthenticated.
     pub providers: Vec<String>,
+    /// The pool's developer provider and the developer user identifier
+    /// linked to the identity, if one is.
+    pub developer_user: Option<(String, Secret)>,
 }
 
 /// Which operation is resolving logins: the developer operation takes the
@@ -60,13 +65,24 @@ pub enum Caller {
 }
 
 /// Pools and identities.
-#[derive(Debug)]
 pub struct Store {
     region: String,
     pools: BTreeMap<String, Pool>,
     identities: HashMap<String, Identity>,
     /// (pool, provider, user) -> identity id.
     links: HashMap<(String, String, String), String>,
+}
+
+/// Counts only: the links are keyed by Logins values.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("region", &self.region)
+            .field("pools", &self.pools.len())
+            .field("identities", &self.identities.len())
+            .field("links", &self.links.len())
+            .finish()
+    }
 }
 
 fn logins_dont_match() -> AwsError {
@@ -206,9 +222,10 @@ impl Store {
                 Identity {
                     pool: pool.id.clone(),
                     providers: BTreeSet::new(),
+                    developer_user: None,
                 },
             );
-            return self.resolved(&id);
+            return self.identity(&id);
         }
         let target = match identity_id {
             Some(id) => {
@@ -220,7 +237,7 @@ impl Store {
             None => self.identity_for(&pool, logins)?,
         };
         self.link(&pool, &target, logins)?;
-        self.resolved(&target)
+        self.identity(&target)
     }
 
     /// GetOpenIdToken and GetCredentialsForIdentity without a Cognito
@@ -243,7 +260,7 @@ impl Store {
             }
         }
         self.link(&pool, identity_id, logins)?;
-        self.resolved(identity_id)
+        self.identity(identity_id)
     }
 
     /// The identity already linked to one of `logins`, or a new one whose id
@@ -288,6 +305,7 @@ impl Store {
             .or_insert_with(|| Identity {
                 pool: pool.id.clone(),
                 providers: BTreeSet::new(),
+                developer_user: None,
             });
         Ok(id)
     }
@@ -329,20 +347,30 @@ impl Store {
             );
             if let Some(identity) = self.identities.get_mut(identity_id) {
                 identity.providers.insert(provider.to_owned());
+                if Some(provider) == pool.developer_provider.as_deref() {
+                    identity.developer_user = Some(user.clone());
+                }
             }
         }
         Ok(())
     }
 
-    fn resolved(&self, identity_id: &str) -> Result<Resolved, AwsError> {
+    /// An identity as its tokens describe it.
+    pub fn identity(&self, identity_id: &str) -> Result<Resolved, AwsError> {
         let identity = self
             .identities
             .get(identity_id)
             .ok_or_else(|| not_found(format!("Identity '{identity_id}' not found.")))?;
+        let developer_user = self
+            .pool(&identity.pool)?
+            .developer_provider
+            .clone()
+            .zip(identity.developer_user.clone());
         Ok(Resolved {
             identity_id: identity_id.to_owned(),
             pool_id: identity.pool.clone(),
             providers: identity.providers.iter().cloned().collect(),
+            developer_user,
         })
     }
 }
@@ -396,6 +424,11 @@ mod tests {
         assert_ne!(a.identity_id, c.identity_id);
         assert!(a.identity_id.starts_with("us-east-1:"));
         assert_eq!(a.providers, ["login.example"]);
+        assert_eq!(
+            a.developer_user,
+            Some(("login.example".to_owned(), Secret::new("u1")))
+        );
+        assert!(!format!("{store:?}").contains("u1"), "Debug shows no login");
         // A new store (a restart) gives the same id for the same pool id.
         let mut again = Store::new("us-east-1");
         again.insert_pool(store.pool(&pool).unwrap().clone());

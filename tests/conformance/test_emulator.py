@@ -1,6 +1,7 @@
 """Conformance of the embedded emulator with boto3, the official AWS SDK for
 Python: every operation, the errors it raises, the stable-identity rules, the
-SigV4 check, TokenDuration, and tokens verified against the served JWKS.
+SigV4 check, TokenDuration, and tokens verified with PyJWT against the served
+JWKS, with the header and claims of real Cognito Identity tokens.
 
 scripts/test starts `cognito-identity-gateway emulator` and sets EMULATOR_ENDPOINT.
 """
@@ -19,6 +20,11 @@ import pytest
 
 ENDPOINT = os.environ["EMULATOR_ENDPOINT"]
 DEV = "login.conformance.example"
+ISSUER = "https://cognito-identity.amazonaws.com"
+POOL_ARN_CLAIM = "https://cognito-identity.amazonaws.com/identity-pool-arn"
+TAGS_CLAIM = "https://aws.amazon.com/tags"
+# The fake account the emulator's pool ARNs name.
+ACCOUNT = "000000000000"
 
 
 def client(secret="test", key="test", **config):
@@ -68,11 +74,19 @@ def pool():
         pass
 
 
-def jwks_key(token):
+def jwks():
     with urllib.request.urlopen(f"{ENDPOINT}/.well-known/jwks_uri") as reply:
-        keys = json.load(reply)["keys"]
+        return json.load(reply)["keys"]
+
+
+def jwks_key(token):
     kid = jwt.get_unverified_header(token)["kid"]
-    return next(jwt.PyJWK(k) for k in keys if k["kid"] == kid).key
+    return next(jwt.PyJWK(k) for k in jwks() if k["kid"] == kid).key
+
+
+def claims_of(token, pool):
+    """The claims of a token the served JWKS verifies, as Cognito signs them."""
+    return jwt.decode(token, jwks_key(token), algorithms=["RS512"], audience=pool, issuer=ISSUER)
 
 
 def test_pool_administration(pool):
@@ -105,11 +119,11 @@ def test_developer_tokens_are_stable_jwts_honouring_token_duration(pool):
     other = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "bob"})
     assert first["IdentityId"] == again["IdentityId"] != other["IdentityId"]
     assert first["IdentityId"].startswith("us-east-1:")
-    claims = jwt.decode(first["Token"], jwks_key(first["Token"]), algorithms=["RS256"], audience=pool)
+    claims = claims_of(first["Token"], pool)
     assert claims["sub"] == first["IdentityId"]
     assert claims["exp"] - claims["iat"] == 120
     assert "authenticated" in claims["amr"] and DEV in claims["amr"]
-    default = jwt.decode(again["Token"], jwks_key(again["Token"]), algorithms=["RS256"], audience=pool)
+    default = claims_of(again["Token"], pool)
     assert default["exp"] - default["iat"] == 900
 
 
@@ -117,7 +131,7 @@ def test_get_id_and_open_id_token(pool):
     c = unsigned_client()
     anon = c.get_id(IdentityPoolId=pool)["IdentityId"]
     token = c.get_open_id_token(IdentityId=anon)
-    claims = jwt.decode(token["Token"], jwks_key(token["Token"]), algorithms=["RS256"], audience=pool)
+    claims = claims_of(token["Token"], pool)
     assert claims["exp"] - claims["iat"] == 600
     assert claims["amr"] == ["unauthenticated"]
     fb = c.get_id(IdentityPoolId=pool, Logins={"graph.facebook.com": "fb-token-1"})["IdentityId"]
@@ -143,6 +157,86 @@ def test_credentials_for_a_developer_token(pool):
                 IdentityId=token["IdentityId"], Logins={"cognito-identity.amazonaws.com": bad}
             )
         assert code_of(e) == "NotAuthorizedException"
+
+
+def test_tokens_are_signed_rs512_as_cognito_signs_them(pool):
+    token = client().get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "judy"})["Token"]
+    header = jwt.get_unverified_header(token)
+    assert header["alg"] == "RS512" and header["typ"] == "JWS" and header["kid"]
+    key = next(k for k in jwks() if k["kid"] == header["kid"])
+    assert (key["alg"], key["kty"], key["use"]) == ("RS512", "RSA", "sig")
+    assert key["n"] and key["e"]
+    with pytest.raises(jwt.InvalidAlgorithmError):
+        jwt.decode(token, jwks_key(token), algorithms=["RS256"], audience=pool)
+
+
+def test_developer_tokens_carry_cognitos_claims(pool):
+    reply = client().get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "kate"})
+    claims = claims_of(reply["Token"], pool)
+    assert (claims["iss"], claims["sub"], claims["aud"]) == (ISSUER, reply["IdentityId"], pool)
+    region, guid = pool.split(":")
+    assert claims["amr"] == ["authenticated", DEV, f"{DEV}:{region}:{guid}:kate"]
+    assert claims[POOL_ARN_CLAIM] == f"arn:aws:cognito-identity:{region}:{ACCOUNT}:identitypool/{pool}"
+    assert TAGS_CLAIM not in claims
+
+
+def test_unauthenticated_tokens_name_their_pool_too(pool):
+    c = unsigned_client()
+    anon = c.get_id(IdentityPoolId=pool)["IdentityId"]
+    claims = claims_of(c.get_open_id_token(IdentityId=anon)["Token"], pool)
+    assert claims["amr"] == ["unauthenticated"]
+    assert claims[POOL_ARN_CLAIM] == f"arn:aws:cognito-identity:us-east-1:{ACCOUNT}:identitypool/{pool}"
+    assert TAGS_CLAIM not in claims
+
+
+def test_principal_tags_travel_as_sts_session_tags(pool):
+    reply = client().get_open_id_token_for_developer_identity(
+        IdentityPoolId=pool, Logins={DEV: "leo"}, PrincipalTags={"team": "blue", "level": "3"}
+    )
+    claims = claims_of(reply["Token"], pool)
+    assert claims[TAGS_CLAIM] == {"principal_tags": {"team": ["blue"], "level": ["3"]}}
+
+
+def test_get_open_id_token_takes_a_developer_token(pool):
+    dev = client().get_open_id_token_for_developer_identity(
+        IdentityPoolId=pool, Logins={DEV: "mallory"}, PrincipalTags={"team": "red"}
+    )
+    c = unsigned_client()
+    reply = c.get_open_id_token(IdentityId=dev["IdentityId"], Logins={"cognito-identity.amazonaws.com": dev["Token"]})
+    assert reply["IdentityId"] == dev["IdentityId"]
+    claims = claims_of(reply["Token"], pool)
+    assert claims["sub"] == dev["IdentityId"]
+    assert claims["exp"] - claims["iat"] == 600
+    assert claims["amr"] == claims_of(dev["Token"], pool)["amr"]
+    assert claims[TAGS_CLAIM] == {"principal_tags": {"team": ["red"]}}
+    # The new token buys credentials as the developer token does.
+    creds = c.get_credentials_for_identity(
+        IdentityId=dev["IdentityId"], Logins={"cognito-identity.amazonaws.com": reply["Token"]}
+    )
+    assert creds["Credentials"]["AccessKeyId"].startswith("ASIA")
+
+
+def test_both_operations_check_a_developer_token_alike(pool):
+    c = client()
+    nina = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "nina"})
+    oscar = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "oscar"})
+    brief = c.get_open_id_token_for_developer_identity(IdentityPoolId=pool, Logins={DEV: "nina"}, TokenDuration=1)
+    time.sleep(2.1)
+    cases = [
+        (oscar["IdentityId"], nina["Token"], "not for this identity"),
+        (nina["IdentityId"], nina["Token"][:-4] + "AAAA", "signature"),
+        (nina["IdentityId"], brief["Token"], "expired"),
+        (nina["IdentityId"], "not-a-jwt", "Invalid login token"),
+    ]
+    u = unsigned_client()
+    for identity, token, why in cases:
+        errors = []
+        for operation in (u.get_open_id_token, u.get_credentials_for_identity):
+            with pytest.raises(botocore.exceptions.ClientError) as e:
+                operation(IdentityId=identity, Logins={"cognito-identity.amazonaws.com": token})
+            errors.append((code_of(e), status_of(e), e.value.response["Error"]["Message"]))
+        assert errors[0] == errors[1], errors
+        assert errors[0][:2] == ("NotAuthorizedException", 403) and why in errors[0][2], errors
 
 
 def test_expired_tokens_are_refused(pool):
