@@ -14,6 +14,7 @@ const API_SERVICE: &str = "CognitoIdentityService";
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "proto/cognito_identity_gateway/v1/gateway.proto";
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=build.rs");
     let descriptors = protox::compile([proto], ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
