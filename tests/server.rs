@@ -70,6 +70,34 @@ async fn health_overall_and_per_service() {
     gateway.stop().await;
 }
 
+/// A health watch is a stream that pauses after each message: the reply's
+/// one-write connection must send that message at once, not hold it for
+/// trailers that do not come.
+#[tokio::test]
+async fn a_health_watch_gets_its_first_message_at_once() {
+    let gateway = TestGateway::start(sdk_upstream(&refused_endpoint().await).await).await;
+    let mut health = HealthClient::new(gateway.channel().await);
+    let mut watch = tokio::time::timeout(
+        Duration::from_secs(2),
+        health.watch(HealthCheckRequest {
+            service: SERVICE.into(),
+        }),
+    )
+    .await
+    .expect("the watch is answered")
+    .unwrap()
+    .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(2), watch.message())
+        .await
+        .expect("the first message arrives without waiting for more")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    // A watch never ends by itself: end it, or shutdown waits its grace.
+    drop((watch, health));
+    gateway.stop().await;
+}
+
 /// Calls `path` with an empty message, as a client with stale stubs would.
 async fn call_path(gateway: &TestGateway, path: &'static str) -> tonic::Status {
     let mut grpc = tonic::client::Grpc::new(gateway.channel().await);

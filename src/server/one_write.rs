@@ -15,6 +15,15 @@
 //! frames go out together), and gathers what h2 writes between two flushes
 //! into one write of its own, so that a payload h2 still chains costs no
 //! extra system call either.
+//!
+//! A payload past 1 KiB is still chained, and h2 flushes it before it
+//! buffers the trailers: Cognito's tokens (RS512, with the pool's ARN and
+//! the session tags) are past 1 KiB, so such a reply would leave in two
+//! writes. So a flush whose bytes end with a DATA frame that does not end
+//! its stream is deferred once: the trailers that follow join the same
+//! write. The connection's task wakes itself when it defers, so that a
+//! stream that pauses after its DATA (a health watch) is sent on the very
+//! next poll, never held back.
 
 use std::fmt;
 use std::io;
@@ -28,6 +37,12 @@ use tonic::transport::server::Connected;
 /// that a connection's buffer stays bounded whatever h2 does.
 const MAX_PENDING: usize = 64 * 1024;
 
+/// An HTTP/2 frame header's length (RFC 9113, section 4.1).
+const FRAME_HEADER: usize = 9;
+/// The DATA frame's type, and its END_STREAM flag.
+const DATA: u8 = 0x0;
+const END_STREAM: u8 = 0x1;
+
 /// A connection whose writes are gathered until flushed; see the module
 /// documentation. Its `Debug` shows how many bytes wait, never the bytes:
 /// they are replies, tokens and credentials in them.
@@ -36,6 +51,8 @@ pub struct OneWrite<T> {
     /// Bytes accepted and not yet written; `pending[sent..]` remain.
     pending: Vec<u8>,
     sent: usize,
+    /// A flush of these pending bytes was deferred; the next one sends.
+    deferred: bool,
 }
 
 impl<T> OneWrite<T> {
@@ -45,8 +62,24 @@ impl<T> OneWrite<T> {
             inner,
             pending: Vec::new(),
             sent: 0,
+            deferred: false,
         }
     }
+}
+
+/// Whether `bytes`, read as whole HTTP/2 frames, end with a DATA frame that
+/// does not end its stream: then more of that stream (its trailers) is
+/// likely to follow at once. Bytes that are not whole frames say no.
+fn ends_with_open_data(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    let mut last_open_data = false;
+    while let Some(header) = bytes.get(at..at + FRAME_HEADER) {
+        let length =
+            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        last_open_data = header[3] == DATA && header[4] & END_STREAM == 0;
+        at += FRAME_HEADER + length;
+    }
+    at == bytes.len() && last_open_data
 }
 
 impl<T: fmt::Debug> fmt::Debug for OneWrite<T> {
@@ -70,6 +103,7 @@ impl<T: AsyncWrite + Unpin> OneWrite<T> {
         }
         self.pending.clear();
         self.sent = 0;
+        self.deferred = false;
         Poll::Ready(Ok(()))
     }
 }
@@ -101,6 +135,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for OneWrite<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.deferred && self.sent == 0 && ends_with_open_data(&self.pending) {
+            // See the module documentation.
+            self.deferred = true;
+            cx.waker().wake_by_ref();
+            return Poll::Ready(Ok(()));
+        }
         ready!(self.poll_send(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
@@ -178,6 +218,62 @@ mod tests {
         io.shutdown().await.unwrap();
         assert_eq!(io.inner.bytes, b"headersdatatrailersnext");
         assert!(!io.is_write_vectored());
+    }
+
+    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut f = vec![
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            kind,
+            flags,
+            0,
+            0,
+            0,
+            1,
+        ];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn open_data_is_found_only_at_the_end_of_whole_frames() {
+        let headers = frame(0x1, 0x4, b"hdrs");
+        let data = frame(DATA, 0, &[b'x'; 1200]);
+        let last_data = frame(DATA, END_STREAM, b"x");
+        let trailers = frame(0x1, 0x5, b"t");
+        assert!(ends_with_open_data(
+            &[headers.clone(), data.clone()].concat()
+        ));
+        assert!(!ends_with_open_data(
+            &[headers.clone(), data.clone(), trailers].concat()
+        ));
+        assert!(!ends_with_open_data(&last_data));
+        assert!(!ends_with_open_data(&headers));
+        assert!(!ends_with_open_data(&data[..data.len() - 1]), "a cut frame");
+        assert!(!ends_with_open_data(&[]));
+    }
+
+    #[tokio::test]
+    async fn a_reply_past_its_data_waits_for_its_trailers_once() {
+        let mut io = OneWrite::new(Counting {
+            limit: usize::MAX,
+            ..Counting::default()
+        });
+        let data = [frame(0x1, 0x4, b"hdrs"), frame(DATA, 0, &[b'x'; 1200])].concat();
+        io.write_all(&data).await.unwrap();
+        io.flush().await.unwrap();
+        assert_eq!(io.inner.writes, 0, "the flush after open DATA is deferred");
+        io.write_all(&frame(0x1, 0x5, b"t")).await.unwrap();
+        io.flush().await.unwrap();
+        assert_eq!(io.inner.writes, 1, "DATA and trailers in one write");
+        // A stream that pauses after its DATA: the second flush sends it.
+        io.write_all(&frame(DATA, 0, b"update")).await.unwrap();
+        io.flush().await.unwrap();
+        io.flush().await.unwrap();
+        assert_eq!(io.inner.writes, 2);
+        assert_eq!(io.pending.len(), 0);
     }
 
     #[tokio::test]
