@@ -68,14 +68,20 @@ pub struct EmulatorSettings {
     pub faults: FaultSettings,
 }
 
+/// The ids of access keys, sorted, for a `Debug` that must not show their
+/// secrets.
+fn key_ids(access_keys: &HashMap<String, String>) -> Vec<&str> {
+    let mut ids: Vec<&str> = access_keys.keys().map(String::as_str).collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// The access key ids and the faults, not the secrets nor the signing key.
 impl std::fmt::Debug for EmulatorSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut key_ids: Vec<&String> = self.access_keys.keys().collect();
-        key_ids.sort_unstable();
         f.debug_struct("EmulatorSettings")
             .field("region", &self.region)
-            .field("access_key_ids", &key_ids)
+            .field("access_key_ids", &key_ids(&self.access_keys))
             .field(
                 "signing_key_pem",
                 &self.signing_key_pem.as_ref().map(|_| "<redacted>"),
@@ -111,12 +117,10 @@ pub struct Emulator {
 /// Everything but the access keys' secrets.
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut key_ids: Vec<&String> = self.access_keys.keys().collect();
-        key_ids.sort_unstable();
         f.debug_struct("Emulator")
             .field("store", &self.store)
             .field("signer", &self.signer)
-            .field("access_key_ids", &key_ids)
+            .field("access_key_ids", &key_ids(&self.access_keys))
             .field("faults", &self.faults)
             .field("calls", &self.calls)
             .finish()

@@ -213,17 +213,6 @@ impl TraceSettings {
 /// that thread cannot be started (said on standard error): the gateway then
 /// serves untraced rather than not at all.
 pub fn start(settings: TraceSettings) -> Option<Exporter> {
-    let TraceSettings {
-        uri,
-        headers,
-        timeout,
-        grpc,
-        sampler,
-        capacity,
-        batch,
-        batching,
-        export_timeout,
-    } = settings;
     let named = env("OTEL_SERVICE_NAME").is_some()
         || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
     let mut resource = Resource::builder();
@@ -232,7 +221,7 @@ pub fn start(settings: TraceSettings) -> Option<Exporter> {
     }
     let header = otlp::Header::new(resource.build().iter());
 
-    let queue = Arc::new(Queue::new(capacity, batch));
+    let queue = Arc::new(Queue::new(settings.capacity, settings.batch));
     let (stop, stopped) = oneshot::channel();
     let (done, finished) = oneshot::channel();
     // A thread of its own rather than a task among the calls': under load
@@ -251,12 +240,13 @@ pub fn start(settings: TraceSettings) -> Option<Exporter> {
                 Err(e) => return eprintln!("the trace exporter cannot start: {e}"),
             };
             runtime.block_on(async move {
-                let sender = if grpc {
+                let (uri, headers, timeout) = (settings.uri, settings.headers, settings.timeout);
+                let sender = if settings.grpc {
                     Sender::grpc(uri, headers, timeout)
                 } else {
                     Sender::http(uri, headers, timeout)
                 };
-                export::run(exporter_queue, sender, header, batching, stopped).await;
+                export::run(exporter_queue, sender, header, settings.batching, stopped).await;
             });
             let _ = done.send(());
         });
@@ -264,11 +254,11 @@ pub fn start(settings: TraceSettings) -> Option<Exporter> {
         eprintln!("the trace exporter's thread cannot start, so no span is exported: {e}");
         return None;
     }
-    spans::install(sampler, queue);
+    spans::install(settings.sampler, queue);
     Some(Exporter {
         stop,
         finished,
-        timeout: export_timeout,
+        timeout: settings.export_timeout,
     })
 }
 
