@@ -18,8 +18,10 @@ pub mod spans;
 pub mod traces;
 
 use clap::ValueEnum;
+use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -62,13 +64,23 @@ impl Telemetry {
     }
 }
 
+/// The AWS SDK's own crates (`aws_smithy_runtime`, `aws_sdk_*`, ...) log
+/// whole requests and outputs at trace: GetCredentialsForIdentity's output
+/// with its access key id and session token in clear. So their spans and
+/// events stop at debug, whatever `RUST_LOG` asks for.
+fn below_sdk_trace(metadata: &Metadata<'_>) -> bool {
+    !(metadata.target().starts_with("aws_") && *metadata.level() == Level::TRACE)
+}
+
 /// Installs logging, the W3C propagators and, when `settings` ask for it,
 /// trace export (on a thread of its own). A second call installs no more
 /// logging.
 pub fn start(settings: TelemetrySettings) -> Telemetry {
     traces::install_propagators();
     let exporter = settings.traces.and_then(traces::start);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .and(filter_fn(below_sdk_trace));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match settings.log_format {
         LogFormat::Text => fmt.boxed(),

@@ -1,0 +1,147 @@
+//! No secret at any log level: the real binary with `RUST_LOG=trace` and
+//! the cache off (every call reaches the SDK and the embedded emulator),
+//! through every operation with every secret it carries: Logins values, a
+//! principal tag value, the developer token and the token made from it, and
+//! the credentials. None of them may appear in a single log line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
+use cognito_identity_gateway::proto as pb;
+use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
+use support::loopback::free_port;
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
+const SECRET_USER: &str = "secret-developer-user-41b7";
+const SECRET_TAG: &str = "secret-tag-value-0c9e";
+const SECRET_LOGIN: &str = "secret-login-token-e27a";
+
+#[tokio::test]
+async fn no_secret_reaches_a_log_line_at_trace() {
+    let grpc_port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["--emulator", "--cache", "false", "--admin-listen", "off"])
+        .args(["--shutdown-grace", "2s"])
+        .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        // Whatever an operator asks for, the SDK's own targets included.
+        .env(
+            "RUST_LOG",
+            "trace,aws_smithy_runtime=trace,aws_sdk_cognitoidentity=trace",
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+
+    let mut channel = None;
+    for _ in 0..200 {
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+                .unwrap();
+        if let Ok(c) = endpoint.connect().await {
+            channel = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client: CognitoIdentityServiceClient<Channel> =
+        CognitoIdentityServiceClient::new(channel.expect("the gateway listens"));
+
+    // GetId with a login of a provider the pool does not have: refused by
+    // Cognito, but the login's value went upstream.
+    let refused = client
+        .get_id(pb::GetIdRequest {
+            identity_pool_id: DEFAULT_POOL_ID.into(),
+            logins: HashMap::from([("graph.facebook.com".into(), SECRET_LOGIN.into())]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let developer = client
+        .get_open_id_token_for_developer_identity(pb::GetOpenIdTokenForDeveloperIdentityRequest {
+            identity_pool_id: DEFAULT_POOL_ID.into(),
+            logins: HashMap::from([(DEFAULT_DEVELOPER_PROVIDER.into(), SECRET_USER.into())]),
+            principal_tags: HashMap::from([("team".into(), SECRET_TAG.into())]),
+            token_duration_seconds: Some(900),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let cognito_login = || {
+        HashMap::from([(
+            "cognito-identity.amazonaws.com".to_owned(),
+            developer.token.clone(),
+        )])
+    };
+    let open_id = client
+        .get_open_id_token(pb::GetOpenIdTokenRequest {
+            identity_id: developer.identity_id.clone(),
+            logins: cognito_login(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let credentials = client
+        .get_credentials_for_identity(pb::GetCredentialsForIdentityRequest {
+            identity_id: developer.identity_id.clone(),
+            logins: cognito_login(),
+            custom_role_arn: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .credentials
+        .unwrap();
+
+    // An idle connection would hold shutdown for its grace period.
+    drop(client);
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(child.wait().unwrap().success());
+    let logs = logs.join().unwrap();
+
+    assert!(
+        logs.lines().any(|l| l.contains("TRACE")),
+        "the gateway logged nothing at trace, so this test shows nothing"
+    );
+    for (what, secret) in [
+        ("a developer user", SECRET_USER),
+        ("a principal tag value", SECRET_TAG),
+        ("a Logins value", SECRET_LOGIN),
+        ("the developer token", developer.token.as_str()),
+        ("the OpenID token", open_id.token.as_str()),
+        ("an access key id", credentials.access_key_id.as_str()),
+        ("a secret key", credentials.secret_key.as_str()),
+        ("a session token", credentials.session_token.as_str()),
+    ] {
+        // Tokens are long; a leak shows a piece of one as well.
+        let piece = &secret[secret.len().saturating_sub(24)..];
+        if let Some(line) = logs.lines().find(|l| l.contains(piece)) {
+            // Say where, never what: the line up to the secret, at most 80 bytes.
+            let at = line.find(piece).unwrap_or(0).min(80);
+            let start = line.get(..at).unwrap_or_default();
+            panic!("{what} leaked into a log line: {start}<secret>…");
+        }
+    }
+}
