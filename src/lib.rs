@@ -45,6 +45,7 @@ pub mod emulator;
 pub mod grpc;
 pub mod jwt;
 pub mod middleware;
+pub mod policy;
 pub mod proto;
 pub mod rate;
 pub mod server;

@@ -1,12 +1,14 @@
 //! Who is calling.
 
-/// The authenticated caller. Until callers are authenticated (mutual TLS, a
-/// later issue) every call is anonymous; the domain already receives it so
-/// that a policy can decide per caller without reshaping the code.
+/// Who is calling, as the connection or the mesh in front of it says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
     /// No authenticated identity.
     Anonymous,
+    /// A SPIFFE id (a certificate's URI SAN, or a mesh's `URI=`).
+    Spiffe(String),
+    /// A DNS name (a certificate's first DNS SAN, or a mesh's client id).
+    Dns(String),
 }
 
 /// What travels with every request into the domain. The caller's deadline

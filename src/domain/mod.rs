@@ -17,7 +17,7 @@ use std::future::Future;
 
 pub use context::{Caller, RequestContext};
 pub use error::Error;
-pub use operation::{Answer, Caching, KeyFields, Lifetime, Operation, OperationName};
+pub use operation::{Answer, Caching, KeyFields, Lifetime, Operation, OperationName, Scope};
 pub use operations::{
     Credentials, GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput,
     GetIdOutput, GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, OpenIdToken, RawMap,

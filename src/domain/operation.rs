@@ -40,6 +40,11 @@ impl OperationName {
         Self::GetCredentialsForIdentity,
     ];
 
+    /// The operation of this name, as the API spells it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+
     /// The name, as the API spells it.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -132,6 +137,25 @@ pub trait KeyFields {
     fn map(&mut self, tag: u8, map: &SecretMap);
 }
 
+/// What a call asks for, as a caller policy judges it: its operation, the
+/// pool it names, the names (never the values) of its Logins and principal
+/// tags, and the token lifetime it asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct Scope<'a> {
+    /// The operation.
+    pub operation: OperationName,
+    /// The pool the request names; `None` for the operations that name an
+    /// identity instead.
+    pub identity_pool: Option<&'a str>,
+    /// Its Logins (the policy reads the names, and the pool of a Cognito
+    /// token among them).
+    pub logins: &'a SecretMap,
+    /// Its principal tags, for the developer operation.
+    pub principal_tags: Option<&'a SecretMap>,
+    /// The token lifetime asked for, for the developer operation.
+    pub token_duration_seconds: Option<u32>,
+}
+
 /// One of the four operations, implemented by its validated input.
 pub trait Operation: fmt::Debug + Send + Sync + 'static {
     /// Its answer.
@@ -147,6 +171,8 @@ pub trait Operation: fmt::Debug + Send + Sync + 'static {
         &self,
         upstream: &U,
     ) -> impl Future<Output = Upstreamed<Self::Output>> + Send;
+    /// What it asks for, for a caller policy.
+    fn scope(&self) -> Scope<'_>;
 }
 
 impl Operation for GetIdInput {
@@ -173,6 +199,16 @@ impl Operation for GetIdInput {
     fn send<U: Upstream>(&self, upstream: &U) -> impl Future<Output = Upstreamed<GetIdOutput>> {
         upstream.get_id(self)
     }
+
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            operation: Self::NAME,
+            identity_pool: Some(self.identity_pool_id.as_str()),
+            logins: self.logins.map(),
+            principal_tags: None,
+            token_duration_seconds: None,
+        }
+    }
 }
 
 impl Operation for GetOpenIdTokenInput {
@@ -190,6 +226,16 @@ impl Operation for GetOpenIdTokenInput {
 
     fn send<U: Upstream>(&self, upstream: &U) -> impl Future<Output = Upstreamed<OpenIdToken>> {
         upstream.get_open_id_token(self)
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            operation: Self::NAME,
+            identity_pool: None,
+            logins: self.logins.map(),
+            principal_tags: None,
+            token_duration_seconds: None,
+        }
     }
 }
 
@@ -212,6 +258,16 @@ impl Operation for GetOpenIdTokenForDeveloperIdentityInput {
 
     fn send<U: Upstream>(&self, upstream: &U) -> impl Future<Output = Upstreamed<OpenIdToken>> {
         upstream.get_open_id_token_for_developer_identity(self)
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            operation: Self::NAME,
+            identity_pool: Some(self.identity_pool_id.as_str()),
+            logins: self.logins.map(),
+            principal_tags: Some(self.principal_tags.map()),
+            token_duration_seconds: self.token_duration.map(|d| d.seconds()),
+        }
     }
 }
 
@@ -237,5 +293,15 @@ impl Operation for GetCredentialsForIdentityInput {
         upstream: &U,
     ) -> impl Future<Output = Upstreamed<GetCredentialsForIdentityOutput>> {
         upstream.get_credentials_for_identity(self)
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            operation: Self::NAME,
+            identity_pool: None,
+            logins: self.logins.map(),
+            principal_tags: None,
+            token_duration_seconds: None,
+        }
     }
 }

@@ -1,0 +1,398 @@
+//! The caller policy: who may call which operation, for which pools, login
+//! providers, principal tags and token lifetimes. Read from a YAML file
+//! ([`file`]), checked whole when loaded (every problem refused before it
+//! can take effect), and asked one question per call: [`Policy::decide`].
+//!
+//! A caller is the first entry one of whose `spiffe_ids` (exact, or a prefix
+//! ending in `/*`) or `dns_names` matches its identity. A call is allowed
+//! when one of that caller's rules matches every part of it: the operation,
+//! the pool, every Logins key, every principal tag key, and the token
+//! lifetime (a request without one is judged as Cognito's default, 900 s).
+//! Everything else is denied. GetOpenIdToken and GetCredentialsForIdentity
+//! name an identity, not a pool: their pool is the `aud` of the Cognito
+//! token in their Logins (read, not verified: Cognito verifies it against
+//! the identity), and without one they match only rules for any pool.
+//! Nothing secret is read but that `aud`, and nothing secret is said.
+
+mod file;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::domain::{Caller, OperationName, Scope};
+use crate::jwt;
+use file::{ModeName, PolicyFile, RuleEntry};
+
+/// The Logins key of a Cognito OpenID token.
+const COGNITO_LOGIN: &str = "cognito-identity.amazonaws.com";
+/// The token lifetime Cognito gives when a request names none.
+const DEFAULT_TOKEN_DURATION: Duration = Duration::from_secs(900);
+
+/// What the policy does with a denial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Denied calls are refused.
+    Enforce,
+    /// Denied calls are let through, and logged, audited and counted as
+    /// such: for trying a policy on live traffic.
+    DryRun,
+}
+
+/// A loaded, checked policy.
+#[derive(Debug)]
+pub struct Policy {
+    mode: Mode,
+    callers: Vec<NamedCaller>,
+    anonymous: Vec<Rule>,
+}
+
+/// A caller's rate limit, as the policy gives it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    /// Calls a second, on average.
+    pub per_second: f64,
+    /// Calls at once after a quiet spell.
+    pub burst: u32,
+}
+
+#[derive(Debug)]
+struct NamedCaller {
+    name: String,
+    spiffe_ids: Vec<IdPattern>,
+    dns_names: Vec<String>,
+    rate_limit: Option<RateLimit>,
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+enum IdPattern {
+    Exact(String),
+    /// `spiffe://td/ns/shop/*`: everything under `spiffe://td/ns/shop/`.
+    Prefix(String),
+}
+
+impl IdPattern {
+    fn matches(&self, id: &str) -> bool {
+        match self {
+            IdPattern::Exact(exact) => id == exact,
+            IdPattern::Prefix(prefix) => id.starts_with(prefix.as_str()) && id.len() > prefix.len(),
+        }
+    }
+}
+
+/// `None` stands for "any".
+#[derive(Debug)]
+struct Rule {
+    operations: HashSet<OperationName>,
+    identity_pools: Option<HashSet<String>>,
+    login_providers: Option<HashSet<String>>,
+    principal_tag_keys: HashSet<String>,
+    max_token_duration: Option<Duration>,
+}
+
+/// The policy's answer for one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed; `caller` is the policy's name for it (`anonymous` for a
+    /// caller with no identity).
+    Allow {
+        /// The caller's name.
+        caller: String,
+    },
+    /// Denied, saying which part did not match; let through in dry-run mode.
+    Deny {
+        /// The caller's name.
+        caller: String,
+        /// Which part of the call no rule allowed (no secret).
+        why: String,
+        /// The policy is in dry-run mode: the call goes on.
+        dry_run: bool,
+    },
+    /// A caller with no identity, which `anonymous` does not allow.
+    Unauthenticated {
+        /// Which part of the call no rule allowed (no secret).
+        why: String,
+        /// The policy is in dry-run mode: the call goes on.
+        dry_run: bool,
+    },
+}
+
+/// The name of callers with no identity, in decisions and metrics.
+pub const ANONYMOUS: &str = "anonymous";
+/// The name of an identified caller that no entry names.
+pub const UNKNOWN: &str = "unknown";
+
+impl Policy {
+    /// Reads and checks the policy file at `path`.
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("policy {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("policy {}: {e}", path.display()))
+    }
+
+    /// Parses and checks a policy; on failure says where and why.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: PolicyFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+        let mut problems = Vec::new();
+        let mut callers = Vec::with_capacity(file.callers.len());
+        let mut names = HashSet::new();
+        for (i, entry) in file.callers.into_iter().enumerate() {
+            let at = format!("callers[{i}]");
+            if entry.name.trim().is_empty() {
+                problems.push(format!("{at}.name: must not be empty"));
+            } else if !names.insert(entry.name.clone()) {
+                problems.push(format!("{at}.name: {:?} is named twice", entry.name));
+            }
+            if entry.spiffe_ids.is_empty() && entry.dns_names.is_empty() {
+                problems.push(format!("{at}: names no spiffe_ids and no dns_names"));
+            }
+            let spiffe_ids = entry
+                .spiffe_ids
+                .iter()
+                .filter_map(|id| {
+                    id_pattern(id)
+                        .map_err(|e| problems.push(format!("{at}.spiffe_ids: {e}")))
+                        .ok()
+                })
+                .collect();
+            let rate_limit = entry.rate_limit.and_then(|r| {
+                let burst = r
+                    .burst
+                    .unwrap_or_else(|| r.per_second.ceil().max(1.0) as u32);
+                if r.per_second > 0.0 && r.per_second.is_finite() && burst >= 1 {
+                    Some(RateLimit {
+                        per_second: r.per_second,
+                        burst,
+                    })
+                } else {
+                    problems.push(format!(
+                        "{at}.rate_limit: per_second must be more than 0 and burst at least 1"
+                    ));
+                    None
+                }
+            });
+            let rules = rules(&format!("{at}.allow"), entry.allow, &mut problems);
+            callers.push(NamedCaller {
+                name: entry.name,
+                spiffe_ids,
+                dns_names: entry.dns_names,
+                rate_limit,
+                rules,
+            });
+        }
+        let anonymous = match file.anonymous {
+            Some(a) => rules("anonymous.allow", a.allow, &mut problems),
+            None => Vec::new(),
+        };
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        Ok(Self {
+            mode: match file.mode {
+                ModeName::Enforce => Mode::Enforce,
+                ModeName::DryRun => Mode::DryRun,
+            },
+            callers,
+            anonymous,
+        })
+    }
+
+    /// Enforcing, or trying.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The rate limit of the caller named `name`, if it has one.
+    pub fn rate_limit(&self, name: &str) -> Option<RateLimit> {
+        self.callers.iter().find(|c| c.name == name)?.rate_limit
+    }
+
+    /// The policy's answer for `caller` asking for `scope`.
+    pub fn decide(&self, caller: &Caller, scope: &Scope<'_>) -> Decision {
+        let dry_run = self.mode == Mode::DryRun;
+        let (name, rules) = match caller {
+            Caller::Anonymous => (ANONYMOUS, &self.anonymous),
+            identified => match self.callers.iter().find(|c| c.names(identified)) {
+                Some(entry) => (entry.name.as_str(), &entry.rules),
+                None => {
+                    return Decision::Deny {
+                        caller: UNKNOWN.to_owned(),
+                        why: "the caller's identity is not in the policy".to_owned(),
+                        dry_run,
+                    };
+                }
+            },
+        };
+        match judge(rules, scope) {
+            Ok(()) => Decision::Allow {
+                caller: name.to_owned(),
+            },
+            Err(why) if matches!(caller, Caller::Anonymous) => {
+                Decision::Unauthenticated { why, dry_run }
+            }
+            Err(why) => Decision::Deny {
+                caller: name.to_owned(),
+                why,
+                dry_run,
+            },
+        }
+    }
+}
+
+impl NamedCaller {
+    fn names(&self, caller: &Caller) -> bool {
+        match caller {
+            Caller::Anonymous => false,
+            Caller::Spiffe(id) => self.spiffe_ids.iter().any(|p| p.matches(id)),
+            Caller::Dns(name) => self.dns_names.iter().any(|n| n.eq_ignore_ascii_case(name)),
+        }
+    }
+}
+
+fn id_pattern(id: &str) -> Result<IdPattern, String> {
+    if !id.starts_with("spiffe://") {
+        return Err(format!("{id:?} is not a spiffe:// id"));
+    }
+    Ok(match id.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with('/') => IdPattern::Prefix(prefix.to_owned()),
+        Some(_) => {
+            return Err(format!(
+                "{id:?}: a wildcard must be a whole last segment, /*"
+            ));
+        }
+        None => IdPattern::Exact(id.to_owned()),
+    })
+}
+
+fn rules(at: &str, entries: Vec<RuleEntry>, problems: &mut Vec<String>) -> Vec<Rule> {
+    let mut rules = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.into_iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        let mut operations = HashSet::new();
+        for name in &entry.operations {
+            match OperationName::from_name(name) {
+                Some(op) => {
+                    operations.insert(op);
+                }
+                None => problems.push(format!(
+                    "{at}.operations: {name:?} is not one of GetId, GetOpenIdToken, \
+                     GetOpenIdTokenForDeveloperIdentity, GetCredentialsForIdentity"
+                )),
+            }
+        }
+        if entry.operations.is_empty() {
+            problems.push(format!("{at}.operations: must name at least one"));
+        }
+        if entry.identity_pools.is_empty() {
+            problems.push(format!(
+                "{at}.identity_pools: must name at least one, or \"*\""
+            ));
+        }
+        let identity_pools = (!entry.identity_pools.iter().any(|p| p == "*"))
+            .then(|| entry.identity_pools.into_iter().collect());
+        let max_token_duration = entry.max_token_duration.and_then(|d| {
+            humantime::parse_duration(&d)
+                .map_err(|e| problems.push(format!("{at}.max_token_duration: {d:?}: {e}")))
+                .ok()
+        });
+        rules.push(Rule {
+            operations,
+            identity_pools,
+            login_providers: entry.login_providers.map(|p| p.into_iter().collect()),
+            principal_tag_keys: entry
+                .principal_tag_keys
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            max_token_duration,
+        });
+    }
+    rules
+}
+
+/// `Ok` when one of `rules` allows every part of `scope`; otherwise what
+/// the closest rule (the one that got furthest) did not allow.
+fn judge(rules: &[Rule], scope: &Scope<'_>) -> Result<(), String> {
+    let pool = match scope.identity_pool {
+        Some(pool) => Some(pool.to_owned()),
+        None => scope
+            .logins
+            .get(COGNITO_LOGIN)
+            .and_then(|token| jwt::audience(token.expose())),
+    };
+    let mut closest: Option<(usize, String)> = None;
+    for rule in rules {
+        let (step, why) = match rule.check(scope, pool.as_deref()) {
+            Ok(()) => return Ok(()),
+            Err(failed) => failed,
+        };
+        if closest.as_ref().is_none_or(|(best, _)| step > *best) {
+            closest = Some((step, why));
+        }
+    }
+    Err(closest.map_or_else(
+        || format!("no rule allows {}", scope.operation),
+        |(_, why)| why,
+    ))
+}
+
+impl Rule {
+    /// `Err((how far it got, what did not match))`.
+    fn check(&self, scope: &Scope<'_>, pool: Option<&str>) -> Result<(), (usize, String)> {
+        if !self.operations.contains(&scope.operation) {
+            return Err((
+                0,
+                format!("no rule allows the operation {}", scope.operation),
+            ));
+        }
+        if let Some(pools) = &self.identity_pools {
+            match pool {
+                Some(pool) if pools.contains(pool) => {}
+                Some(pool) => {
+                    return Err((1, format!("no rule allows the identity pool {pool}")));
+                }
+                None => {
+                    return Err((
+                        1,
+                        "the call names no identity pool (no Cognito token in Logins), \
+                         and no rule allows any pool"
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
+        if let Some(providers) = &self.login_providers
+            && let Some(provider) = scope.logins.names().find(|n| !providers.contains(*n))
+        {
+            return Err((2, format!("no rule allows the login provider {provider:?}")));
+        }
+        if let Some(tags) = scope.principal_tags
+            && let Some(key) = tags.names().find(|k| !self.principal_tag_keys.contains(*k))
+        {
+            return Err((3, format!("no rule allows the principal tag {key:?}")));
+        }
+        if scope.operation == OperationName::GetOpenIdTokenForDeveloperIdentity
+            && let Some(max) = self.max_token_duration
+        {
+            let asked = scope
+                .token_duration_seconds
+                .map_or(DEFAULT_TOKEN_DURATION, |s| {
+                    Duration::from_secs(u64::from(s))
+                });
+            if asked > max {
+                return Err((
+                    4,
+                    format!(
+                        "a token of {} s is longer than the {} s allowed",
+                        asked.as_secs(),
+                        max.as_secs()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+#![allow(clippy::unwrap_used)]
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::*;
+use crate::domain::{
+    GetCredentialsForIdentityInput, GetIdInput, GetOpenIdTokenForDeveloperIdentityInput, Operation,
+};
+
+const POOL: &str = "us-east-1:0a0a0a0a-0000-4000-8000-000000000001";
+const OTHER_POOL: &str = "us-east-1:0a0a0a0a-0000-4000-8000-000000000002";
+const IDENTITY: &str = "us-east-1:aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+
+const POLICY: &str = r#"
+mode: enforce
+callers:
+  - name: checkout
+    spiffe_ids: ["spiffe://example.org/ns/shop/sa/checkout"]
+    dns_names: ["checkout.shop.svc"]
+    rate_limit: {per_second: 50, burst: 100}
+    allow:
+      - operations: [GetOpenIdTokenForDeveloperIdentity, GetCredentialsForIdentity]
+        identity_pools: ["us-east-1:0a0a0a0a-0000-4000-8000-000000000001"]
+        login_providers: ["login.shop.example", "cognito-identity.amazonaws.com"]
+        principal_tag_keys: ["team"]
+        max_token_duration: 1h
+  - name: batch
+    spiffe_ids: ["spiffe://example.org/ns/batch/*"]
+    allow:
+      - operations: [GetId]
+        identity_pools: ["*"]
+anonymous:
+  allow:
+    - operations: [GetId, GetOpenIdToken, GetCredentialsForIdentity]
+      identity_pools: ["*"]
+"#;
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn developer(
+    pool: &str,
+    logins: &[(&str, &str)],
+    tags: &[(&str, &str)],
+    duration: Option<i64>,
+) -> GetOpenIdTokenForDeveloperIdentityInput {
+    GetOpenIdTokenForDeveloperIdentityInput::parse(
+        Some(pool.into()),
+        None,
+        pairs(logins),
+        pairs(tags),
+        duration,
+    )
+    .unwrap()
+}
+
+fn cognito_token(aud: &str) -> String {
+    let part = |json: &str| URL_SAFE_NO_PAD.encode(json);
+    format!(
+        "{}.{}.c2ln",
+        part(r#"{"alg":"RS512"}"#),
+        part(&format!(r#"{{"aud":"{aud}","sub":"{IDENTITY}"}}"#))
+    )
+}
+
+fn checkout() -> Caller {
+    Caller::Spiffe("spiffe://example.org/ns/shop/sa/checkout".into())
+}
+
+fn decide(caller: &Caller, op: &impl Operation) -> Decision {
+    Policy::parse(POLICY).unwrap().decide(caller, &op.scope())
+}
+
+fn allowed(caller: &str) -> Decision {
+    Decision::Allow {
+        caller: caller.into(),
+    }
+}
+
+fn denied_because(decision: Decision) -> String {
+    match decision {
+        Decision::Deny { why, dry_run, .. } => {
+            assert!(!dry_run);
+            why
+        }
+        other => panic!("not denied: {other:?}"),
+    }
+}
+
+#[test]
+fn a_caller_within_its_rule_is_allowed_by_spiffe_id_or_dns_name() {
+    let ok = developer(
+        POOL,
+        &[("login.shop.example", "u1")],
+        &[("team", "t")],
+        Some(3600),
+    );
+    assert_eq!(decide(&checkout(), &ok), allowed("checkout"));
+    assert_eq!(
+        decide(&Caller::Dns("CHECKOUT.shop.svc".into()), &ok),
+        allowed("checkout")
+    );
+    // Without a duration, judged as Cognito's default of 900 s.
+    let default = developer(POOL, &[("login.shop.example", "u1")], &[], None);
+    assert_eq!(decide(&checkout(), &default), allowed("checkout"));
+}
+
+#[test]
+fn every_part_of_the_call_is_checked_and_the_reason_names_it() {
+    let cases = [
+        (
+            developer(OTHER_POOL, &[("login.shop.example", "u")], &[], None),
+            "identity pool",
+        ),
+        (
+            developer(POOL, &[("graph.facebook.com", "u")], &[], None),
+            "login provider",
+        ),
+        (
+            developer(POOL, &[("login.shop.example", "u")], &[("cost", "x")], None),
+            "principal tag",
+        ),
+        (
+            developer(POOL, &[("login.shop.example", "u")], &[], Some(3601)),
+            "3601 s",
+        ),
+    ];
+    for (input, part) in cases {
+        let why = denied_because(decide(&checkout(), &input));
+        assert!(why.contains(part), "{part}: {why}");
+        // Never a value: the user, the tag value.
+        assert!(!why.contains("\"u\"") && !why.contains("\"x\""), "{why}");
+    }
+    let get_id = GetIdInput::parse(Some(POOL.into()), None, vec![]).unwrap();
+    assert!(denied_because(decide(&checkout(), &get_id)).contains("operation GetId"));
+}
+
+#[test]
+fn identity_operations_take_their_pool_from_the_cognito_tokens_audience() {
+    let credentials = |aud: &str| {
+        GetCredentialsForIdentityInput::parse(
+            Some(IDENTITY.into()),
+            pairs(&[("cognito-identity.amazonaws.com", &cognito_token(aud))]),
+            None,
+        )
+        .unwrap()
+    };
+    assert_eq!(decide(&checkout(), &credentials(POOL)), allowed("checkout"));
+    assert!(denied_because(decide(&checkout(), &credentials(OTHER_POOL))).contains("pool"));
+    // No Cognito token: only rules for any pool match.
+    let bare = GetCredentialsForIdentityInput::parse(Some(IDENTITY.into()), vec![], None).unwrap();
+    assert!(denied_because(decide(&checkout(), &bare)).contains("names no identity pool"));
+    assert_eq!(decide(&Caller::Anonymous, &bare), allowed(ANONYMOUS));
+}
+
+#[test]
+fn prefixes_unknown_callers_and_anonymous_callers() {
+    let get_id = GetIdInput::parse(Some(POOL.into()), None, vec![]).unwrap();
+    let batch = Caller::Spiffe("spiffe://example.org/ns/batch/sa/nightly".into());
+    assert_eq!(decide(&batch, &get_id), allowed("batch"));
+    let stranger = Caller::Spiffe("spiffe://example.org/ns/batchx/sa/a".into());
+    assert_eq!(
+        decide(&stranger, &get_id),
+        Decision::Deny {
+            caller: UNKNOWN.into(),
+            why: "the caller's identity is not in the policy".into(),
+            dry_run: false
+        }
+    );
+    let ok = developer(POOL, &[("login.shop.example", "u1")], &[], None);
+    assert!(matches!(
+        decide(&Caller::Anonymous, &ok),
+        Decision::Unauthenticated { dry_run: false, .. }
+    ));
+}
+
+#[test]
+fn dry_run_decides_the_same_and_says_so() {
+    let policy = Policy::parse(&POLICY.replace("mode: enforce", "mode: dry-run")).unwrap();
+    assert_eq!(policy.mode(), Mode::DryRun);
+    let other = developer(OTHER_POOL, &[("login.shop.example", "u")], &[], None);
+    assert!(matches!(
+        policy.decide(&checkout(), &other.scope()),
+        Decision::Deny { dry_run: true, .. }
+    ));
+}
+
+#[test]
+fn rate_limits_are_read() {
+    let policy = Policy::parse(POLICY).unwrap();
+    assert_eq!(
+        policy.rate_limit("checkout"),
+        Some(RateLimit {
+            per_second: 50.0,
+            burst: 100
+        })
+    );
+    assert_eq!(policy.rate_limit("batch"), None);
+}
+
+#[test]
+fn bad_policies_are_refused_with_every_problem() {
+    let bad = r#"
+mode: enforce
+callers:
+  - name: a
+    spiffe_ids: ["example.org/a", "spiffe://x/a*"]
+    allow:
+      - operations: [GetToken]
+        identity_pools: []
+        max_token_duration: soon
+  - name: a
+    allow: []
+"#;
+    let err = Policy::parse(bad).unwrap_err();
+    for expected in [
+        "is not a spiffe:// id",
+        "a wildcard must be a whole last segment",
+        "\"GetToken\" is not one of",
+        "identity_pools: must name at least one",
+        "max_token_duration",
+        "named twice",
+        "names no spiffe_ids and no dns_names",
+    ] {
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    // A misspelt field is refused, not ignored.
+    let typo = POLICY.replace("principal_tag_keys", "principal_tags_keys");
+    assert!(Policy::parse(&typo).is_err());
+    assert!(Policy::parse("mode: maybe").is_err());
+    assert!(Policy::parse("callers: [").is_err());
+}
