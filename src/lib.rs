@@ -16,8 +16,9 @@
 //!   traced call's span how the answer was reached. [`grpc::status`] maps
 //!   every error to a gRPC status, in one place.
 //! - [`service`]: the identity service, one generic path for every
-//!   [`domain::Operation`]: answered through [`cache`] (the token cache over
-//!   moka) or the upstream.
+//!   [`domain::Operation`]: the caller judged by the [`policy`] first, then
+//!   answered through [`cache`] (the token cache over moka) or the
+//!   upstream.
 //! - [`upstream`]: Cognito through `aws-sdk-cognitoidentity`, its errors
 //!   sorted into [`domain::Error`], each call returned with its record.
 //! - [`domain`]: at the bottom: validated newtypes (one implementation of
@@ -135,8 +136,16 @@ async fn gateway(
             None => None,
         },
     };
+    if let Some(header) = &settings.server.caller_identity_header {
+        tracing::warn!(
+            %header,
+            "callers are identified by a header, trusted as it comes: only a service mesh \
+             that sets it for every connection may reach this listener"
+        );
+    }
     tracing::info!(listen = %settings.listen, admin = ?settings.admin_listen, "serving gRPC");
-    let service = Arc::new(Gateway::new(upstream, settings.cache, Clock::default()));
+    let service = Gateway::new(upstream, settings.cache, Clock::default());
+    let service = Arc::new(service.with_policy(settings.policy));
     Ok(server::run(&settings.server, listeners, service, shutdown).await?)
 }
 

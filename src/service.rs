@@ -13,9 +13,10 @@ use futures_util::future::Either;
 
 use crate::cache::{CacheSettings, Clock, TokenCache};
 use crate::domain::{
-    CacheOutcome, CacheStats, IdentityService, Operation, RequestContext, Served, Upstream,
+    CacheOutcome, CacheStats, Error, IdentityService, Operation, RequestContext, Served, Upstream,
     Upstreamed,
 };
+use crate::policy::{Decision, Policy};
 use crate::telemetry::metrics::metrics;
 
 /// The gateway's [`IdentityService`] over an [`Upstream`].
@@ -23,6 +24,8 @@ use crate::telemetry::metrics::metrics;
 pub struct Gateway<U> {
     upstream: Arc<U>,
     cache: Option<TokenCache>,
+    /// `None`: every caller may call everything.
+    policy: Option<Arc<Policy>>,
 }
 
 impl<U: Upstream> Gateway<U> {
@@ -32,6 +35,64 @@ impl<U: Upstream> Gateway<U> {
         Self {
             upstream: Arc::new(upstream),
             cache: cache.enabled.then(|| TokenCache::new(cache, clock)),
+            policy: None,
+        }
+    }
+
+    /// Judges every call by `policy`, if any, before anything else.
+    pub fn with_policy(mut self, policy: Option<Arc<Policy>>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The caller check: `Some` error when the policy refuses the call.
+    /// Every decision is counted; a dry run's denial is logged and let
+    /// through.
+    fn check<O: Operation>(&self, ctx: &RequestContext, input: &O) -> Option<Error> {
+        let policy = self.policy.as_ref()?;
+        let operation = O::NAME;
+        let decision = policy.decide(&ctx.caller, &input.scope());
+        let (caller, label) = match &decision {
+            Decision::Allow { caller } => (caller.as_str(), "allow"),
+            Decision::Deny {
+                caller, dry_run, ..
+            } => (
+                caller.as_str(),
+                if *dry_run { "dry_run_deny" } else { "deny" },
+            ),
+            Decision::Unauthenticated { dry_run, .. } => (
+                crate::policy::ANONYMOUS,
+                if *dry_run { "dry_run_deny" } else { "deny" },
+            ),
+        };
+        metrics().policy_decision(caller, operation.as_str(), label);
+        match decision {
+            Decision::Allow { .. } => None,
+            Decision::Deny {
+                caller,
+                why,
+                dry_run: true,
+            } => {
+                tracing::info!(caller, %operation, why, "dry run: the policy would deny this call");
+                None
+            }
+            Decision::Unauthenticated { why, dry_run: true } => {
+                tracing::info!(%operation, why, "dry run: the policy would refuse this anonymous call");
+                None
+            }
+            Decision::Deny {
+                caller,
+                why,
+                dry_run: false,
+            } => Some(Error::PolicyDenied {
+                caller,
+                operation,
+                why,
+            }),
+            Decision::Unauthenticated {
+                why,
+                dry_run: false,
+            } => Some(Error::CallerUnauthenticated { operation, why }),
         }
     }
 
@@ -69,18 +130,21 @@ impl<U: Upstream> IdentityService for Gateway<U> {
     /// once more.
     fn call<O: Operation>(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         input: O,
     ) -> impl Future<Output = Served<O::Output>> + Send {
-        // Whatever decides on the caller belongs here, first: a caller that
-        // is refused must never read a token another caller cached.
+        // The caller check comes first: a caller that is refused must never
+        // read a token another caller cached.
+        if let Some(refusal) = self.check(ctx, &input) {
+            return Either::Right(std::future::ready(Served::refused(refusal)));
+        }
         let key = match &self.cache {
             Some(cache) if cache.settings().caches(input.caching()) => Some(cache.key(&input)),
             _ => None,
         };
         let input = Arc::new(input);
         let upstream = self.upstream.clone();
-        match (&self.cache, key) {
+        Either::Left(match (&self.cache, key) {
             (Some(cache), Some(key)) => Either::Left(cache.get_or_fetch(key, move || {
                 let (upstream, input) = (upstream.clone(), input.clone());
                 async move { send(&*upstream, &*input).await }
@@ -89,6 +153,6 @@ impl<U: Upstream> IdentityService for Gateway<U> {
             _ => Either::Right(Box::pin(async move {
                 Served::upstream(send(&*upstream, &*input).await, CacheOutcome::Bypass)
             })),
-        }
+        })
     }
 }

@@ -44,6 +44,29 @@ fn a_bad_configuration_lists_every_problem_and_exits_2() {
 }
 
 #[test]
+fn serving_every_caller_off_loopback_needs_a_policy_or_the_flag() {
+    let out = gateway()
+        .args(["--listen", "0.0.0.0:0", "--region", "us-east-1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("- --policy: none is given"), "{stderr}");
+    let out = gateway()
+        .args([
+            "--listen",
+            "0.0.0.0:0",
+            "--policy",
+            "/nonexistent/policy.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("/nonexistent/policy.yaml"), "{stderr}");
+}
+
+#[test]
 fn no_region_is_a_configuration_error() {
     let out = gateway()
         .args(["--listen", "127.0.0.1:0"])

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::cache::CacheSettings;
+use crate::policy::Policy;
 use crate::server::ServerSettings;
 use crate::telemetry::{LogFormat, TelemetrySettings, TraceSettings};
 use crate::upstream::UpstreamSettings;
@@ -174,6 +175,34 @@ pub struct Cli {
     /// Log format; RUST_LOG sets the filter (default: info).
     #[arg(long, env = "COGNITO_GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// The caller policy, a YAML file: who may call which operation, for
+    /// which pools, login providers, principal tags and token lifetimes.
+    #[arg(long, env = "COGNITO_GATEWAY_POLICY")]
+    pub policy: Option<std::path::PathBuf>,
+
+    /// Without --policy, serve every caller even on an address other than
+    /// loopback (true/false).
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_ALLOW_ALL_CALLERS",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub allow_all_callers: String,
+
+    /// Take the caller's identity from this header, which a service mesh
+    /// doing mutual TLS in front of the gateway sets (l5d-client-id for
+    /// Linkerd, x-forwarded-client-cert for Envoy and Istio). Trusted as is.
+    #[arg(long, env = "COGNITO_GATEWAY_CALLER_IDENTITY_HEADER")]
+    pub caller_identity_header: Option<String>,
+}
+
+/// Who may call, as configured.
+struct Callers {
+    policy: Option<std::sync::Arc<Policy>>,
+    identity_header: Option<http::HeaderName>,
 }
 
 #[cfg(feature = "emulator")]
@@ -232,6 +261,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// Logs and traces.
     pub telemetry: TelemetrySettings,
+    /// The caller policy; `None`: every caller may call everything.
+    pub policy: Option<std::sync::Arc<Policy>>,
     /// Start an embedded emulator and use it as the upstream (`--emulator`):
     /// [`Settings::start_embedded_emulator`] resolves it.
     #[cfg(feature = "emulator")]
@@ -339,6 +370,7 @@ impl Cli {
         let shutdown_grace = p.duration("shutdown-grace", &self.shutdown_grace);
         let cache = self.cache_settings(&mut p);
         let traces = p.check_as_is(TraceSettings::from_env());
+        let callers = listen.and_then(|listen| self.callers(listen, &mut p));
         if let (Some(attempt), Some(operation)) = (attempt_timeout, operation_timeout)
             && attempt > operation
         {
@@ -362,6 +394,7 @@ impl Cli {
             shutdown_grace,
             cache,
             traces,
+            callers,
         ) {
             (
                 Some(listen),
@@ -377,6 +410,7 @@ impl Cli {
                 Some(shutdown_grace),
                 Some(cache),
                 Some(traces),
+                Some(callers),
             ) if p.0.is_empty() => Ok(Settings {
                 listen,
                 admin_listen,
@@ -393,7 +427,9 @@ impl Cli {
                     request_timeout,
                     concurrency_limit,
                     shutdown_grace,
+                    caller_identity_header: callers.identity_header,
                 },
+                policy: callers.policy,
                 cache,
                 telemetry: TelemetrySettings {
                     log_format: self.log_format,
@@ -404,6 +440,43 @@ impl Cli {
             }),
             _ => Err(ConfigError(p.0)),
         }
+    }
+
+    /// The policy and the identity header. Without a policy every caller
+    /// may call everything: that is allowed only where it is explicit
+    /// (loopback, the emulator, or --allow-all-callers).
+    fn callers(&self, listen: SocketAddr, p: &mut Problems) -> Option<Callers> {
+        let policy = match &self.policy {
+            Some(path) => Some(p.check_as_is(Policy::load(path).map(std::sync::Arc::new))?),
+            None => None,
+        };
+        let allow_all = p.boolean("allow-all-callers", &self.allow_all_callers)?;
+        #[cfg(feature = "emulator")]
+        let explicit = allow_all || self.emulator || listen.ip().is_loopback();
+        #[cfg(not(feature = "emulator"))]
+        let explicit = allow_all || listen.ip().is_loopback();
+        if policy.is_none() && !explicit {
+            p.0.push(format!(
+                "--policy: none is given, so every caller could mint any developer token; \
+                 without a policy the gateway serves only on a loopback address, with \
+                 --emulator, or with --allow-all-callers (listening on {listen})"
+            ));
+            return None;
+        }
+        let identity_header = match &self.caller_identity_header {
+            Some(name) => Some(
+                p.check(
+                    "caller-identity-header",
+                    http::HeaderName::try_from(name.trim().to_ascii_lowercase())
+                        .map_err(|_| format!("{name:?} is not a header name")),
+                )?,
+            ),
+            None => None,
+        };
+        Some(Callers {
+            policy,
+            identity_header,
+        })
     }
 
     fn cache_settings(&self, p: &mut Problems) -> Option<CacheSettings> {
@@ -446,12 +519,58 @@ impl Cli {
 mod tests {
     use super::*;
 
+    /// The flags as typed, serving every caller (the default listen
+    /// address is not loopback).
     fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
+        let mut argv = vec!["cognito-identity-gateway", "--allow-all-callers"];
+        argv.extend_from_slice(args);
+        parse_exactly(&argv[1..])
+    }
+
+    fn parse_exactly(args: &[&str]) -> Result<Settings, ConfigError> {
         let mut argv = vec!["cognito-identity-gateway"];
         argv.extend_from_slice(args);
         Cli::try_parse_from(argv)
             .expect("flags parse")
             .into_settings()
+    }
+
+    #[test]
+    fn serving_every_caller_must_be_explicit() {
+        let err = parse_exactly(&[]).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(err.0[0].starts_with("--policy: none is given"), "{err}");
+        assert!(err.0[0].contains("--allow-all-callers"), "{err}");
+        assert!(parse_exactly(&["--listen=127.0.0.1:50051"]).is_ok());
+        assert!(parse_exactly(&["--listen=[::1]:50051"]).is_ok());
+        assert!(parse_exactly(&["--allow-all-callers=true"]).is_ok());
+        assert!(parse_exactly(&["--emulator"]).is_ok());
+        assert!(parse_exactly(&["--allow-all-callers=perhaps"]).is_err());
+    }
+
+    #[test]
+    fn a_policy_is_loaded_and_a_bad_one_refused() {
+        let dir = std::env::temp_dir().join(format!("policy-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.yaml");
+        std::fs::write(&good, "mode: enforce\ncallers: []\n").unwrap();
+        let path = format!("--policy={}", good.display());
+        let s = parse_exactly(&[&path, "--caller-identity-header=L5D-Client-Id"]).unwrap();
+        assert!(s.policy.is_some());
+        assert_eq!(
+            s.server.caller_identity_header.unwrap().as_str(),
+            "l5d-client-id"
+        );
+        let bad = dir.join("bad.yaml");
+        std::fs::write(&bad, "mode: sometimes\n").unwrap();
+        let err = parse_exactly(&[&format!("--policy={}", bad.display())]).unwrap_err();
+        assert!(err.0[0].contains("bad.yaml"), "{err}");
+        let missing = parse_exactly(&["--policy=/nonexistent/policy.yaml"]).unwrap_err();
+        assert!(
+            missing.0[0].contains("/nonexistent/policy.yaml"),
+            "{missing}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The domain's one error type. The upstream adapter sorts SDK errors into
 //! these cases; `grpc::status` turns them into gRPC statuses, in one place.
 
+use super::operation::OperationName;
 use super::validate::Violations;
 
 /// Everything that can go wrong with a call.
@@ -43,6 +44,27 @@ pub enum Error {
         detail: String,
     },
 
+    /// The caller policy does not allow this caller this call; nothing was
+    /// read from the cache or sent upstream.
+    #[error("caller {caller} may not call {operation}: {why}")]
+    PolicyDenied {
+        /// The policy's name for the caller.
+        caller: String,
+        /// The operation.
+        operation: OperationName,
+        /// Which part of the call no rule allowed; never a secret.
+        why: String,
+    },
+
+    /// A caller with no identity, which the policy does not allow this call.
+    #[error("callers with no identity may not call {operation}: {why}")]
+    CallerUnauthenticated {
+        /// The operation.
+        operation: OperationName,
+        /// Which part of the call no rule allowed; never a secret.
+        why: String,
+    },
+
     /// A fault of the gateway itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -59,6 +81,8 @@ impl Error {
             Error::UpstreamTimeout => "UPSTREAM_TIMEOUT",
             Error::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Error::BadResponse { .. } => "UPSTREAM_BAD_RESPONSE",
+            Error::PolicyDenied { .. } => "POLICY_DENIED",
+            Error::CallerUnauthenticated { .. } => "CALLER_UNAUTHENTICATED",
             Error::Internal(_) => "INTERNAL",
         }
     }
@@ -76,7 +100,10 @@ impl Error {
             Error::Unreachable(_) | Error::UpstreamTimeout | Error::DeadlineExceeded => true,
             // A server fault behind an unreadable body (a proxy's 502 page).
             Error::BadResponse { status, .. } => *status >= 500,
-            Error::InvalidRequest(_) | Error::Internal(_) => false,
+            Error::InvalidRequest(_)
+            | Error::PolicyDenied { .. }
+            | Error::CallerUnauthenticated { .. }
+            | Error::Internal(_) => false,
         }
     }
 }

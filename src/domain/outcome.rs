@@ -84,6 +84,15 @@ pub struct Served<T> {
 }
 
 impl<T> Served<T> {
+    /// A call refused before the cache and the upstream.
+    pub fn refused(error: Error) -> Self {
+        Self {
+            result: Err(error),
+            cache: None,
+            upstream: None,
+        }
+    }
+
     /// An upstream call's result, reached with `cache`.
     pub fn upstream(upstreamed: Upstreamed<T>, cache: CacheOutcome) -> Self {
         Self {

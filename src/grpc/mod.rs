@@ -1,6 +1,7 @@
 //! The gRPC layer. It only translates: proto message -> validated domain
 //! input -> [`IdentityService`] -> proto reply. No AWS SDK type appears here.
 
+mod caller;
 pub mod status;
 
 use std::sync::Arc;
@@ -21,12 +22,24 @@ pub use pb::cognito_identity_service_server::CognitoIdentityServiceServer;
 #[derive(Debug)]
 pub struct GrpcApi<S> {
     service: Arc<S>,
+    /// The header a trusted mesh names the caller in, if any.
+    identity_header: Option<http::HeaderName>,
 }
 
 impl<S: IdentityService> GrpcApi<S> {
     /// Serves `service` over gRPC.
     pub fn new(service: Arc<S>) -> Self {
-        Self { service }
+        Self {
+            service,
+            identity_header: None,
+        }
+    }
+
+    /// Takes the caller's identity from `header`, which a service mesh in
+    /// front of the gateway sets (`--caller-identity-header`).
+    pub fn trusting_header(mut self, header: Option<http::HeaderName>) -> Self {
+        self.identity_header = header;
+        self
     }
 
     /// The tonic server for this API.
@@ -46,7 +59,9 @@ impl<S: IdentityService> GrpcApi<S> {
     where
         O: Operation,
     {
-        let ctx = context(&request);
+        let ctx = RequestContext {
+            caller: caller::caller(&request, self.identity_header.as_ref()),
+        };
         let notes = request.extensions().get::<CallNotes>().cloned();
         let input = parse(request.into_inner()).map_err(Error::InvalidRequest)?;
         let served = self.service.call(&ctx, input).await;
@@ -55,11 +70,6 @@ impl<S: IdentityService> GrpcApi<S> {
         }
         Ok(Response::new(reply(served.result?)))
     }
-}
-
-/// Who is calling.
-fn context<T>(_request: &Request<T>) -> RequestContext {
-    RequestContext::anonymous()
 }
 
 /// proto3 cannot tell an empty string from an absent one; the model allows

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
-use crate::domain::Error;
+use crate::domain::{Error, OperationName};
 
 /// ErrorInfo domain of errors that Cognito returned.
 pub const COGNITO_DOMAIN: &str = "cognito-identity.amazonaws.com";
@@ -27,6 +27,10 @@ pub const GATEWAY_DOMAIN: &str = "cognito-identity-gateway";
 pub const REQUEST_ID_KEY: &str = "aws_request_id";
 /// ErrorInfo metadata key saying whether a retry may help ("true"/"false").
 pub const RETRYABLE_KEY: &str = "retryable";
+/// ErrorInfo metadata key of the policy's name for the caller.
+pub const CALLER_KEY: &str = "caller";
+/// ErrorInfo metadata key of the operation a caller was refused.
+pub const OPERATION_KEY: &str = "operation";
 
 /// The gRPC code for a Cognito error code.
 pub fn code_for_cognito_error(code: &str) -> Code {
@@ -57,6 +61,16 @@ fn error_info(
     ErrorDetails::with_error_info(reason, domain, metadata)
 }
 
+/// The ErrorInfo of a caller refused by the policy: who, and what it asked.
+fn refusal_info(reason: &str, caller: &str, operation: OperationName) -> ErrorDetails {
+    let metadata = HashMap::from([
+        (RETRYABLE_KEY.to_owned(), false.to_string()),
+        (CALLER_KEY.to_owned(), caller.to_owned()),
+        (OPERATION_KEY.to_owned(), operation.as_str().to_owned()),
+    ]);
+    ErrorDetails::with_error_info(reason, GATEWAY_DOMAIN, metadata)
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
         let message = err.to_string();
@@ -78,6 +92,16 @@ impl From<Error> for Status {
             } => (
                 code_for_cognito_error(&code),
                 error_info(&reason, COGNITO_DOMAIN, request_id, retryable),
+            ),
+            Error::PolicyDenied {
+                caller, operation, ..
+            } => (
+                Code::PermissionDenied,
+                refusal_info(&reason, &caller, operation),
+            ),
+            Error::CallerUnauthenticated { operation, .. } => (
+                Code::Unauthenticated,
+                refusal_info(&reason, crate::policy::ANONYMOUS, operation),
             ),
             other => {
                 let code = match other {

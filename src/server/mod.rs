@@ -32,6 +32,9 @@ pub struct ServerSettings {
     pub concurrency_limit: usize,
     /// How long in-flight calls may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// The header a service mesh in front of the gateway names the caller
+    /// in (`--caller-identity-header`); `None`: callers are anonymous.
+    pub caller_identity_header: Option<http::HeaderName>,
 }
 
 impl Default for ServerSettings {
@@ -40,6 +43,7 @@ impl Default for ServerSettings {
             request_timeout: Duration::from_secs(10),
             concurrency_limit: 1024,
             shutdown_grace: Duration::from_secs(20),
+            caller_identity_header: None,
         }
     }
 }
@@ -89,7 +93,9 @@ pub async fn run<S: IdentityService>(
         }));
     }
 
-    let api = GrpcApi::new(service).into_server();
+    let api = GrpcApi::new(service)
+        .trusting_header(settings.caller_identity_header.clone())
+        .into_server();
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<Api<S>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()

@@ -41,6 +41,18 @@ pub struct UpstreamLabels {
     pub code: String,
 }
 
+/// Labels of a caller policy's decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// The policy's name for the caller (`anonymous`, `unknown`, or a name
+    /// the policy gives: a bounded set).
+    pub caller: String,
+    /// The operation.
+    pub operation: &'static str,
+    /// `allow`, `deny` or `dry_run_deny`.
+    pub decision: &'static str,
+}
+
 /// Labels of a batch of spans sent to the trace collector.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ExportLabels {
@@ -160,6 +172,7 @@ pub struct Metrics {
     in_flight: Gauge,
     upstream_calls: Family<UpstreamLabels, Counter>,
     upstream_latency: Latency,
+    policy_decisions: Family<PolicyLabels, Counter>,
     spans_ended: Counter,
     spans_dropped: Counter,
     spans_exported: Family<ExportLabels, Counter>,
@@ -212,6 +225,13 @@ impl Metrics {
             "Time a call to Cognito Identity took, retries included, by operation",
             upstream_latency.clone(),
         );
+        let policy_decisions = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "gateway_policy_decisions",
+            "Calls judged by the caller policy, by caller, operation and decision \
+             (allow, deny, dry_run_deny)",
+            policy_decisions.clone(),
+        );
         let spans_ended = Counter::default();
         registry.register(
             "gateway_trace_spans_ended",
@@ -248,6 +268,7 @@ impl Metrics {
             in_flight,
             upstream_calls,
             upstream_latency,
+            policy_decisions,
             spans_ended,
             spans_dropped,
             spans_exported,
@@ -299,6 +320,17 @@ impl Metrics {
         self.upstream_latency
             .get_or_create(&MethodLabel { method: operation })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The caller policy judged a call.
+    pub fn policy_decision(&self, caller: &str, operation: &'static str, decision: &'static str) {
+        self.policy_decisions
+            .get_or_create(&PolicyLabels {
+                caller: caller.to_owned(),
+                operation,
+                decision,
+            })
+            .inc();
     }
 
     /// A span ended and went to the trace exporter's queue.
