@@ -39,6 +39,11 @@ impl<U: Upstream> Gateway<U> {
         }
     }
 
+    /// The cache, if on.
+    pub fn cache(&self) -> Option<&TokenCache> {
+        self.cache.as_ref()
+    }
+
     /// Judges every call by `policy`, if any, before anything else.
     pub fn with_policy(mut self, policy: Option<Arc<Policy>>) -> Self {
         self.policy = policy;
@@ -46,59 +51,56 @@ impl<U: Upstream> Gateway<U> {
     }
 
     /// The caller check: `Some` error when the policy refuses the call.
-    /// Every decision is counted; a dry run's denial is logged and let
-    /// through.
+    /// Every decision is counted; in a dry run a refusal is logged and the
+    /// call let through.
     fn check<O: Operation>(&self, ctx: &RequestContext, input: &O) -> Option<Error> {
         let policy = self.policy.as_ref()?;
         let operation = O::NAME;
-        let decision = policy.decide(&ctx.caller, &input.scope());
-        let (caller, label) = match &decision {
-            Decision::Allow { caller } => (caller.as_str(), "allow"),
-            Decision::Deny {
-                caller, dry_run, ..
-            } => (
-                caller.as_str(),
-                if *dry_run { "dry_run_deny" } else { "deny" },
-            ),
-            Decision::Unauthenticated { dry_run, .. } => (
-                crate::policy::ANONYMOUS,
-                if *dry_run { "dry_run_deny" } else { "deny" },
-            ),
+        let decided = |caller: &str, dry_run: bool| {
+            let label = if dry_run { "dry_run_deny" } else { "deny" };
+            metrics().policy_decision(caller, operation.as_str(), label);
         };
-        metrics().policy_decision(caller, operation.as_str(), label);
-        match decision {
-            Decision::Allow { .. } => None,
-            Decision::Deny {
+        let (refusal, dry_run) = match policy.decide(&ctx.caller, &input.scope()) {
+            Decision::Allow { caller } => {
+                metrics().policy_decision(&caller, operation.as_str(), "allow");
+                return None;
+            }
+            Decision::RateLimited {
                 caller,
-                why,
-                dry_run: true,
+                retry_after,
+                dry_run,
             } => {
-                tracing::info!(caller, %operation, why, "dry run: the policy would deny this call");
-                None
-            }
-            Decision::Unauthenticated { why, dry_run: true } => {
-                tracing::info!(%operation, why, "dry run: the policy would refuse this anonymous call");
-                None
+                metrics().caller_rate_limited(&caller);
+                let refusal = Error::CallerRateLimited {
+                    caller,
+                    operation,
+                    retry_after,
+                };
+                (refusal, dry_run)
             }
             Decision::Deny {
                 caller,
                 why,
-                dry_run: false,
-            } => Some(Error::PolicyDenied {
-                caller,
-                operation,
-                why,
-            }),
-            Decision::Unauthenticated {
-                why,
-                dry_run: false,
-            } => Some(Error::CallerUnauthenticated { operation, why }),
+                dry_run,
+            } => {
+                decided(&caller, dry_run);
+                let refusal = Error::PolicyDenied {
+                    caller,
+                    operation,
+                    why,
+                };
+                (refusal, dry_run)
+            }
+            Decision::Unauthenticated { why, dry_run } => {
+                decided(crate::policy::ANONYMOUS, dry_run);
+                (Error::CallerUnauthenticated { operation, why }, dry_run)
+            }
+        };
+        if dry_run {
+            tracing::info!("dry run: the policy would refuse this call: {refusal}");
+            return None;
         }
-    }
-
-    /// The cache, if on.
-    pub fn cache(&self) -> Option<&TokenCache> {
-        self.cache.as_ref()
+        Some(refusal)
     }
 }
 

@@ -19,8 +19,10 @@ use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::server::ServerSettings;
 use cognito_identity_gateway::service::Gateway;
 use cognito_identity_gateway::telemetry::metrics::metrics;
+use std::time::Duration;
 use support::loopback::series;
 use support::{TestGateway, emulator_upstream, start_emulator};
+
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -41,6 +43,13 @@ callers:
         login_providers: ["{DEFAULT_DEVELOPER_PROVIDER}"]
         principal_tag_keys: ["team"]
         max_token_duration: 1h
+  - name: limited
+    dns_names: ["limited.svc"]
+    rate_limit: {{per_second: 0.1, burst: 2}}
+    allow:
+      - operations: [{DEVELOPER}]
+        identity_pools: ["*"]
+        principal_tag_keys: ["team"]
   - name: reader
     spiffe_ids: ["spiffe://example.org/ns/shop/*"]
     allow:
@@ -263,6 +272,60 @@ async fn a_dry_run_lets_denied_calls_through_and_counts_them() {
         series(&text, "gateway_policy_decisions_total").any(|(l, v)| l
             == format!(r#"{{caller="checkout",operation="{DEVELOPER}",decision="dry_run_deny"}}"#)
             && v >= 1.0),
+        "{text}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_past_its_rate_limit_is_told_when_to_retry() {
+    let (url, emulator) = start_emulator().await;
+    let gateway = Gateway::new(
+        emulator_upstream(&url).await,
+        CacheSettings::default(),
+        Clock::default(),
+    )
+    .with_policy(Some(Arc::new(Policy::parse(&policy()).unwrap())));
+    let settings = ServerSettings {
+        caller_identity_header: Some(http::HeaderName::from_static("l5d-client-id")),
+        ..ServerSettings::default()
+    };
+    let server = TestGateway::serve(Arc::new(gateway), settings).await;
+    let mut client = server.client().await;
+    let request = developer(DEFAULT_POOL_ID, DEFAULT_DEVELOPER_PROVIDER, "team", 900);
+    let limited = Some("limited.svc");
+    // A burst of two: a miss, then a hit; the hit counts too.
+    for _ in 0..2 {
+        client
+            .get_open_id_token_for_developer_identity(as_caller(request.clone(), limited))
+            .await
+            .unwrap();
+    }
+    let status = client
+        .get_open_id_token_for_developer_identity(as_caller(request.clone(), limited))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "{}",
+        status.message()
+    );
+    let info = status.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "CALLER_RATE_LIMITED");
+    assert_eq!(info.metadata[CALLER_KEY], "limited");
+    let retry = status.get_details_retry_info().expect("RetryInfo");
+    let delay = retry.retry_delay.expect("a delay");
+    // One call every 10 s: the next is admitted within 10 s, not at once.
+    assert!(
+        delay > Duration::from_secs(5) && delay <= Duration::from_secs(10),
+        "{delay:?}"
+    );
+    assert_eq!(emulator.calls(DEVELOPER), 1);
+    let text = metrics().encode(None);
+    assert!(
+        series(&text, "gateway_caller_rate_limited_total")
+            .any(|(l, v)| l == r#"{caller="limited"}"# && v >= 1.0),
         "{text}"
     );
     server.stop().await;

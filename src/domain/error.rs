@@ -56,6 +56,17 @@ pub enum Error {
         why: String,
     },
 
+    /// The caller is past its rate limit.
+    #[error("caller {caller} is past its rate limit; retry in {} ms", retry_after.as_millis())]
+    CallerRateLimited {
+        /// The policy's name for the caller.
+        caller: String,
+        /// The operation.
+        operation: OperationName,
+        /// When a call would be admitted again.
+        retry_after: std::time::Duration,
+    },
+
     /// A caller with no identity, which the policy does not allow this call.
     #[error("callers with no identity may not call {operation}: {why}")]
     CallerUnauthenticated {
@@ -83,6 +94,7 @@ impl Error {
             Error::BadResponse { .. } => "UPSTREAM_BAD_RESPONSE",
             Error::PolicyDenied { .. } => "POLICY_DENIED",
             Error::CallerUnauthenticated { .. } => "CALLER_UNAUTHENTICATED",
+            Error::CallerRateLimited { .. } => "CALLER_RATE_LIMITED",
             Error::Internal(_) => "INTERNAL",
         }
     }
@@ -97,7 +109,10 @@ impl Error {
                     | "InternalErrorException"
                     | "ExternalServiceException"
             ),
-            Error::Unreachable(_) | Error::UpstreamTimeout | Error::DeadlineExceeded => true,
+            Error::Unreachable(_)
+            | Error::UpstreamTimeout
+            | Error::DeadlineExceeded
+            | Error::CallerRateLimited { .. } => true,
             // A server fault behind an unreadable body (a proxy's 502 page).
             Error::BadResponse { status, .. } => *status >= 500,
             Error::InvalidRequest(_)

@@ -62,9 +62,14 @@ fn error_info(
 }
 
 /// The ErrorInfo of a caller refused by the policy: who, and what it asked.
-fn refusal_info(reason: &str, caller: &str, operation: OperationName) -> ErrorDetails {
+fn refusal_info(
+    reason: &str,
+    caller: &str,
+    operation: OperationName,
+    retryable: bool,
+) -> ErrorDetails {
     let metadata = HashMap::from([
-        (RETRYABLE_KEY.to_owned(), false.to_string()),
+        (RETRYABLE_KEY.to_owned(), retryable.to_string()),
         (CALLER_KEY.to_owned(), caller.to_owned()),
         (OPERATION_KEY.to_owned(), operation.as_str().to_owned()),
     ]);
@@ -97,11 +102,20 @@ impl From<Error> for Status {
                 caller, operation, ..
             } => (
                 Code::PermissionDenied,
-                refusal_info(&reason, &caller, operation),
+                refusal_info(&reason, &caller, operation, false),
             ),
+            Error::CallerRateLimited {
+                caller,
+                operation,
+                retry_after,
+            } => {
+                let mut details = refusal_info(&reason, &caller, operation, true);
+                details.set_retry_info(Some(retry_after));
+                (Code::ResourceExhausted, details)
+            }
             Error::CallerUnauthenticated { operation, .. } => (
                 Code::Unauthenticated,
-                refusal_info(&reason, crate::policy::ANONYMOUS, operation),
+                refusal_info(&reason, crate::policy::ANONYMOUS, operation, false),
             ),
             other => {
                 let code = match other {

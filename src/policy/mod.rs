@@ -17,7 +17,11 @@
 mod file;
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::domain::{Caller, OperationName, Scope};
 use crate::jwt;
@@ -61,6 +65,9 @@ struct NamedCaller {
     spiffe_ids: Vec<IdPattern>,
     dns_names: Vec<String>,
     rate_limit: Option<RateLimit>,
+    /// The rate limit's state (GCRA, lock-free): every call of the caller
+    /// counts, cache hits and denied calls included.
+    limiter: Option<DefaultDirectRateLimiter>,
     rules: Vec<Rule>,
 }
 
@@ -105,6 +112,15 @@ pub enum Decision {
         caller: String,
         /// Which part of the call no rule allowed (no secret).
         why: String,
+        /// The policy is in dry-run mode: the call goes on.
+        dry_run: bool,
+    },
+    /// A caller past its rate limit.
+    RateLimited {
+        /// The caller's name.
+        caller: String,
+        /// When a call would be admitted again.
+        retry_after: Duration,
         /// The policy is in dry-run mode: the call goes on.
         dry_run: bool,
     },
@@ -176,6 +192,7 @@ impl Policy {
                 name: entry.name,
                 spiffe_ids,
                 dns_names: entry.dns_names,
+                limiter: rate_limit.and_then(limiter),
                 rate_limit,
                 rules,
             });
@@ -213,7 +230,16 @@ impl Policy {
         let (name, rules) = match caller {
             Caller::Anonymous => (ANONYMOUS, &self.anonymous),
             identified => match self.callers.iter().find(|c| c.names(identified)) {
-                Some(entry) => (entry.name.as_str(), &entry.rules),
+                Some(entry) => {
+                    if let Some(retry_after) = entry.over_its_rate() {
+                        return Decision::RateLimited {
+                            caller: entry.name.clone(),
+                            retry_after,
+                            dry_run,
+                        };
+                    }
+                    (entry.name.as_str(), &entry.rules)
+                }
                 None => {
                     return Decision::Deny {
                         caller: UNKNOWN.to_owned(),
@@ -239,7 +265,24 @@ impl Policy {
     }
 }
 
+/// A rate limiter for `limit`; `None` if governor cannot express it.
+fn limiter(limit: RateLimit) -> Option<DefaultDirectRateLimiter> {
+    let period = Duration::from_secs_f64(1.0 / limit.per_second);
+    let quota = Quota::with_period(period)?.allow_burst(NonZeroU32::new(limit.burst)?);
+    Some(DefaultDirectRateLimiter::direct(quota))
+}
+
 impl NamedCaller {
+    /// Counts a call: `Some(wait)` when it is past the caller's rate, with
+    /// how long until a call would be admitted.
+    fn over_its_rate(&self) -> Option<Duration> {
+        let limiter = self.limiter.as_ref()?;
+        limiter
+            .check()
+            .err()
+            .map(|not_until| not_until.wait_time_from(limiter.clock().now()))
+    }
+
     fn names(&self, caller: &Caller) -> bool {
         match caller {
             Caller::Anonymous => false,

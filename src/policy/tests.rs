@@ -234,3 +234,46 @@ callers:
     assert!(Policy::parse("mode: maybe").is_err());
     assert!(Policy::parse("callers: [").is_err());
 }
+
+#[test]
+fn a_caller_past_its_burst_is_rate_limited_and_told_when_to_retry() {
+    let policy = Policy::parse(
+        r#"
+mode: enforce
+callers:
+  - name: slow
+    dns_names: ["slow.svc"]
+    rate_limit: {per_second: 0.5, burst: 2}
+    allow:
+      - operations: [GetId]
+        identity_pools: ["*"]
+  - name: other
+    dns_names: ["other.svc"]
+    rate_limit: {per_second: 0.5, burst: 2}
+    allow:
+      - operations: [GetId]
+        identity_pools: ["*"]
+"#,
+    )
+    .unwrap();
+    let slow = Caller::Dns("slow.svc".into());
+    let get_id = GetIdInput::parse(Some(POOL.into()), None, vec![]).unwrap();
+    for _ in 0..2 {
+        assert_eq!(policy.decide(&slow, &get_id.scope()), allowed("slow"));
+    }
+    match policy.decide(&slow, &get_id.scope()) {
+        Decision::RateLimited {
+            caller,
+            retry_after,
+            dry_run: false,
+        } => {
+            assert_eq!(caller, "slow");
+            assert!(retry_after > Duration::from_secs(1), "{retry_after:?}");
+            assert!(retry_after <= Duration::from_secs(2), "{retry_after:?}");
+        }
+        other => panic!("not rate limited: {other:?}"),
+    }
+    // Each caller has a budget of its own.
+    let other = Caller::Dns("other.svc".into());
+    assert_eq!(policy.decide(&other, &get_id.scope()), allowed("other"));
+}

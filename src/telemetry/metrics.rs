@@ -53,6 +53,13 @@ pub struct PolicyLabels {
     pub decision: &'static str,
 }
 
+/// The label of a caller's series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallerLabel {
+    /// The policy's name for the caller.
+    pub caller: String,
+}
+
 /// Labels of a batch of spans sent to the trace collector.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ExportLabels {
@@ -173,6 +180,7 @@ pub struct Metrics {
     upstream_calls: Family<UpstreamLabels, Counter>,
     upstream_latency: Latency,
     policy_decisions: Family<PolicyLabels, Counter>,
+    rate_limited: Family<CallerLabel, Counter>,
     spans_ended: Counter,
     spans_dropped: Counter,
     spans_exported: Family<ExportLabels, Counter>,
@@ -232,6 +240,12 @@ impl Metrics {
              (allow, deny, dry_run_deny)",
             policy_decisions.clone(),
         );
+        let rate_limited = Family::<CallerLabel, Counter>::default();
+        registry.register(
+            "gateway_caller_rate_limited",
+            "Calls refused because their caller was past its rate limit, by caller",
+            rate_limited.clone(),
+        );
         let spans_ended = Counter::default();
         registry.register(
             "gateway_trace_spans_ended",
@@ -269,6 +283,7 @@ impl Metrics {
             upstream_calls,
             upstream_latency,
             policy_decisions,
+            rate_limited,
             spans_ended,
             spans_dropped,
             spans_exported,
@@ -329,6 +344,15 @@ impl Metrics {
                 caller: caller.to_owned(),
                 operation,
                 decision,
+            })
+            .inc();
+    }
+
+    /// A caller was past its rate limit.
+    pub fn caller_rate_limited(&self, caller: &str) {
+        self.rate_limited
+            .get_or_create(&CallerLabel {
+                caller: caller.to_owned(),
             })
             .inc();
     }
