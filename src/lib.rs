@@ -30,7 +30,8 @@
 //! it imports only the domain's records and the generated names),
 //! [`config`] (flags and environment, assembled into each module's own
 //! settings; only this file and `main` import it), [`shutdown`] (signals),
-//! [`jwt`] (reading a token's expiry), [`rate`] (a token bucket), [`proto`]
+//! [`jwt`] (reading a token's claims), [`rate`] (a token bucket), [`reload`]
+//! (noticing changed files), [`proto`]
 //! (the generated code), and `emulator` (an embedded Cognito Identity
 //! emulator, behind the default feature `emulator`). [`serve`] runs what the
 //! configuration says; `main` calls it, and the integration tests call
@@ -49,6 +50,7 @@ pub mod middleware;
 pub mod policy;
 pub mod proto;
 pub mod rate;
+pub mod reload;
 pub mod server;
 pub mod service;
 pub mod shutdown;
@@ -144,6 +146,12 @@ async fn gateway(
         );
     }
     tracing::info!(listen = %settings.listen, admin = ?settings.admin_listen, "serving gRPC");
+    // Checked every so often besides the watch; a mounted ConfigMap takes
+    // up to a minute to change anyway.
+    let _policy_watch = settings
+        .policy
+        .clone()
+        .and_then(|policy| policy.watch(std::time::Duration::from_secs(10)));
     let service = Gateway::new(upstream, settings.cache, Clock::default());
     let service = Arc::new(service.with_policy(settings.policy));
     Ok(server::run(&settings.server, listeners, service, shutdown).await?)

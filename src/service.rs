@@ -16,7 +16,7 @@ use crate::domain::{
     CacheOutcome, CacheStats, Error, IdentityService, Operation, RequestContext, Served, Upstream,
     Upstreamed,
 };
-use crate::policy::{Decision, Policy};
+use crate::policy::{Decision, LivePolicy};
 use crate::telemetry::metrics::metrics;
 
 /// The gateway's [`IdentityService`] over an [`Upstream`].
@@ -25,7 +25,7 @@ pub struct Gateway<U> {
     upstream: Arc<U>,
     cache: Option<TokenCache>,
     /// `None`: every caller may call everything.
-    policy: Option<Arc<Policy>>,
+    policy: Option<Arc<LivePolicy>>,
 }
 
 impl<U: Upstream> Gateway<U> {
@@ -45,7 +45,7 @@ impl<U: Upstream> Gateway<U> {
     }
 
     /// Judges every call by `policy`, if any, before anything else.
-    pub fn with_policy(mut self, policy: Option<Arc<Policy>>) -> Self {
+    pub fn with_policy(mut self, policy: Option<Arc<LivePolicy>>) -> Self {
         self.policy = policy;
         self
     }
@@ -54,7 +54,7 @@ impl<U: Upstream> Gateway<U> {
     /// Every decision is counted; in a dry run a refusal is logged and the
     /// call let through.
     fn check<O: Operation>(&self, ctx: &RequestContext, input: &O) -> Option<Error> {
-        let policy = self.policy.as_ref()?;
+        let policy = self.policy.as_ref()?.current();
         let operation = O::NAME;
         let decided = |caller: &str, dry_run: bool| {
             let label = if dry_run { "dry_run_deny" } else { "deny" };

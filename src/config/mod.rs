@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::cache::CacheSettings;
-use crate::policy::Policy;
+use crate::policy::LivePolicy;
 use crate::server::ServerSettings;
 use crate::telemetry::{LogFormat, TelemetrySettings, TraceSettings};
 use crate::upstream::UpstreamSettings;
@@ -201,7 +201,7 @@ pub struct Cli {
 
 /// Who may call, as configured.
 struct Callers {
-    policy: Option<std::sync::Arc<Policy>>,
+    policy: Option<std::sync::Arc<LivePolicy>>,
     identity_header: Option<http::HeaderName>,
 }
 
@@ -261,8 +261,9 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// Logs and traces.
     pub telemetry: TelemetrySettings,
-    /// The caller policy; `None`: every caller may call everything.
-    pub policy: Option<std::sync::Arc<Policy>>,
+    /// The caller policy, reloaded when its file changes; `None`: every
+    /// caller may call everything.
+    pub policy: Option<std::sync::Arc<LivePolicy>>,
     /// Start an embedded emulator and use it as the upstream (`--emulator`):
     /// [`Settings::start_embedded_emulator`] resolves it.
     #[cfg(feature = "emulator")]
@@ -447,7 +448,7 @@ impl Cli {
     /// (loopback, the emulator, or --allow-all-callers).
     fn callers(&self, listen: SocketAddr, p: &mut Problems) -> Option<Callers> {
         let policy = match &self.policy {
-            Some(path) => Some(p.check_as_is(Policy::load(path).map(std::sync::Arc::new))?),
+            Some(path) => Some(p.check_as_is(LivePolicy::load(path).map(std::sync::Arc::new))?),
             None => None,
         };
         let allow_all = p.boolean("allow-all-callers", &self.allow_all_callers)?;

@@ -15,6 +15,9 @@
 //! Nothing secret is read but that `aud`, and nothing secret is said.
 
 mod file;
+mod live;
+
+pub use live::{LivePolicy, Reloaded};
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
@@ -139,13 +142,6 @@ pub const ANONYMOUS: &str = "anonymous";
 pub const UNKNOWN: &str = "unknown";
 
 impl Policy {
-    /// Reads and checks the policy file at `path`.
-    pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("policy {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("policy {}: {e}", path.display()))
-    }
-
     /// Parses and checks a policy; on failure says where and why.
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: PolicyFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;

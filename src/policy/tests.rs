@@ -277,3 +277,32 @@ callers:
     let other = Caller::Dns("other.svc".into());
     assert_eq!(policy.decide(&other, &get_id.scope()), allowed("other"));
 }
+
+#[test]
+fn a_live_policy_reloads_only_what_changed_and_keeps_what_loads() {
+    let dir = std::env::temp_dir().join(format!("live-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, POLICY).unwrap();
+    let live = LivePolicy::load(&path).unwrap();
+    assert_eq!(live.reload(), Reloaded::Unchanged);
+    std::fs::write(&path, POLICY.replace("mode: enforce", "mode: dry-run")).unwrap();
+    assert_eq!(live.reload(), Reloaded::Replaced);
+    assert_eq!(live.current().mode(), Mode::DryRun);
+    std::fs::write(&path, "mode: enforce\ncallers: [{name: x}]\n").unwrap();
+    match live.reload() {
+        Reloaded::Refused(why) => assert!(why.contains("policy.yaml"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        live.current().mode(),
+        Mode::DryRun,
+        "the policy in force stays"
+    );
+    assert_eq!(
+        live.reload(),
+        Reloaded::Unchanged,
+        "a refused file is not read again"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

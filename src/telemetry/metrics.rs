@@ -60,7 +60,8 @@ pub struct CallerLabel {
     pub caller: String,
 }
 
-/// Labels of a batch of spans sent to the trace collector.
+/// The label of an outcome: a batch of spans sent to the trace collector,
+/// a file reloaded.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ExportLabels {
     /// `ok` or `error`.
@@ -181,6 +182,7 @@ pub struct Metrics {
     upstream_latency: Latency,
     policy_decisions: Family<PolicyLabels, Counter>,
     rate_limited: Family<CallerLabel, Counter>,
+    policy_reloads: Family<ExportLabels, Counter>,
     spans_ended: Counter,
     spans_dropped: Counter,
     spans_exported: Family<ExportLabels, Counter>,
@@ -246,6 +248,13 @@ impl Metrics {
             "Calls refused because their caller was past its rate limit, by caller",
             rate_limited.clone(),
         );
+        let policy_reloads = Family::<ExportLabels, Counter>::default();
+        registry.register(
+            "gateway_policy_reloads",
+            "Changes of the policy file, by outcome (ok: in force; error: refused, \
+             the policy in force stays)",
+            policy_reloads.clone(),
+        );
         let spans_ended = Counter::default();
         registry.register(
             "gateway_trace_spans_ended",
@@ -284,6 +293,7 @@ impl Metrics {
             upstream_latency,
             policy_decisions,
             rate_limited,
+            policy_reloads,
             spans_ended,
             spans_dropped,
             spans_exported,
@@ -353,6 +363,15 @@ impl Metrics {
         self.rate_limited
             .get_or_create(&CallerLabel {
                 caller: caller.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The policy file changed and was put in force (`ok`) or refused.
+    pub fn policy_reloaded(&self, ok: bool) {
+        self.policy_reloads
+            .get_or_create(&ExportLabels {
+                outcome: if ok { "ok" } else { "error" },
             })
             .inc();
     }

@@ -1,0 +1,128 @@
+//! The policy in force, replaced whole when its file changes: a file that
+//! does not load leaves the one in force as it is.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, Guard};
+use tokio::task::JoinHandle;
+
+use super::Policy;
+use crate::reload;
+use crate::telemetry::metrics::metrics;
+
+/// The policy in force, and the file it comes from.
+#[derive(Debug)]
+pub struct LivePolicy {
+    current: ArcSwap<Policy>,
+    /// `None` for a policy given in code (tests).
+    path: Option<PathBuf>,
+    /// The BLAKE3 of the file's bytes in force, so that an unchanged file
+    /// is not parsed again on every check.
+    digest: Mutex<[u8; 32]>,
+}
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The file is as it was.
+    Unchanged,
+    /// A new policy is in force.
+    Replaced,
+    /// The file does not load (why); the policy in force stays.
+    Refused(String),
+}
+
+impl LivePolicy {
+    /// The policy in the file at `path`, checked.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let bytes = read(path)?;
+        let policy = parse(path, &bytes)?;
+        Ok(Self {
+            current: ArcSwap::from_pointee(policy),
+            path: Some(path.to_path_buf()),
+            digest: Mutex::new(*blake3::hash(&bytes).as_bytes()),
+        })
+    }
+
+    /// A policy that no file backs.
+    pub fn fixed(policy: Policy) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(policy),
+            path: None,
+            digest: Mutex::new([0; 32]),
+        }
+    }
+
+    /// The policy in force now.
+    pub fn current(&self) -> Guard<Arc<Policy>> {
+        self.current.load()
+    }
+
+    /// The file it comes from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Reads the file again and puts its policy in force when it changed
+    /// and loads. (A new policy starts its callers' rate limits afresh.)
+    pub fn reload(&self) -> Reloaded {
+        let Some(path) = &self.path else {
+            return Reloaded::Unchanged;
+        };
+        let bytes = match read(path) {
+            Ok(bytes) => bytes,
+            Err(why) => return Reloaded::Refused(why),
+        };
+        let digest = *blake3::hash(&bytes).as_bytes();
+        let Ok(mut in_force) = self.digest.lock() else {
+            return Reloaded::Refused("the policy's state is poisoned".to_owned());
+        };
+        if *in_force == digest {
+            return Reloaded::Unchanged;
+        }
+        match parse(path, &bytes) {
+            Ok(policy) => {
+                self.current.store(Arc::new(policy));
+                *in_force = digest;
+                Reloaded::Replaced
+            }
+            Err(why) => {
+                // Not parsed again until the file changes once more.
+                *in_force = digest;
+                Reloaded::Refused(why)
+            }
+        }
+    }
+}
+
+impl LivePolicy {
+    /// Reloads the policy whenever its file changes (watched, and checked
+    /// every `every` as well), saying and counting each outcome in
+    /// `gateway_policy_reloads_total{outcome}`. `None` when no file backs it.
+    pub fn watch(self: Arc<Self>, every: Duration) -> Option<JoinHandle<()>> {
+        let path = self.path.clone()?;
+        Some(reload::spawn(&[path], every, move || match self.reload() {
+            Reloaded::Unchanged => {}
+            Reloaded::Replaced => {
+                tracing::info!("caller policy reloaded");
+                metrics().policy_reloaded(true);
+            }
+            Reloaded::Refused(why) => {
+                tracing::warn!("the policy in force stays: {why}");
+                metrics().policy_reloaded(false);
+            }
+        }))
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("policy {}: {e}", path.display()))
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Policy, String> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| format!("policy {}: not UTF-8", path.display()))?;
+    Policy::parse(text).map_err(|e| format!("policy {}: {e}", path.display()))
+}

@@ -1,0 +1,77 @@
+//! Noticing that files a running gateway uses have changed, without a
+//! restart: the policy today, the TLS certificates next.
+//!
+//! Each file's directory is watched, not the file: Kubernetes updates a
+//! mounted Secret or ConfigMap by swapping a `..data` symlink in the
+//! directory, and a watch on the old file would never fire again. A
+//! periodic check backs the watch up (a file system without inotify, an
+//! event lost): whoever is told must compare what it reads with what it
+//! has, and do nothing when they are the same.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Events come in bursts (a write is several; a Secret's update is a
+/// dozen): they are gathered for this long before `changed` is called.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// Calls `changed` soon after anything in the directories of `paths`
+/// changes, and every `every` in any case, until the task is aborted.
+/// Watching is best effort: without it (said once in the log) the periodic
+/// check still runs.
+pub fn spawn(
+    paths: &[PathBuf],
+    every: Duration,
+    mut changed: impl FnMut() + Send + 'static,
+) -> JoinHandle<()> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let watcher = watch(paths, tx);
+    tokio::spawn(async move {
+        // Kept for as long as the task runs: dropping it stops the watch.
+        let _watcher = watcher;
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                event = rx.recv() => {
+                    if event.is_none() {
+                        // The watcher is gone: the periodic check goes on.
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(SETTLE).await;
+                    while rx.try_recv().is_ok() {}
+                }
+                _ = ticks.tick() => {}
+            }
+            changed();
+        }
+    })
+}
+
+fn watch(paths: &[PathBuf], tx: mpsc::UnboundedSender<()>) -> Option<RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| tracing::warn!("cannot watch files for changes ({e}); checking them periodically"))
+    .ok()?;
+    for path in paths {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(
+                directory = %dir.display(),
+                "cannot watch for changes ({e}); checking periodically"
+            );
+        }
+    }
+    Some(watcher)
+}
