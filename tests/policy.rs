@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cognito_identity_gateway::cache::{CacheSettings, Clock};
-use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
+use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID, Emulator};
 use cognito_identity_gateway::grpc::status::{CALLER_KEY, GATEWAY_DOMAIN, OPERATION_KEY};
 use cognito_identity_gateway::policy::{LivePolicy, Policy};
 use cognito_identity_gateway::proto as pb;
@@ -78,6 +78,26 @@ fn developer(
     }
 }
 
+/// The gateway over the emulator, judging callers by `policy`, who are
+/// named by Linkerd's header.
+async fn serve(policy: LivePolicy) -> (TestGateway, Arc<Emulator>) {
+    let (url, emulator) = start_emulator().await;
+    let gateway = Gateway::new(
+        emulator_upstream(&url).await,
+        CacheSettings::default(),
+        Clock::default(),
+    )
+    .with_policy(Some(Arc::new(policy)));
+    let settings = ServerSettings {
+        caller_identity_header: Some(http::HeaderName::from_static("l5d-client-id")),
+        ..ServerSettings::default()
+    };
+    (
+        TestGateway::serve(Arc::new(gateway), settings).await,
+        emulator,
+    )
+}
+
 fn as_caller<T>(message: T, identity: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(identity) = identity {
@@ -90,20 +110,7 @@ fn as_caller<T>(message: T, identity: Option<&str>) -> tonic::Request<T> {
 
 #[tokio::test]
 async fn callers_get_what_the_policy_allows_and_refusals_touch_nothing() {
-    let (url, emulator) = start_emulator().await;
-    let gateway = Gateway::new(
-        emulator_upstream(&url).await,
-        CacheSettings::default(),
-        Clock::default(),
-    )
-    .with_policy(Some(Arc::new(LivePolicy::fixed(
-        Policy::parse(&policy()).unwrap(),
-    ))));
-    let settings = ServerSettings {
-        caller_identity_header: Some(http::HeaderName::from_static("l5d-client-id")),
-        ..ServerSettings::default()
-    };
-    let server = TestGateway::serve(Arc::new(gateway), settings).await;
+    let (server, emulator) = serve(LivePolicy::fixed(Policy::parse(&policy()).unwrap())).await;
     let mut client = server.client().await;
     let checkout = Some("checkout.shop.svc");
 
@@ -245,21 +252,8 @@ async fn callers_get_what_the_policy_allows_and_refusals_touch_nothing() {
 
 #[tokio::test]
 async fn a_dry_run_lets_denied_calls_through_and_counts_them() {
-    let (url, emulator) = start_emulator().await;
     let dry = policy().replace("mode: enforce", "mode: dry-run");
-    let gateway = Gateway::new(
-        emulator_upstream(&url).await,
-        CacheSettings::default(),
-        Clock::default(),
-    )
-    .with_policy(Some(Arc::new(LivePolicy::fixed(
-        Policy::parse(&dry).unwrap(),
-    ))));
-    let settings = ServerSettings {
-        caller_identity_header: Some(http::HeaderName::from_static("l5d-client-id")),
-        ..ServerSettings::default()
-    };
-    let server = TestGateway::serve(Arc::new(gateway), settings).await;
+    let (server, emulator) = serve(LivePolicy::fixed(Policy::parse(&dry).unwrap())).await;
     let mut client = server.client().await;
     let denied = developer(OTHER_POOL, DEFAULT_DEVELOPER_PROVIDER, "team", 3600);
     // The emulator has no such pool: the call went through to it.
@@ -281,20 +275,7 @@ async fn a_dry_run_lets_denied_calls_through_and_counts_them() {
 
 #[tokio::test]
 async fn a_caller_past_its_rate_limit_is_told_when_to_retry() {
-    let (url, emulator) = start_emulator().await;
-    let gateway = Gateway::new(
-        emulator_upstream(&url).await,
-        CacheSettings::default(),
-        Clock::default(),
-    )
-    .with_policy(Some(Arc::new(LivePolicy::fixed(
-        Policy::parse(&policy()).unwrap(),
-    ))));
-    let settings = ServerSettings {
-        caller_identity_header: Some(http::HeaderName::from_static("l5d-client-id")),
-        ..ServerSettings::default()
-    };
-    let server = TestGateway::serve(Arc::new(gateway), settings).await;
+    let (server, emulator) = serve(LivePolicy::fixed(Policy::parse(&policy()).unwrap())).await;
     let mut client = server.client().await;
     let request = developer(DEFAULT_POOL_ID, DEFAULT_DEVELOPER_PROVIDER, "team", 900);
     let limited = Some("limited.svc");

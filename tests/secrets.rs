@@ -10,7 +10,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
 use cognito_identity_gateway::proto as pb;
@@ -42,26 +41,10 @@ async fn no_secret_reaches_a_log_line_at_trace() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
-        text
-    });
+    let logs = support::binary::collect_stderr(&mut child);
 
-    let mut channel = None;
-    for _ in 0..200 {
-        let endpoint =
-            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
-                .unwrap();
-        if let Ok(c) = endpoint.connect().await {
-            channel = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let mut client: CognitoIdentityServiceClient<Channel> =
-        CognitoIdentityServiceClient::new(channel.expect("the gateway listens"));
+        CognitoIdentityServiceClient::new(support::binary::connect(grpc_port).await);
 
     // GetId with a login of a provider the pool does not have: refused by
     // Cognito, but the login's value went upstream.

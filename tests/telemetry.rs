@@ -123,26 +123,10 @@ async fn spans_metrics_and_logs() {
         .unwrap();
 
     // Read the logs as they come: a full pipe would block the gateway.
-    let mut stderr = child.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
-        text
-    });
+    let logs = support::binary::collect_stderr(&mut child);
 
-    let mut channel = None;
-    for _ in 0..200 {
-        let endpoint =
-            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
-                .unwrap();
-        if let Ok(c) = endpoint.connect().await {
-            channel = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let mut client: CognitoIdentityServiceClient<Channel> =
-        CognitoIdentityServiceClient::new(channel.expect("the gateway listens"));
+        CognitoIdentityServiceClient::new(support::binary::connect(grpc_port).await);
 
     assert_eq!(http_get(admin_port, "/healthz").await.0, 200);
     assert_eq!(http_get(admin_port, "/readyz").await.0, 200);

@@ -156,6 +156,23 @@ pub struct Scope<'a> {
     pub token_duration_seconds: Option<u32>,
 }
 
+impl<'a> Scope<'a> {
+    /// A call of `operation` with `logins` and, if it names one, a pool.
+    pub fn new(
+        operation: OperationName,
+        identity_pool: Option<&'a str>,
+        logins: &'a SecretMap,
+    ) -> Self {
+        Self {
+            operation,
+            identity_pool,
+            logins,
+            principal_tags: None,
+            token_duration_seconds: None,
+        }
+    }
+}
+
 /// One of the four operations, implemented by its validated input.
 pub trait Operation: fmt::Debug + Send + Sync + 'static {
     /// Its answer.
@@ -201,13 +218,11 @@ impl Operation for GetIdInput {
     }
 
     fn scope(&self) -> Scope<'_> {
-        Scope {
-            operation: Self::NAME,
-            identity_pool: Some(self.identity_pool_id.as_str()),
-            logins: self.logins.map(),
-            principal_tags: None,
-            token_duration_seconds: None,
-        }
+        Scope::new(
+            Self::NAME,
+            Some(self.identity_pool_id.as_str()),
+            self.logins.map(),
+        )
     }
 }
 
@@ -229,13 +244,7 @@ impl Operation for GetOpenIdTokenInput {
     }
 
     fn scope(&self) -> Scope<'_> {
-        Scope {
-            operation: Self::NAME,
-            identity_pool: None,
-            logins: self.logins.map(),
-            principal_tags: None,
-            token_duration_seconds: None,
-        }
+        Scope::new(Self::NAME, None, self.logins.map())
     }
 }
 
@@ -262,11 +271,13 @@ impl Operation for GetOpenIdTokenForDeveloperIdentityInput {
 
     fn scope(&self) -> Scope<'_> {
         Scope {
-            operation: Self::NAME,
-            identity_pool: Some(self.identity_pool_id.as_str()),
-            logins: self.logins.map(),
             principal_tags: Some(self.principal_tags.map()),
             token_duration_seconds: self.token_duration.map(|d| d.seconds()),
+            ..Scope::new(
+                Self::NAME,
+                Some(self.identity_pool_id.as_str()),
+                self.logins.map(),
+            )
         }
     }
 }
@@ -296,12 +307,6 @@ impl Operation for GetCredentialsForIdentityInput {
     }
 
     fn scope(&self) -> Scope<'_> {
-        Scope {
-            operation: Self::NAME,
-            identity_pool: None,
-            logins: self.logins.map(),
-            principal_tags: None,
-            token_duration_seconds: None,
-        }
+        Scope::new(Self::NAME, None, self.logins.map())
     }
 }
