@@ -36,12 +36,15 @@ pub fn spawn(
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
+        // False once the watch is gone (or never started): then only the
+        // periodic check runs.
+        let mut watching = true;
         loop {
             tokio::select! {
-                event = rx.recv() => {
+                event = rx.recv(), if watching => {
                     if event.is_none() {
-                        // The watcher is gone: the periodic check goes on.
-                        std::future::pending::<()>().await;
+                        watching = false;
+                        continue;
                     }
                     tokio::time::sleep(SETTLE).await;
                     while rx.try_recv().is_ok() {}
@@ -74,4 +77,29 @@ fn watch(paths: &[PathBuf], tx: mpsc::UnboundedSender<()>) -> Option<Recommended
         }
     }
     Some(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn without_a_watch_the_periodic_check_goes_on() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        // A path whose directory does not exist: nothing can be watched.
+        let task = spawn(
+            &[PathBuf::from("/nonexistent-dir-for-reload-test/file")],
+            Duration::from_millis(20),
+            move || {
+                counted.fetch_add(1, Ordering::Relaxed);
+            },
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        task.abort();
+        assert!(calls.load(Ordering::Relaxed) >= 3, "{calls:?}");
+    }
 }
