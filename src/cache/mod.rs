@@ -168,11 +168,6 @@ impl TokenCache {
         &self.lifetimes.settings
     }
 
-    /// Makes keys for this cache.
-    pub fn keys(&self) -> &KeyMaker {
-        &self.keys
-    }
-
     /// The key of `input`.
     pub fn key<O: Operation>(&self, input: &O) -> CacheKey {
         self.keys.key(input)

@@ -20,12 +20,3 @@ pub struct RequestContext {
     /// Who is calling.
     pub caller: Caller,
 }
-
-impl RequestContext {
-    /// An anonymous caller.
-    pub fn anonymous() -> Self {
-        Self {
-            caller: Caller::Anonymous,
-        }
-    }
-}

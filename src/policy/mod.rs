@@ -19,6 +19,7 @@ mod live;
 
 pub use live::{LivePolicy, Reloaded};
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -352,12 +353,14 @@ fn rules(at: &str, entries: Vec<RuleEntry>, problems: &mut Vec<String>) -> Vec<R
 /// `Ok` when one of `rules` allows every part of `scope`; otherwise what
 /// the closest rule (the one that got furthest) did not allow.
 fn judge(rules: &[Rule], scope: &Scope<'_>) -> Result<(), String> {
-    let pool = match scope.identity_pool {
-        Some(pool) => Some(pool.to_owned()),
+    // Borrowed when the request names its pool: no copy on every call.
+    let pool: Option<Cow<'_, str>> = match scope.identity_pool {
+        Some(pool) => Some(Cow::Borrowed(pool)),
         None => scope
             .logins
             .get(COGNITO_LOGIN)
-            .and_then(|token| jwt::audience(token.expose())),
+            .and_then(|token| jwt::audience(token.expose()))
+            .map(Cow::Owned),
     };
     let mut closest: Option<(usize, String)> = None;
     for rule in rules {
