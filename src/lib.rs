@@ -5,7 +5,8 @@
 //! A request travels down through these modules and back; imports go the
 //! same way, and none goes back up:
 //!
-//! - [`server`]: the listeners, their connections' I/O (each reply in one
+//! - [`server`]: the listeners, their connections (plaintext or TLS with
+//!   certificates that rotate live, [`server::tls`]; each reply in one
 //!   write, [`server::one_write`]), the admin routes, and [`server::run`].
 //! - [`middleware`]: the tower stack: the call's span and metrics
 //!   ([`telemetry::rpc`]), deadline, admission (a concurrency limit that
@@ -28,6 +29,8 @@
 //!
 //! Beside them: [`telemetry`] (logs, traces, metrics; handed what happened,
 //! it imports only the domain's records and the generated names),
+//! [`audit`] (the audit log, written off the request path; the service
+//! hands it each developer call and each refusal),
 //! [`config`] (flags and environment, assembled into each module's own
 //! settings; only this file and `main` import it), [`shutdown`] (signals),
 //! [`jwt`] (reading a token's claims), [`rate`] (a token bucket), [`reload`]
@@ -39,6 +42,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cache;
 pub mod config;
 pub mod domain;
@@ -145,15 +149,34 @@ async fn gateway(
              that sets it for every connection may reach this listener"
         );
     }
-    tracing::info!(listen = %settings.listen, admin = ?settings.admin_listen, "serving gRPC");
+    let tls = match &settings.server.tls {
+        Some(tls) if tls.asks_for_client_certificates() => "mutual TLS",
+        Some(_) => "TLS",
+        None => "plaintext",
+    };
+    tracing::info!(listen = %settings.listen, admin = ?settings.admin_listen, tls, "serving gRPC");
     // Checked every so often besides the watch; a mounted ConfigMap takes
     // up to a minute to change anyway.
     let _policy_watch = settings
         .policy
         .clone()
         .and_then(|policy| policy.watch(std::time::Duration::from_secs(10)));
-    let service = Gateway::new(upstream, settings.cache, Clock::default());
-    let service = Arc::new(service.with_policy(settings.policy));
+    let _tls_watch = settings
+        .server
+        .tls
+        .clone()
+        .map(|tls| tls.watch(std::time::Duration::from_secs(10)));
+    let audit = match settings.audit {
+        Some(audit) => Some(
+            audit::Auditor::start(audit, grpc::status::code_name)
+                .map_err(|problem| ConfigError(vec![problem]))?,
+        ),
+        None => None,
+    };
+    let service = Gateway::new(upstream, settings.cache, Clock::default())
+        .with_policy(settings.policy)
+        .with_audit(audit);
+    let service = Arc::new(service);
     Ok(server::run(&settings.server, listeners, service, shutdown).await?)
 }
 

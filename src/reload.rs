@@ -1,5 +1,5 @@
 //! Noticing that files a running gateway uses have changed, without a
-//! restart: the policy today, the TLS certificates next.
+//! restart: the policy, the TLS certificates.
 //!
 //! Each file's directory is watched, not the file: Kubernetes updates a
 //! mounted Secret or ConfigMap by swapping a `..data` symlink in the
@@ -14,6 +14,17 @@ use std::time::Duration;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The files are as they were.
+    Unchanged,
+    /// What they hold is in force.
+    Replaced,
+    /// They do not load (why); what was in force stays.
+    Refused(String),
+}
 
 /// Events come in bursts (a write is several; a Secret's update is a
 /// dozen): they are gathered for this long before `changed` is called.

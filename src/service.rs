@@ -11,10 +11,13 @@ use std::sync::Arc;
 
 use futures_util::future::Either;
 
+use futures_util::FutureExt;
+
+use crate::audit::{self, Auditor};
 use crate::cache::{CacheSettings, Clock, TokenCache};
 use crate::domain::{
-    CacheOutcome, CacheStats, Error, IdentityService, Operation, RequestContext, Served, Upstream,
-    Upstreamed,
+    CacheOutcome, CacheStats, Error, IdentityService, Operation, OperationName, RequestContext,
+    Served, Upstream, Upstreamed,
 };
 use crate::policy::{Decision, LivePolicy};
 use crate::telemetry::metrics::metrics;
@@ -26,6 +29,8 @@ pub struct Gateway<U> {
     cache: Option<TokenCache>,
     /// `None`: every caller may call everything.
     policy: Option<Arc<LivePolicy>>,
+    /// The audit log, if on.
+    audit: Option<Auditor>,
 }
 
 impl<U: Upstream> Gateway<U> {
@@ -36,6 +41,7 @@ impl<U: Upstream> Gateway<U> {
             upstream: Arc::new(upstream),
             cache: cache.enabled.then(|| TokenCache::new(cache, clock)),
             policy: None,
+            audit: None,
         }
     }
 
@@ -50,20 +56,31 @@ impl<U: Upstream> Gateway<U> {
         self
     }
 
-    /// The caller check: `Some` error when the policy refuses the call.
-    /// Every decision is counted; in a dry run a refusal is logged and the
-    /// call let through.
-    fn check<O: Operation>(&self, ctx: &RequestContext, input: &O) -> Option<Error> {
-        let policy = self.policy.as_ref()?.current();
-        let operation = O::NAME;
-        let decided = |caller: &str, dry_run: bool| {
-            let label = if dry_run { "dry_run_deny" } else { "deny" };
-            metrics().policy_decision(caller, operation.as_str(), label);
+    /// Writes the audit log, if `audit` is some.
+    pub fn with_audit(mut self, audit: Option<Auditor>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// The caller check. Every decision is counted; in a dry run a refusal
+    /// is logged, and the call let through.
+    fn check<O: Operation>(&self, ctx: &RequestContext, input: &O) -> Checked {
+        let Some(policy) = self.policy.as_ref().map(|p| p.current()) else {
+            return Checked {
+                caller: None,
+                decision: "no_policy",
+                refusal: None,
+            };
         };
-        let (refusal, dry_run) = match policy.decide(&ctx.caller, &input.scope()) {
+        let operation = O::NAME;
+        let (caller, refusal, dry_run) = match policy.decide(&ctx.caller, &input.scope()) {
             Decision::Allow { caller } => {
                 metrics().policy_decision(&caller, operation.as_str(), "allow");
-                return None;
+                return Checked {
+                    caller: Some(caller),
+                    decision: "allow",
+                    refusal: None,
+                };
             }
             Decision::RateLimited {
                 caller,
@@ -72,35 +89,71 @@ impl<U: Upstream> Gateway<U> {
             } => {
                 metrics().caller_rate_limited(&caller);
                 let refusal = Error::CallerRateLimited {
-                    caller,
+                    caller: caller.clone(),
                     operation,
                     retry_after,
                 };
-                (refusal, dry_run)
+                (caller, refusal, dry_run)
             }
             Decision::Deny {
                 caller,
                 why,
                 dry_run,
             } => {
-                decided(&caller, dry_run);
                 let refusal = Error::PolicyDenied {
-                    caller,
+                    caller: caller.clone(),
                     operation,
                     why,
                 };
-                (refusal, dry_run)
+                (caller, refusal, dry_run)
             }
             Decision::Unauthenticated { why, dry_run } => {
-                decided(crate::policy::ANONYMOUS, dry_run);
-                (Error::CallerUnauthenticated { operation, why }, dry_run)
+                let refusal = Error::CallerUnauthenticated { operation, why };
+                (crate::policy::ANONYMOUS.to_owned(), refusal, dry_run)
             }
         };
+        let rate_limited = matches!(refusal, Error::CallerRateLimited { .. });
+        let decision = match (rate_limited, dry_run) {
+            (true, false) => "rate_limited",
+            (true, true) => "dry_run_rate_limited",
+            (false, false) => "deny",
+            (false, true) => "dry_run_deny",
+        };
+        if !rate_limited {
+            metrics().policy_decision(&caller, operation.as_str(), decision);
+        }
         if dry_run {
             tracing::info!("dry run: the policy would refuse this call: {refusal}");
-            return None;
         }
-        Some(refusal)
+        Checked {
+            caller: Some(caller),
+            decision,
+            refusal: (!dry_run).then_some(refusal),
+        }
+    }
+}
+
+/// What the caller check found.
+struct Checked {
+    /// The policy's name for the caller; `None` without a policy.
+    caller: Option<String>,
+    /// The decision, as the audit log names it.
+    decision: &'static str,
+    /// Why the call is refused, if it is.
+    refusal: Option<Error>,
+}
+
+impl Checked {
+    /// A call the audit log records whatever its operation: one a dry run
+    /// would have refused.
+    fn dry_run_refusal(&self) -> bool {
+        self.decision.starts_with("dry_run")
+    }
+
+    fn caller_name(&mut self, ctx: &RequestContext) -> String {
+        self.caller
+            .take()
+            .unwrap_or_else(|| audit::caller_name(&ctx.caller))
     }
 }
 
@@ -137,16 +190,36 @@ impl<U: Upstream> IdentityService for Gateway<U> {
     ) -> impl Future<Output = Served<O::Output>> + Send {
         // The caller check comes first: a caller that is refused must never
         // read a token another caller cached.
-        if let Some(refusal) = self.check(ctx, &input) {
+        let mut checked = self.check(ctx, &input);
+        let input = Arc::new(input);
+        if let Some(refusal) = checked.refusal.take() {
+            if let Some(audit) = &self.audit {
+                let caller = checked.caller_name(ctx);
+                audit.refused(ctx, caller, checked.decision, input, &refusal);
+            }
             return Either::Right(std::future::ready(Served::refused(refusal)));
         }
-        let key = match &self.cache {
-            Some(cache) if cache.settings().caches(input.caching()) => Some(cache.key(&input)),
+        // A developer call is served only once its audit line has a place.
+        let audited = O::NAME == OperationName::GetOpenIdTokenForDeveloperIdentity
+            || checked.dry_run_refusal();
+        let reserved = match &self.audit {
+            Some(audit) if audited => {
+                let caller = checked.caller_name(ctx);
+                match audit.reserve(ctx, caller, checked.decision, &input) {
+                    Ok(reserved) => Some(reserved),
+                    Err(refusal) => {
+                        return Either::Right(std::future::ready(Served::refused(refusal)));
+                    }
+                }
+            }
             _ => None,
         };
-        let input = Arc::new(input);
+        let key = match &self.cache {
+            Some(cache) if cache.settings().caches(input.caching()) => Some(cache.key(&*input)),
+            _ => None,
+        };
         let upstream = self.upstream.clone();
-        Either::Left(match (&self.cache, key) {
+        let answered = match (&self.cache, key) {
             (Some(cache), Some(key)) => Either::Left(cache.get_or_fetch(key, move || {
                 let (upstream, input) = (upstream.clone(), input.clone());
                 async move { send(&*upstream, &*input).await }
@@ -155,6 +228,12 @@ impl<U: Upstream> IdentityService for Gateway<U> {
             _ => Either::Right(Box::pin(async move {
                 Served::upstream(send(&*upstream, &*input).await, CacheOutcome::Bypass)
             })),
-        })
+        };
+        Either::Left(answered.map(move |served| {
+            if let Some(reserved) = reserved {
+                reserved.answered(&served);
+            }
+            served
+        }))
     }
 }

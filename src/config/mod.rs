@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::audit::AuditSettings;
 use crate::cache::CacheSettings;
 use crate::policy::LivePolicy;
 use crate::server::ServerSettings;
@@ -197,14 +198,43 @@ pub struct Cli {
     /// Linkerd, x-forwarded-client-cert for Envoy and Istio). Trusted as is.
     #[arg(long, env = "COGNITO_GATEWAY_CALLER_IDENTITY_HEADER")]
     pub caller_identity_header: Option<String>,
+
+    /// The API listener's certificate chain (PEM): with --tls-key, the API
+    /// speaks TLS 1.2/1.3 (ALPN h2). Reloaded when it changes.
+    #[arg(long, env = "COGNITO_GATEWAY_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM). Reloaded when it changes.
+    #[arg(long, env = "COGNITO_GATEWAY_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// CA bundle (PEM) that client certificates must chain to: callers
+    /// presenting one are identified by its SPIFFE URI SAN or first DNS
+    /// SAN, callers presenting none are anonymous. Reloaded when it changes.
+    #[arg(long, env = "COGNITO_GATEWAY_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+
+    /// The audit log: a file appended to, or - for standard output. One
+    /// JSON line per developer-identity call and per refused call.
+    #[arg(long, env = "COGNITO_GATEWAY_AUDIT_LOG")]
+    pub audit_log: Option<String>,
+
+    /// The key (a file's bytes, trailing newline ignored; at least 16) of
+    /// the audit log's user hash, HMAC-SHA256. Required with --audit-log.
+    #[arg(long, env = "COGNITO_GATEWAY_AUDIT_HMAC_KEY_FILE")]
+    pub audit_hmac_key_file: Option<std::path::PathBuf>,
+
+    /// Audit lines that may wait for the sink; when they are all taken,
+    /// developer calls are refused UNAVAILABLE (AUDIT_UNAVAILABLE).
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_AUDIT_QUEUE_CAPACITY",
+        default_value = "8192"
+    )]
+    pub audit_queue_capacity: String,
 }
 
-/// Who may call, as configured.
-struct Callers {
-    policy: Option<std::sync::Arc<LivePolicy>>,
-    identity_header: Option<http::HeaderName>,
-}
-
+mod callers;
 #[cfg(feature = "emulator")]
 mod emulator;
 mod problems;
@@ -264,6 +294,8 @@ pub struct Settings {
     /// The caller policy, reloaded when its file changes; `None`: every
     /// caller may call everything.
     pub policy: Option<std::sync::Arc<LivePolicy>>,
+    /// The audit log, if on.
+    pub audit: Option<AuditSettings>,
     /// Start an embedded emulator and use it as the upstream (`--emulator`):
     /// [`Settings::start_embedded_emulator`] resolves it.
     #[cfg(feature = "emulator")]
@@ -429,8 +461,10 @@ impl Cli {
                     concurrency_limit,
                     shutdown_grace,
                     caller_identity_header: callers.identity_header,
+                    tls: callers.tls,
                 },
                 policy: callers.policy,
+                audit: callers.audit,
                 cache,
                 telemetry: TelemetrySettings {
                     log_format: self.log_format,
@@ -441,43 +475,6 @@ impl Cli {
             }),
             _ => Err(ConfigError(p.0)),
         }
-    }
-
-    /// The policy and the identity header. Without a policy every caller
-    /// may call everything: that is allowed only where it is explicit
-    /// (loopback, the emulator, or --allow-all-callers).
-    fn callers(&self, listen: SocketAddr, p: &mut Problems) -> Option<Callers> {
-        let policy = match &self.policy {
-            Some(path) => Some(p.check_as_is(LivePolicy::load(path).map(std::sync::Arc::new))?),
-            None => None,
-        };
-        let allow_all = p.boolean("allow-all-callers", &self.allow_all_callers)?;
-        #[cfg(feature = "emulator")]
-        let explicit = allow_all || self.emulator || listen.ip().is_loopback();
-        #[cfg(not(feature = "emulator"))]
-        let explicit = allow_all || listen.ip().is_loopback();
-        if policy.is_none() && !explicit {
-            p.0.push(format!(
-                "--policy: none is given, so every caller could mint any developer token; \
-                 without a policy the gateway serves only on a loopback address, with \
-                 --emulator, or with --allow-all-callers (listening on {listen})"
-            ));
-            return None;
-        }
-        let identity_header = match &self.caller_identity_header {
-            Some(name) => Some(
-                p.check(
-                    "caller-identity-header",
-                    http::HeaderName::try_from(name.trim().to_ascii_lowercase())
-                        .map_err(|_| format!("{name:?} is not a header name")),
-                )?,
-            ),
-            None => None,
-        };
-        Some(Callers {
-            policy,
-            identity_header,
-        })
     }
 
     fn cache_settings(&self, p: &mut Problems) -> Option<CacheSettings> {

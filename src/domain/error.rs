@@ -76,6 +76,14 @@ pub enum Error {
         why: String,
     },
 
+    /// The audit log cannot take the call's record (its queue is full or
+    /// its sink fails), so the call is refused rather than served unaudited.
+    #[error("{operation} cannot be audited now (the audit log is full or failing); retry later")]
+    AuditUnavailable {
+        /// What was asked for.
+        operation: OperationName,
+    },
+
     /// A fault of the gateway itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -95,6 +103,7 @@ impl Error {
             Error::PolicyDenied { .. } => "POLICY_DENIED",
             Error::CallerUnauthenticated { .. } => "CALLER_UNAUTHENTICATED",
             Error::CallerRateLimited { .. } => "CALLER_RATE_LIMITED",
+            Error::AuditUnavailable { .. } => "AUDIT_UNAVAILABLE",
             Error::Internal(_) => "INTERNAL",
         }
     }
@@ -112,7 +121,8 @@ impl Error {
             Error::Unreachable(_)
             | Error::UpstreamTimeout
             | Error::DeadlineExceeded
-            | Error::CallerRateLimited { .. } => true,
+            | Error::CallerRateLimited { .. }
+            | Error::AuditUnavailable { .. } => true,
             // A server fault behind an unreadable body (a proxy's 502 page).
             Error::BadResponse { status, .. } => *status >= 500,
             Error::InvalidRequest(_)

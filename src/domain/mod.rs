@@ -15,7 +15,7 @@ pub mod validate;
 
 use std::future::Future;
 
-pub use context::{Caller, RequestContext};
+pub use context::{Caller, Peer, RequestContext};
 pub use error::Error;
 pub use operation::{Answer, Caching, KeyFields, Lifetime, Operation, OperationName, Scope};
 pub use operations::{

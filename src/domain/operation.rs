@@ -95,6 +95,8 @@ pub trait Answer: Clone + Send + Sync + 'static {
     fn lifetime(&self) -> Lifetime;
     /// The bytes of its strings, for the cache's memory budget.
     fn bytes(&self) -> usize;
+    /// The identity it is about.
+    fn identity_id(&self) -> &str;
 }
 
 impl Answer for GetIdOutput {
@@ -103,6 +105,9 @@ impl Answer for GetIdOutput {
     }
     fn bytes(&self) -> usize {
         self.identity_id.len()
+    }
+    fn identity_id(&self) -> &str {
+        &self.identity_id
     }
 }
 
@@ -113,6 +118,9 @@ impl Answer for OpenIdToken {
     fn bytes(&self) -> usize {
         self.identity_id.len() + self.token.len()
     }
+    fn identity_id(&self) -> &str {
+        &self.identity_id
+    }
 }
 
 impl Answer for GetCredentialsForIdentityOutput {
@@ -122,6 +130,9 @@ impl Answer for GetCredentialsForIdentityOutput {
     fn bytes(&self) -> usize {
         let c = &self.credentials;
         self.identity_id.len() + c.access_key_id.len() + c.secret_key.len() + c.session_token.len()
+    }
+    fn identity_id(&self) -> &str {
+        &self.identity_id
     }
 }
 
@@ -154,6 +165,8 @@ pub struct Scope<'a> {
     pub principal_tags: Option<&'a SecretMap>,
     /// The token lifetime asked for, for the developer operation.
     pub token_duration_seconds: Option<u32>,
+    /// The identity the request names, if any.
+    pub identity_id: Option<&'a str>,
 }
 
 impl<'a> Scope<'a> {
@@ -169,6 +182,7 @@ impl<'a> Scope<'a> {
             logins,
             principal_tags: None,
             token_duration_seconds: None,
+            identity_id: None,
         }
     }
 }
@@ -244,7 +258,10 @@ impl Operation for GetOpenIdTokenInput {
     }
 
     fn scope(&self) -> Scope<'_> {
-        Scope::new(Self::NAME, None, self.logins.map())
+        Scope {
+            identity_id: Some(self.identity_id.as_str()),
+            ..Scope::new(Self::NAME, None, self.logins.map())
+        }
     }
 }
 
@@ -273,6 +290,7 @@ impl Operation for GetOpenIdTokenForDeveloperIdentityInput {
         Scope {
             principal_tags: Some(self.principal_tags.map()),
             token_duration_seconds: self.token_duration.map(|d| d.seconds()),
+            identity_id: self.identity_id.as_ref().map(|id| id.as_str()),
             ..Scope::new(
                 Self::NAME,
                 Some(self.identity_pool_id.as_str()),
@@ -307,6 +325,9 @@ impl Operation for GetCredentialsForIdentityInput {
     }
 
     fn scope(&self) -> Scope<'_> {
-        Scope::new(Self::NAME, None, self.logins.map())
+        Scope {
+            identity_id: Some(self.identity_id.as_str()),
+            ..Scope::new(Self::NAME, None, self.logins.map())
+        }
     }
 }

@@ -1,19 +1,30 @@
-//! Who is calling, as the request says it: today, the identity a service
-//! mesh that already does mutual TLS puts in a header it sets itself
+//! Who is calling, as the request's connection says it: over TLS, the
+//! client certificate the handshake checked (the server puts it in the
+//! connection's [`Peer`]); over plaintext, the identity a service mesh that
+//! already does mutual TLS puts in a header it sets itself
 //! (`--caller-identity-header`). The gateway trusts that header, so it is
-//! read only where the operator asked for it.
+//! read only where the operator asked for it, and never on a TLS
+//! connection, whose caller could set it to anything.
 
 use tonic::Request;
 
-use crate::domain::Caller;
+use crate::domain::{Caller, Peer};
 
 /// Envoy's and Istio's header, whose `URI=` field holds the client
 /// certificate's SPIFFE id.
 const XFCC: &str = "x-forwarded-client-cert";
 
-/// The caller `request` names in `header` (when one is trusted); anonymous
-/// when it names none.
+/// The caller of `request`: its connection's certificate over TLS, else
+/// the one it names in `header` (when one is trusted); anonymous when it
+/// names none.
 pub(super) fn caller<T>(request: &Request<T>, header: Option<&http::HeaderName>) -> Caller {
+    if let Some(certified) = request
+        .extensions()
+        .get::<Peer>()
+        .and_then(|peer| peer.certified.as_ref())
+    {
+        return certified.clone();
+    }
     header
         .and_then(|name| request.metadata().as_ref().get(name))
         .and_then(|value| value.to_str().ok())
@@ -27,9 +38,9 @@ pub(super) fn caller<T>(request: &Request<T>, header: Option<&http::HeaderName>)
 /// A SPIFFE id, or else a DNS-like name (Linkerd's `l5d-client-id` is one).
 fn identity(value: &str) -> Caller {
     if value.starts_with("spiffe://") {
-        Caller::Spiffe(value.to_owned())
+        Caller::Spiffe(value.into())
     } else {
-        Caller::Dns(value.to_owned())
+        Caller::Dns(value.into())
     }
 }
 
@@ -72,6 +83,19 @@ mod tests {
         );
         // Not trusted, not read.
         assert_eq!(caller(&r, None), Caller::Anonymous);
+        // Over TLS the certificate speaks, whatever the header says.
+        let mut tls = r;
+        let checkout = Caller::Spiffe("spiffe://example.org/ns/shop/sa/checkout".into());
+        tls.extensions_mut().insert(Peer {
+            certified: Some(checkout.clone()),
+            ..Peer::default()
+        });
+        assert_eq!(caller(&tls, Some(&l5d)), checkout);
+        tls.extensions_mut().insert(Peer {
+            certified: Some(Caller::Anonymous),
+            ..Peer::default()
+        });
+        assert_eq!(caller(&tls, Some(&l5d)), Caller::Anonymous);
         let absent = Request::new(());
         assert_eq!(caller(&absent, Some(&l5d)), Caller::Anonymous);
     }

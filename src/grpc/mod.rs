@@ -59,10 +59,11 @@ impl<S: IdentityService> GrpcApi<S> {
     where
         O: Operation,
     {
+        let notes = request.extensions().get::<CallNotes>().cloned();
         let ctx = RequestContext {
             caller: caller::caller(&request, self.identity_header.as_ref()),
+            trace_id: notes.as_ref().map(CallNotes::trace_id),
         };
-        let notes = request.extensions().get::<CallNotes>().cloned();
         let input = parse(request.into_inner()).map_err(Error::InvalidRequest)?;
         let served = self.service.call(&ctx, input).await;
         if let Some(notes) = notes {

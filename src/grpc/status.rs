@@ -76,13 +76,39 @@ fn refusal_info(
     ErrorDetails::with_error_info(reason, GATEWAY_DOMAIN, metadata)
 }
 
+/// How long a caller refused for want of an audit record is asked to wait.
+const AUDIT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The gRPC code `err` is answered with.
+pub fn code_of(err: &Error) -> Code {
+    match err {
+        Error::InvalidRequest(_) => Code::InvalidArgument,
+        Error::Cognito { code, .. } => code_for_cognito_error(code),
+        Error::PolicyDenied { .. } => Code::PermissionDenied,
+        Error::CallerRateLimited { .. } => Code::ResourceExhausted,
+        Error::CallerUnauthenticated { .. } => Code::Unauthenticated,
+        Error::Unreachable(_) | Error::AuditUnavailable { .. } => Code::Unavailable,
+        Error::UpstreamTimeout | Error::DeadlineExceeded => Code::DeadlineExceeded,
+        // An unreadable 5xx is a server fault like InternalErrorException.
+        Error::BadResponse { status, .. } if *status >= 500 => Code::Unavailable,
+        Error::BadResponse { .. } => Code::Unknown,
+        Error::Internal(_) => Code::Internal,
+    }
+}
+
+/// The name of the gRPC code `err` is answered with (`PERMISSION_DENIED`).
+pub fn code_name(err: &Error) -> &'static str {
+    crate::telemetry::metrics::code_name(code_of(err))
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
         let message = err.to_string();
         let retryable = err.is_retryable();
         let reason = err.reason().to_owned();
         let source = Arc::new(err.clone());
-        let (code, details) = match err {
+        let code = code_of(&err);
+        let details = match err {
             Error::InvalidRequest(violations) => {
                 let fields: Vec<FieldViolation> = violations
                     .iter()
@@ -90,20 +116,14 @@ impl From<Error> for Status {
                     .collect();
                 let mut details = ErrorDetails::with_bad_request(fields);
                 details.set_error_info(reason, GATEWAY_DOMAIN, HashMap::new());
-                (Code::InvalidArgument, details)
+                details
             }
-            Error::Cognito {
-                code, request_id, ..
-            } => (
-                code_for_cognito_error(&code),
-                error_info(&reason, COGNITO_DOMAIN, request_id, retryable),
-            ),
+            Error::Cognito { request_id, .. } => {
+                error_info(&reason, COGNITO_DOMAIN, request_id, retryable)
+            }
             Error::PolicyDenied {
                 caller, operation, ..
-            } => (
-                Code::PermissionDenied,
-                refusal_info(&reason, &caller, operation, false),
-            ),
+            } => refusal_info(&reason, &caller, operation, false),
             Error::CallerRateLimited {
                 caller,
                 operation,
@@ -111,23 +131,17 @@ impl From<Error> for Status {
             } => {
                 let mut details = refusal_info(&reason, &caller, operation, true);
                 details.set_retry_info(Some(retry_after));
-                (Code::ResourceExhausted, details)
+                details
             }
-            Error::CallerUnauthenticated { operation, .. } => (
-                Code::Unauthenticated,
-                refusal_info(&reason, crate::policy::ANONYMOUS, operation, false),
-            ),
-            other => {
-                let code = match other {
-                    Error::Unreachable(_) => Code::Unavailable,
-                    Error::UpstreamTimeout | Error::DeadlineExceeded => Code::DeadlineExceeded,
-                    // An unreadable 5xx is a server fault like InternalErrorException.
-                    Error::BadResponse { status, .. } if status >= 500 => Code::Unavailable,
-                    Error::BadResponse { .. } => Code::Unknown,
-                    _ => Code::Internal,
-                };
-                (code, error_info(&reason, GATEWAY_DOMAIN, None, retryable))
+            Error::CallerUnauthenticated { operation, .. } => {
+                refusal_info(&reason, crate::policy::ANONYMOUS, operation, false)
             }
+            Error::AuditUnavailable { .. } => {
+                let mut details = error_info(&reason, GATEWAY_DOMAIN, None, retryable);
+                details.set_retry_info(Some(AUDIT_RETRY_AFTER));
+                details
+            }
+            _ => error_info(&reason, GATEWAY_DOMAIN, None, retryable),
         };
         let mut status = Status::with_error_details(code, message, details);
         status.set_source(source);

@@ -9,7 +9,7 @@ use arc_swap::{ArcSwap, Guard};
 use tokio::task::JoinHandle;
 
 use super::Policy;
-use crate::reload;
+use crate::reload::{self, Reloaded};
 use crate::telemetry::metrics::metrics;
 
 /// The policy in force, and the file it comes from.
@@ -21,17 +21,6 @@ pub struct LivePolicy {
     /// The BLAKE3 of the file's bytes in force, so that an unchanged file
     /// is not parsed again on every check.
     digest: Mutex<[u8; 32]>,
-}
-
-/// What a reload did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Reloaded {
-    /// The file is as it was.
-    Unchanged,
-    /// A new policy is in force.
-    Replaced,
-    /// The file does not load (why); the policy in force stays.
-    Refused(String),
 }
 
 impl LivePolicy {

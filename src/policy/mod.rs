@@ -17,7 +17,7 @@
 mod file;
 mod live;
 
-pub use live::{LivePolicy, Reloaded};
+pub use live::LivePolicy;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -350,18 +350,26 @@ fn rules(at: &str, entries: Vec<RuleEntry>, problems: &mut Vec<String>) -> Vec<R
     rules
 }
 
-/// `Ok` when one of `rules` allows every part of `scope`; otherwise what
-/// the closest rule (the one that got furthest) did not allow.
-fn judge(rules: &[Rule], scope: &Scope<'_>) -> Result<(), String> {
-    // Borrowed when the request names its pool: no copy on every call.
-    let pool: Option<Cow<'_, str>> = match scope.identity_pool {
+/// The pool a call is about: the one it names, or else (GetOpenIdToken and
+/// GetCredentialsForIdentity name an identity) the `aud` of the Cognito
+/// token in its Logins, read but not verified (Cognito verifies it against
+/// the identity). Borrowed when the request names its pool: no copy on
+/// every call.
+pub fn pool_of<'a>(scope: &Scope<'a>) -> Option<Cow<'a, str>> {
+    match scope.identity_pool {
         Some(pool) => Some(Cow::Borrowed(pool)),
         None => scope
             .logins
             .get(COGNITO_LOGIN)
             .and_then(|token| jwt::audience(token.expose()))
             .map(Cow::Owned),
-    };
+    }
+}
+
+/// `Ok` when one of `rules` allows every part of `scope`; otherwise what
+/// the closest rule (the one that got furthest) did not allow.
+fn judge(rules: &[Rule], scope: &Scope<'_>) -> Result<(), String> {
+    let pool = pool_of(scope);
     let mut closest: Option<(usize, String)> = None;
     for rule in rules {
         let (step, why) = match rule.check(scope, pool.as_deref()) {

@@ -1,27 +1,28 @@
-//! The server: the listeners, their connections' I/O ([`one_write`]), the
-//! admin routes ([`admin`]), and [`run`], which serves the API through the
-//! middleware until shutdown, then drains.
+//! The server: the listeners, their connections ([`conn`]: plaintext or
+//! [`tls`], each reply in one write, [`one_write`]), the admin routes
+//! ([`admin`]), and [`run`], which serves the API through the middleware
+//! until shutdown, then drains.
 
 pub mod admin;
+pub mod conn;
 pub mod one_write;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::domain::IdentityService;
 use crate::grpc::{CognitoIdentityServiceServer, GrpcApi};
 use crate::{middleware, proto};
 
-use one_write::OneWrite;
+use tls::LiveTls;
 
 /// The gRPC server's own settings.
 #[derive(Clone, Debug)]
@@ -33,8 +34,12 @@ pub struct ServerSettings {
     /// How long in-flight calls may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// The header a service mesh in front of the gateway names the caller
-    /// in (`--caller-identity-header`); `None`: callers are anonymous.
+    /// in (`--caller-identity-header`); plaintext only. `None`: callers are
+    /// anonymous unless a client certificate names them.
     pub caller_identity_header: Option<http::HeaderName>,
+    /// TLS on the API listener (`--tls-cert`, `--tls-key`,
+    /// `--tls-client-ca`); `None`: plaintext.
+    pub tls: Option<Arc<LiveTls>>,
 }
 
 impl Default for ServerSettings {
@@ -44,6 +49,7 @@ impl Default for ServerSettings {
             concurrency_limit: 1024,
             shutdown_grace: Duration::from_secs(20),
             caller_identity_header: None,
+            tls: None,
         }
     }
 }
@@ -119,10 +125,7 @@ pub async fn run<S: IdentityService>(
         let _ = draining_tx.send(());
     };
 
-    // Each reply in one write rather than two ([`one_write`]).
-    let incoming = TcpIncoming::from(listeners.grpc)
-        .with_nodelay(Some(true))
-        .map_ok(OneWrite::new);
+    let incoming = conn::incoming(listeners.grpc, settings.tls.clone());
     let server = Server::builder()
         .layer(middleware::stack(
             settings.request_timeout,

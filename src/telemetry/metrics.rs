@@ -183,6 +183,11 @@ pub struct Metrics {
     policy_decisions: Family<PolicyLabels, Counter>,
     rate_limited: Family<CallerLabel, Counter>,
     policy_reloads: Family<ExportLabels, Counter>,
+    tls_reloads: Family<ExportLabels, Counter>,
+    tls_handshakes: Family<ExportLabels, Counter>,
+    audit_written: Counter,
+    audit_dropped: Counter,
+    audit_refusals: Counter,
     spans_ended: Counter,
     spans_dropped: Counter,
     spans_exported: Family<ExportLabels, Counter>,
@@ -255,6 +260,37 @@ impl Metrics {
              the policy in force stays)",
             policy_reloads.clone(),
         );
+        let tls_reloads = Family::<ExportLabels, Counter>::default();
+        registry.register(
+            "gateway_tls_reloads",
+            "Changes of the TLS certificate, key or client CA files, by outcome (ok: in \
+             force for new handshakes; error: refused, the ones in force stay)",
+            tls_reloads.clone(),
+        );
+        let tls_handshakes = Family::<ExportLabels, Counter>::default();
+        registry.register(
+            "gateway_tls_handshakes",
+            "TLS handshakes on the API listener, by outcome (ok, refused, timeout)",
+            tls_handshakes.clone(),
+        );
+        let audit_written = Counter::default();
+        registry.register(
+            "gateway_audit_lines_written",
+            "Audit log lines written to the sink",
+            audit_written.clone(),
+        );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "gateway_audit_lines_dropped",
+            "Audit log lines lost: the queue was full, or the sink failed to write them",
+            audit_dropped.clone(),
+        );
+        let audit_refusals = Counter::default();
+        registry.register(
+            "gateway_audit_refusals",
+            "Calls refused UNAVAILABLE (AUDIT_UNAVAILABLE) because they could not be audited",
+            audit_refusals.clone(),
+        );
         let spans_ended = Counter::default();
         registry.register(
             "gateway_trace_spans_ended",
@@ -294,6 +330,11 @@ impl Metrics {
             policy_decisions,
             rate_limited,
             policy_reloads,
+            tls_reloads,
+            tls_handshakes,
+            audit_written,
+            audit_dropped,
+            audit_refusals,
             spans_ended,
             spans_dropped,
             spans_exported,
@@ -374,6 +415,37 @@ impl Metrics {
                 outcome: if ok { "ok" } else { "error" },
             })
             .inc();
+    }
+
+    /// The TLS files changed and were put in force (`ok`) or refused.
+    pub fn tls_reloaded(&self, ok: bool) {
+        self.tls_reloads
+            .get_or_create(&ExportLabels {
+                outcome: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// A TLS handshake ended: `ok`, `refused` or `timeout`.
+    pub fn tls_handshake(&self, outcome: &'static str) {
+        self.tls_handshakes
+            .get_or_create(&ExportLabels { outcome })
+            .inc();
+    }
+
+    /// Audit lines were written.
+    pub fn audit_written(&self, lines: u64) {
+        self.audit_written.inc_by(lines);
+    }
+
+    /// Audit lines were lost.
+    pub fn audit_dropped(&self, lines: u64) {
+        self.audit_dropped.inc_by(lines);
+    }
+
+    /// A call was refused because it could not be audited.
+    pub fn audit_refused(&self) {
+        self.audit_refusals.inc();
     }
 
     /// A span ended and went to the trace exporter's queue.

@@ -16,20 +16,22 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body::{Body, Frame};
-use tonic::transport::server::TcpConnectInfo;
 use tonic::{Code, Status};
 use tower::{BoxError, Layer, Service};
 
 use super::metrics::{code_name, metrics};
 use super::spans::{Ending, ServerSpan};
-use crate::domain::{CacheOutcome, Error, UpstreamCall};
+use crate::domain::{CacheOutcome, Error, Peer, UpstreamCall};
 use crate::proto::{API_METHODS, API_PATHS};
 
 /// What the layers below tell a traced call's span: handed down in the
 /// request's extensions, filled by the gRPC layer from the service's answer.
 /// Untraced calls carry none, and pay nothing for it.
 #[derive(Clone, Debug, Default)]
-pub struct CallNotes(Arc<Mutex<Notes>>);
+pub struct CallNotes {
+    notes: Arc<Mutex<Notes>>,
+    trace_id: [u8; 16],
+}
 
 #[derive(Debug, Default)]
 struct Notes {
@@ -38,15 +40,28 @@ struct Notes {
 }
 
 impl CallNotes {
+    /// The notes of a call traced in `trace_id`.
+    pub fn new(trace_id: [u8; 16]) -> Self {
+        Self {
+            notes: Arc::default(),
+            trace_id,
+        }
+    }
+
+    /// The trace the call belongs to.
+    pub fn trace_id(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
     /// How the cache answered, and the upstream call made for the call.
     pub fn note(&self, cache: Option<CacheOutcome>, upstream: Option<Box<UpstreamCall>>) {
-        if let Ok(mut notes) = self.0.lock() {
+        if let Ok(mut notes) = self.notes.lock() {
             *notes = Notes { cache, upstream };
         }
     }
 
     fn take(&self) -> Notes {
-        self.0
+        self.notes
             .lock()
             .map(|mut notes| std::mem::take(&mut *notes))
             .unwrap_or_default()
@@ -264,14 +279,11 @@ where
             };
         };
         let span = ServerSpan::start(span_name, method, request.headers(), || {
-            let peers = request.extensions().get::<TcpConnectInfo>();
-            (
-                peers.and_then(TcpConnectInfo::local_addr),
-                peers.and_then(TcpConnectInfo::remote_addr),
-            )
+            let peer = request.extensions().get::<Peer>();
+            (peer.and_then(|p| p.local), peer.and_then(|p| p.remote))
         });
         let span = span.map(|span| {
-            let notes = CallNotes::default();
+            let notes = CallNotes::new(span.trace_id_bytes());
             request.extensions_mut().insert(notes.clone());
             Box::new((span, notes))
         });

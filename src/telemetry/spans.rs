@@ -271,6 +271,11 @@ impl ServerSpan {
         })
     }
 
+    /// The trace id, for the audit log.
+    pub fn trace_id_bytes(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
     /// The trace id, for log lines.
     pub fn trace_id(&self) -> impl fmt::Display + use<> {
         TraceId::from_bytes(self.trace_id)

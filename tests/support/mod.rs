@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod certs;
 pub mod faults;
 pub mod loopback;
 

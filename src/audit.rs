@@ -1,0 +1,420 @@
+//! The audit log (`--audit-log`): one JSON line for every call of the
+//! developer operation, which mints a token for any user of a pool, and
+//! for every call refused for who its caller is (authentication, policy,
+//! rate limit), whatever its operation.
+//!
+//! A line names the caller, the pool, the Logins providers (never their
+//! values), the user as an HMAC-SHA256 of the developer provider's user
+//! identifier (keyed by `--audit-hmac-key-file`, so that the same user
+//! gives the same hash and the log never holds the identifier), the
+//! identity, the duration, the principal tag keys, the outcome and how the
+//! answer was reached.
+//!
+//! Lines are written off the request path, by a thread of their own, from
+//! a bounded queue. The log fails closed without ever blocking a call (an
+//! audit sink that blocked once hung every request of a well-known secrets
+//! server): a developer call takes its place in the queue before it is
+//! served, and is refused UNAVAILABLE (`AUDIT_UNAVAILABLE`) when the queue
+//! is full, or while the sink fails to write; nothing waits on the sink.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use aws_lc_rs::hmac;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::domain::{
+    CacheOutcome, Caller, Error, Operation, OperationName, RequestContext, Scope, Served,
+};
+use crate::policy;
+use crate::telemetry::metrics::metrics;
+
+/// The Logins keys of Cognito's and the public providers' tokens: every
+/// other key of a developer call's Logins is its developer provider (a
+/// developer Logins map holds one), whose value is the user's identifier.
+const PUBLIC_PROVIDERS: [&str; 7] = [
+    "cognito-identity.amazonaws.com",
+    "graph.facebook.com",
+    "accounts.google.com",
+    "www.amazon.com",
+    "api.twitter.com",
+    "www.digits.com",
+    "appleid.apple.com",
+];
+
+/// Where the lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditSink {
+    /// Standard output (`--audit-log -`), for a log collector.
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
+}
+
+/// The audit log's settings.
+#[derive(Clone, Debug)]
+pub struct AuditSettings {
+    /// Where the lines go.
+    pub sink: AuditSink,
+    /// The key of the user hash.
+    pub key: HmacKey,
+    /// Lines that may wait for the sink; past them, developer calls are
+    /// refused.
+    pub queue: usize,
+}
+
+/// The key of the `user` hash. Its `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct HmacKey(hmac::Key);
+
+impl HmacKey {
+    /// A key of these bytes.
+    pub fn new(bytes: &[u8]) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, bytes))
+    }
+
+    fn hash(&self, value: &str) -> String {
+        let tag = hmac::sign(&self.0, value.as_bytes());
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HmacKey(..)")
+    }
+}
+
+/// What an audited call asked for, read when its line is written: the
+/// call's validated input, shared, not copied.
+trait Audited: Send + Sync {
+    fn scope(&self) -> Scope<'_>;
+}
+
+impl<O: Operation> Audited for O {
+    fn scope(&self) -> Scope<'_> {
+        Operation::scope(self)
+    }
+}
+
+/// A line waiting to be written.
+struct Entry {
+    time: SystemTime,
+    caller: String,
+    decision: &'static str,
+    trace_id: Option<[u8; 16]>,
+    asked: Arc<dyn Audited>,
+    identity_id: Option<String>,
+    outcome: &'static str,
+    reason: Option<String>,
+    cache: Option<CacheOutcome>,
+}
+
+/// The audit log: its queue, and the thread that writes it.
+#[derive(Debug)]
+pub struct Auditor {
+    queue: mpsc::Sender<Entry>,
+    /// The sink's last write failed; developer calls are refused until one
+    /// succeeds (the refusals' own lines try it).
+    failing: Arc<AtomicBool>,
+    /// The gRPC code's name an error is answered with.
+    code_name: fn(&Error) -> &'static str,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("caller", &self.caller)
+            .field("outcome", &self.outcome)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auditor {
+    /// Opens the sink and starts the writer. `code_name` names the gRPC
+    /// code of an error (the gRPC layer's mapping, handed in).
+    pub fn start(
+        settings: AuditSettings,
+        code_name: fn(&Error) -> &'static str,
+    ) -> Result<Self, String> {
+        let sink: Box<dyn Write + Send> = match &settings.sink {
+            AuditSink::Stdout => Box::new(std::io::stdout()),
+            AuditSink::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| format!("--audit-log: cannot open {}: {e}", path.display()))?,
+            ),
+        };
+        let (queue, lines) = mpsc::channel(settings.queue.max(1));
+        let failing = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            sink: std::io::BufWriter::new(sink),
+            key: settings.key,
+            failing: failing.clone(),
+            buffered: 0,
+        };
+        std::thread::Builder::new()
+            .name("audit-log".to_owned())
+            .spawn(move || writer.run(lines))
+            .map_err(|e| format!("--audit-log: cannot start its writer: {e}"))?;
+        Ok(Self {
+            queue,
+            failing,
+            code_name,
+        })
+    }
+
+    /// Writes the line of a call refused for who its caller is.
+    /// Best effort: a full queue loses the line (counted), as the call is
+    /// refused anyway.
+    pub fn refused<O: Operation>(
+        &self,
+        ctx: &RequestContext,
+        caller: String,
+        decision: &'static str,
+        asked: Arc<O>,
+        refusal: &Error,
+    ) {
+        let entry = self.entry(ctx, caller, decision, asked, Some(refusal));
+        if self.queue.try_send(entry).is_err() {
+            metrics().audit_dropped(1);
+        }
+    }
+
+    /// A place in the queue for a call about to be served, or the refusal
+    /// to answer it with when there is none.
+    pub fn reserve<O: Operation>(
+        &self,
+        ctx: &RequestContext,
+        caller: String,
+        decision: &'static str,
+        asked: &Arc<O>,
+    ) -> Result<Reserved, Error> {
+        let permit = if self.failing.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.queue.clone().try_reserve_owned().ok()
+        };
+        match permit {
+            Some(permit) => Ok(Reserved {
+                permit: Some(permit),
+                entry: Some(Box::new(self.entry(
+                    ctx,
+                    caller,
+                    decision,
+                    asked.clone(),
+                    None,
+                ))),
+                code_name: self.code_name,
+            }),
+            None => {
+                let refusal = Error::AuditUnavailable { operation: O::NAME };
+                metrics().audit_refused();
+                self.refused(ctx, caller, decision, asked.clone(), &refusal);
+                Err(refusal)
+            }
+        }
+    }
+
+    fn entry<O: Operation>(
+        &self,
+        ctx: &RequestContext,
+        caller: String,
+        decision: &'static str,
+        asked: Arc<O>,
+        refusal: Option<&Error>,
+    ) -> Entry {
+        Entry {
+            time: SystemTime::now(),
+            caller,
+            decision,
+            trace_id: ctx.trace_id,
+            asked,
+            identity_id: None,
+            outcome: refusal.map_or("OK", self.code_name),
+            reason: refusal.map(|e| e.reason().to_owned()),
+            cache: None,
+        }
+    }
+}
+
+/// A call's place in the audit queue, written when the call is answered
+/// ([`Reserved::answered`]); a call dropped unanswered (its deadline
+/// passed, its caller went away) is written as `CANCELLED`.
+#[derive(Debug)]
+pub struct Reserved {
+    /// Both `None` once sent.
+    permit: Option<mpsc::OwnedPermit<Entry>>,
+    entry: Option<Box<Entry>>,
+    code_name: fn(&Error) -> &'static str,
+}
+
+impl Reserved {
+    /// Writes the call's line with how it was answered.
+    pub fn answered<T: crate::domain::Answer>(mut self, served: &Served<T>) {
+        let code_name = self.code_name;
+        self.send(|entry| {
+            entry.cache = served.cache;
+            match &served.result {
+                Ok(answer) => entry.identity_id = Some(answer.identity_id().to_owned()),
+                Err(e) => {
+                    entry.outcome = code_name(e);
+                    entry.reason = Some(e.reason().to_owned());
+                }
+            }
+        });
+    }
+
+    fn send(&mut self, finish: impl FnOnce(&mut Entry)) {
+        if let (Some(permit), Some(mut entry)) = (self.permit.take(), self.entry.take()) {
+            entry.time = SystemTime::now();
+            finish(&mut entry);
+            permit.send(*entry);
+        }
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.send(|entry| {
+            entry.outcome = "CANCELLED";
+            entry.reason = Some("CALL_DROPPED".to_owned());
+        });
+    }
+}
+
+/// One line, as written.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    caller: &'a str,
+    operation: &'static str,
+    identity_pool_id: Option<&'a str>,
+    login_providers: Vec<&'a str>,
+    user: Option<String>,
+    identity_id: Option<&'a str>,
+    token_duration_seconds: Option<u32>,
+    principal_tag_keys: Vec<&'a str>,
+    outcome: &'a str,
+    reason: Option<&'a str>,
+    cache: Option<&'static str>,
+    decision: &'a str,
+    trace_id: Option<String>,
+}
+
+/// The writer thread's state.
+struct Writer {
+    sink: std::io::BufWriter<Box<dyn Write + Send>>,
+    key: HmacKey,
+    failing: Arc<AtomicBool>,
+    /// Lines in the buffer, not yet flushed.
+    buffered: u64,
+}
+
+impl Writer {
+    /// Writes lines as they come, flushing whenever the queue is empty,
+    /// until every sender is gone.
+    fn run(mut self, mut lines: mpsc::Receiver<Entry>) {
+        while let Some(entry) = lines.blocking_recv() {
+            self.write(&entry);
+            if lines.is_empty() {
+                self.flush();
+            }
+        }
+        self.flush();
+    }
+
+    fn write(&mut self, entry: &Entry) {
+        let scope = entry.asked.scope();
+        let pool = policy::pool_of(&scope);
+        let line = Line {
+            time: humantime::format_rfc3339_micros(entry.time).to_string(),
+            caller: &entry.caller,
+            operation: scope.operation.as_str(),
+            identity_pool_id: pool.as_deref(),
+            login_providers: scope.logins.names().collect(),
+            user: developer_user(&scope).map(|user| self.key.hash(user)),
+            identity_id: entry.identity_id.as_deref().or(scope.identity_id),
+            token_duration_seconds: scope.token_duration_seconds,
+            principal_tag_keys: scope
+                .principal_tags
+                .map(|tags| tags.names().collect())
+                .unwrap_or_default(),
+            outcome: entry.outcome,
+            reason: entry.reason.as_deref(),
+            cache: entry.cache.map(CacheOutcome::as_str),
+            decision: entry.decision,
+            trace_id: entry
+                .trace_id
+                .map(|id| id.iter().map(|b| format!("{b:02x}")).collect()),
+        };
+        let written = serde_json::to_writer(&mut self.sink, &line)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.sink.write_all(b"\n"));
+        match written {
+            Ok(()) => self.buffered += 1,
+            Err(e) => self.failed(&e, 1),
+        }
+    }
+
+    fn flush(&mut self) {
+        let lines = std::mem::take(&mut self.buffered);
+        match self.sink.flush() {
+            Ok(()) => {
+                metrics().audit_written(lines);
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("the audit log is written again: developer calls are served");
+                }
+            }
+            Err(e) => self.failed(&e, lines),
+        }
+    }
+
+    /// `lines` were lost: the sink is failing until a flush succeeds.
+    fn failed(&mut self, e: &std::io::Error, lines: u64) {
+        metrics().audit_dropped(lines);
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                "the audit log cannot be written ({e}): developer calls are refused until it can"
+            );
+        }
+        // What the buffer holds is lost with the failed write: start anew,
+        // so that the next line is tried on its own.
+        let failed = std::mem::replace(
+            &mut self.sink,
+            std::io::BufWriter::new(Box::new(std::io::sink())),
+        );
+        let (sink, _lost) = failed.into_parts();
+        self.sink = std::io::BufWriter::new(sink);
+    }
+}
+
+/// The developer provider's user identifier in a developer call's Logins:
+/// the value of its one key that is not a public provider, a user pool
+/// (`cognito-idp…/pool`) or a SAML provider (an ARN).
+fn developer_user<'a>(scope: &Scope<'a>) -> Option<&'a str> {
+    if scope.operation != OperationName::GetOpenIdTokenForDeveloperIdentity {
+        return None;
+    }
+    scope
+        .logins
+        .iter()
+        .find(|(name, _)| {
+            !PUBLIC_PROVIDERS.contains(name) && !name.contains('/') && !name.starts_with("arn:")
+        })
+        .map(|(_, value)| value.expose())
+}
+
+/// The caller's name in a line when no policy names it: its identity.
+pub fn caller_name(caller: &Caller) -> String {
+    match caller {
+        Caller::Anonymous => policy::ANONYMOUS.to_owned(),
+        Caller::Spiffe(id) | Caller::Dns(id) => id.to_string(),
+    }
+}

@@ -1,0 +1,199 @@
+//! The API listener's connections: plaintext, or TLS accepted here with the
+//! configuration in force ([`super::tls`]). Either way a connection carries
+//! its [`Peer`] (addresses, and over TLS the caller its certificate names),
+//! which the server hands to each of its calls, and its replies leave one
+//! write each ([`OneWrite`], above TLS so that a reply is one TLS write and
+//! one system call).
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::Either;
+use futures_util::{Stream, TryStreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tonic::transport::server::{Connected, TcpIncoming};
+
+use super::one_write::OneWrite;
+use super::tls::{self, LiveTls};
+use crate::domain::{Caller, Peer};
+use crate::telemetry::metrics::metrics;
+
+/// A handshake that has not finished by then is abandoned: a client that
+/// connects and says nothing holds no task for longer.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshaken connections waiting for the server to take them.
+const ACCEPTED_QUEUE: usize = 64;
+
+/// One accepted connection.
+#[derive(Debug)]
+pub struct Connection {
+    io: Io,
+    peer: Peer,
+}
+
+#[derive(Debug)]
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Connection {
+    fn plain(stream: TcpStream) -> Self {
+        let peer = Peer {
+            local: stream.local_addr().ok(),
+            remote: stream.peer_addr().ok(),
+            certified: None,
+        };
+        Self {
+            io: Io::Plain(stream),
+            peer,
+        }
+    }
+}
+
+/// The API listener's connections as the server takes them: TLS ones
+/// handshaken concurrently off the accept loop (a slow client delays no
+/// other), each within [`HANDSHAKE_TIMEOUT`].
+pub fn incoming(
+    listener: TcpListener,
+    tls: Option<Arc<LiveTls>>,
+) -> impl Stream<Item = io::Result<OneWrite<Connection>>> + Send {
+    match tls {
+        None => Either::Left(
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map_ok(|stream| OneWrite::new(Connection::plain(stream))),
+        ),
+        Some(tls) => {
+            let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
+            tokio::spawn(accept_tls(listener, tls, tx));
+            Either::Right(futures_util::stream::unfold(rx, |mut rx| async move {
+                let connection = rx.recv().await?;
+                Some((Ok(connection), rx))
+            }))
+        }
+    }
+}
+
+/// Accepts connections until the server stops taking them, and handshakes
+/// each on a task of its own.
+async fn accept_tls(
+    listener: TcpListener,
+    tls: Arc<LiveTls>,
+    accepted: mpsc::Sender<OneWrite<Connection>>,
+) {
+    loop {
+        let (stream, remote) = tokio::select! {
+            next = listener.accept() => match next {
+                Ok(next) => next,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some to
+                    // close rather than spin.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = accepted.closed() => return,
+        };
+        let acceptor = TlsAcceptor::from(tls.config());
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().ok();
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    metrics().tls_handshake("ok");
+                    let connection = handshaken(stream, local, remote);
+                    let _ = accepted.send(OneWrite::new(connection)).await;
+                }
+                Ok(Err(e)) => {
+                    metrics().tls_handshake("refused");
+                    tracing::debug!(peer = %remote, "TLS handshake refused: {e}");
+                }
+                Err(_) => {
+                    metrics().tls_handshake("timeout");
+                    tracing::debug!(peer = %remote, "TLS handshake not finished in time");
+                }
+            }
+        });
+    }
+}
+
+fn handshaken(
+    stream: TlsStream<TcpStream>,
+    local: Option<SocketAddr>,
+    remote: SocketAddr,
+) -> Connection {
+    let certified = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map_or(Caller::Anonymous, tls::caller);
+    Connection {
+        io: Io::Tls(Box::new(stream)),
+        peer: Peer {
+            local,
+            remote: Some(remote),
+            certified: Some(certified),
+        },
+    }
+}
+
+impl Connected for Connection {
+    type ConnectInfo = Peer;
+
+    fn connect_info(&self) -> Peer {
+        self.peer.clone()
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

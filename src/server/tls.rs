@@ -1,0 +1,216 @@
+//! TLS on the API listener (rustls, TLS 1.2 and 1.3, ALPN `h2`), with a
+//! certificate, key and client CA that change without a restart.
+//!
+//! tonic's own TLS cannot change its certificate once serving, so the
+//! server accepts TLS itself ([`super::conn`]) with the configuration in
+//! force at each handshake: a rotated certificate or CA applies to the next
+//! handshake, and connections already open go on with theirs.
+//!
+//! With a client CA, callers are asked for a certificate: one that chains to
+//! the CA and is in date identifies its caller ([`caller`]); none leaves the
+//! caller anonymous; any other is refused in the handshake.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::RootCertStore;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::task::JoinHandle;
+use x509_parser::extensions::GeneralName;
+
+use crate::domain::Caller;
+use crate::reload::{self, Reloaded};
+use crate::telemetry::metrics::metrics;
+
+/// The files TLS is served from (`--tls-cert`, `--tls-key`,
+/// `--tls-client-ca`), PEM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The server's certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// The CAs a client certificate must chain to; `None`: no client
+    /// certificate is asked for.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    fn paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.cert.clone(), self.key.clone()];
+        paths.extend(self.client_ca.clone());
+        paths
+    }
+}
+
+/// The TLS configuration in force, and the files it comes from.
+#[derive(Debug)]
+pub struct LiveTls {
+    files: TlsFiles,
+    current: ArcSwap<ServerConfig>,
+    /// The BLAKE3 of the files' bytes in force.
+    digest: Mutex<[u8; 32]>,
+}
+
+impl LiveTls {
+    /// The configuration the files hold, checked: the key matches the
+    /// certificate, the CA bundle holds at least one CA.
+    pub fn load(files: TlsFiles) -> Result<Self, String> {
+        let (bytes, digest) = read(&files)?;
+        let config = build(&files, &bytes)?;
+        Ok(Self {
+            files,
+            current: ArcSwap::from_pointee(config),
+            digest: Mutex::new(digest),
+        })
+    }
+
+    /// The configuration for the next handshake.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.current.load_full()
+    }
+
+    /// Whether callers are asked for a certificate.
+    pub fn asks_for_client_certificates(&self) -> bool {
+        self.files.client_ca.is_some()
+    }
+
+    /// Reads the files again and puts what they hold in force when they
+    /// changed and load; otherwise what is in force stays.
+    pub fn reload(&self) -> Reloaded {
+        let (bytes, digest) = match read(&self.files) {
+            Ok(read) => read,
+            Err(why) => return Reloaded::Refused(why),
+        };
+        let Ok(mut in_force) = self.digest.lock() else {
+            return Reloaded::Refused("the TLS state is poisoned".to_owned());
+        };
+        if *in_force == digest {
+            return Reloaded::Unchanged;
+        }
+        // Half-written files (a key rotated before its certificate) fail
+        // here, and are tried again once they change once more.
+        *in_force = digest;
+        match build(&self.files, &bytes) {
+            Ok(config) => {
+                self.current.store(Arc::new(config));
+                Reloaded::Replaced
+            }
+            Err(why) => Reloaded::Refused(why),
+        }
+    }
+
+    /// Reloads whenever one of the files changes (their directories
+    /// watched, and checked every `every` as well), saying and counting
+    /// each outcome in `gateway_tls_reloads_total{outcome}`.
+    pub fn watch(self: Arc<Self>, every: Duration) -> JoinHandle<()> {
+        let paths = self.files.paths();
+        reload::spawn(&paths, every, move || match self.reload() {
+            Reloaded::Unchanged => {}
+            Reloaded::Replaced => {
+                tracing::info!("TLS certificate and client CA reloaded: new handshakes use them");
+                metrics().tls_reloaded(true);
+            }
+            Reloaded::Refused(why) => {
+                tracing::warn!("the TLS certificate in force stays: {why}");
+                metrics().tls_reloaded(false);
+            }
+        })
+    }
+}
+
+/// The files' bytes (certificate, key, CA) and one digest of them all.
+fn read(files: &TlsFiles) -> Result<([Vec<u8>; 3], [u8; 32]), String> {
+    let load =
+        |path: &Path| std::fs::read(path).map_err(|e| format!("TLS file {}: {e}", path.display()));
+    let cert = load(&files.cert)?;
+    let key = load(&files.key)?;
+    let ca = files.client_ca.as_deref().map(load).transpose()?;
+    let mut hasher = blake3::Hasher::new();
+    for part in [&cert[..], &key[..], ca.as_deref().unwrap_or_default()] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    Ok((
+        [cert, key, ca.unwrap_or_default()],
+        *hasher.finalize().as_bytes(),
+    ))
+}
+
+fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let named = |path: &Path, what: &str| format!("TLS file {}: {what}", path.display());
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| named(&files.cert, &format!("not a PEM certificate chain ({e})")))?;
+    if chain.is_empty() {
+        return Err(named(&files.cert, "holds no certificate"));
+    }
+    // The error names the key's file, never its bytes.
+    let key = PrivateKeyDer::from_pem_slice(key)
+        .map_err(|e| named(&files.key, &format!("not a PEM private key ({e})")))?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS: {e}"))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for der in CertificateDer::pem_slice_iter(ca) {
+                let der = der.map_err(|e| named(path, &format!("not a PEM CA bundle ({e})")))?;
+                roots
+                    .add(der)
+                    .map_err(|e| named(path, &format!("not a usable CA ({e})")))?;
+            }
+            if roots.is_empty() {
+                return Err(named(path, "holds no CA certificate"));
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                // No certificate: an anonymous caller, for the policy to judge.
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| named(path, &format!("cannot verify clients with it ({e})")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key).map_err(|e| {
+        format!(
+            "TLS files {} and {}: {e}",
+            files.cert.display(),
+            files.key.display()
+        )
+    })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// The caller a verified client certificate names: its first URI SAN that
+/// is a SPIFFE id, else its first DNS SAN; anonymous when it names neither
+/// (the policy then judges it as it judges a caller with no certificate).
+pub fn caller(certificate: &CertificateDer<'_>) -> Caller {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate) else {
+        return Caller::Anonymous;
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return Caller::Anonymous;
+    };
+    let names = &san.value.general_names;
+    let spiffe = names.iter().find_map(|name| match name {
+        GeneralName::URI(uri) if uri.starts_with("spiffe://") => {
+            Some(Caller::Spiffe((*uri).into()))
+        }
+        _ => None,
+    });
+    let dns = || {
+        names.iter().find_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(Caller::Dns((*dns).into())),
+            _ => None,
+        })
+    };
+    spiffe.or_else(dns).unwrap_or(Caller::Anonymous)
+}
