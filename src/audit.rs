@@ -105,6 +105,7 @@ impl<O: Operation> Audited for O {
 struct Entry {
     time: SystemTime,
     caller: String,
+    identity: Caller,
     decision: &'static str,
     trace_id: Option<[u8; 16]>,
     asked: Arc<dyn Audited>,
@@ -233,6 +234,7 @@ impl Auditor {
         Entry {
             time: SystemTime::now(),
             caller,
+            identity: ctx.caller.clone(),
             decision,
             trace_id: ctx.trace_id,
             asked,
@@ -294,6 +296,10 @@ impl Drop for Reserved {
 struct Line<'a> {
     time: String,
     caller: &'a str,
+    /// The identity the caller showed (a SPIFFE id, a DNS name), when it
+    /// showed one: `caller` is the policy's name for it, `unknown` when
+    /// the policy has none.
+    caller_identity: Option<&'a str>,
     operation: &'static str,
     identity_pool_id: Option<&'a str>,
     login_providers: Vec<&'a str>,
@@ -336,6 +342,10 @@ impl Writer {
         let line = Line {
             time: humantime::format_rfc3339_micros(entry.time).to_string(),
             caller: &entry.caller,
+            caller_identity: match &entry.identity {
+                Caller::Anonymous => None,
+                Caller::Spiffe(id) | Caller::Dns(id) => Some(id),
+            },
             operation: scope.operation.as_str(),
             identity_pool_id: pool.as_deref(),
             login_providers: scope.logins.names().collect(),
@@ -416,5 +426,94 @@ pub fn caller_name(caller: &Caller) -> String {
     match caller {
         Caller::Anonymous => policy::ANONYMOUS.to_owned(),
         Caller::Spiffe(id) | Caller::Dns(id) => id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::GetOpenIdTokenForDeveloperIdentityInput;
+
+    const POOL: &str = "us-east-1:0a0a0a0a-0000-4000-8000-000000000001";
+
+    fn developer(logins: &[(&str, &str)]) -> GetOpenIdTokenForDeveloperIdentityInput {
+        GetOpenIdTokenForDeveloperIdentityInput::parse(
+            Some(POOL.to_owned()),
+            None,
+            logins
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            [],
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_user_is_the_developer_providers_value() {
+        let input = developer(&[
+            ("accounts.google.com", "google-token"),
+            (
+                "cognito-idp.us-east-1.amazonaws.com/us-east-1_abc",
+                "idp-token",
+            ),
+            ("arn:aws:iam::123456789012:saml-provider/corp", "saml"),
+            ("login.shop.example", "user-42"),
+        ]);
+        assert_eq!(developer_user(&Operation::scope(&input)), Some("user-42"));
+        let only_public = developer(&[("graph.facebook.com", "fb-token")]);
+        assert_eq!(developer_user(&Operation::scope(&only_public)), None);
+    }
+
+    #[test]
+    fn the_same_user_gives_the_same_hash_under_the_same_key() {
+        let key = HmacKey::new(b"0123456789abcdef");
+        assert_eq!(key.hash("user-42"), key.hash("user-42"));
+        assert_ne!(key.hash("user-42"), key.hash("user-43"));
+        assert_ne!(
+            key.hash("user-42"),
+            HmacKey::new(b"another key, another hash").hash("user-42")
+        );
+        assert_eq!(key.hash("user-42").len(), 64);
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_unanswered_is_written_as_cancelled() {
+        let path = std::env::temp_dir().join(format!("audit-unit-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let auditor = Auditor::start(
+            AuditSettings {
+                sink: AuditSink::File(path.clone()),
+                key: HmacKey::new(b"0123456789abcdef"),
+                queue: 4,
+            },
+            |_| "UNUSED",
+        )
+        .unwrap();
+        let ctx = RequestContext {
+            caller: Caller::Dns("checkout.shop.svc".into()),
+            trace_id: Some([0xab; 16]),
+        };
+        let input = Arc::new(developer(&[("login.shop.example", "user-42")]));
+        let reserved = auditor
+            .reserve(&ctx, "checkout".to_owned(), "allow", &input)
+            .unwrap();
+        // The deadline passed: the call's future, and its place, dropped.
+        drop(reserved);
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = std::fs::read_to_string(&path).unwrap_or_default();
+            if !text.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["outcome"], "CANCELLED");
+        assert_eq!(line["reason"], "CALL_DROPPED");
+        assert_eq!(line["caller_identity"], "checkout.shop.svc");
+        assert_eq!(line["trace_id"], "ab".repeat(16));
+        assert!(!text.contains("user-42"), "{text}");
+        std::fs::remove_file(&path).unwrap();
     }
 }

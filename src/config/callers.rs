@@ -148,3 +148,129 @@ fn audit_key(path: &Path) -> Result<HmacKey, String> {
     }
     Ok(HmacKey::new(key))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::{ConfigError, Settings};
+
+    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
+        let mut argv = vec!["cognito-identity-gateway", "--listen", "127.0.0.1:0"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .expect("flags parse")
+            .into_settings()
+    }
+
+    fn problems(args: &[&str]) -> String {
+        settings(args).unwrap_err().to_string()
+    }
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("callers-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn tls_takes_a_certificate_and_its_key_and_refuses_the_header() {
+        let d = dir("tls");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (crt, pem, ca) = (d.join("tls.crt"), d.join("tls.key"), d.join("ca.crt"));
+        std::fs::write(&crt, cert.pem()).unwrap();
+        std::fs::write(&pem, key.serialize_pem()).unwrap();
+        std::fs::write(&ca, cert.pem()).unwrap();
+        let (crt, pem, ca) = (
+            crt.display().to_string(),
+            pem.display().to_string(),
+            ca.display().to_string(),
+        );
+
+        let s = settings(&[
+            "--tls-cert",
+            &crt,
+            "--tls-key",
+            &pem,
+            "--tls-client-ca",
+            &ca,
+        ])
+        .unwrap();
+        let tls = s.server.tls.expect("TLS on");
+        assert!(tls.asks_for_client_certificates());
+        // Debug names the files and shows no key.
+        let debug = format!("{tls:?}");
+        assert!(
+            debug.contains("tls.key") && !debug.contains("PRIVATE"),
+            "{debug}"
+        );
+
+        assert!(problems(&["--tls-cert", &crt]).contains("--tls-cert: needs --tls-key"));
+        assert!(problems(&["--tls-key", &pem]).contains("--tls-key: needs --tls-cert"));
+        assert!(problems(&["--tls-client-ca", &ca]).contains("--tls-client-ca: needs"));
+        let header = problems(&[
+            "--tls-cert",
+            &crt,
+            "--tls-key",
+            &pem,
+            "--caller-identity-header",
+            "l5d-client-id",
+        ]);
+        assert!(header.contains("plaintext listeners only"), "{header}");
+        // The key's file as a certificate, the certificate as a key: each
+        // message names the file, none shows what it holds.
+        let swapped = problems(&["--tls-cert", &pem, "--tls-key", &crt]);
+        assert!(
+            swapped.contains("tls.key") && !swapped.contains("PRIVATE"),
+            "{swapped}"
+        );
+        let missing = problems(&["--tls-cert", "/nonexistent/tls.crt", "--tls-key", &pem]);
+        assert!(missing.contains("/nonexistent/tls.crt"), "{missing}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_audit_log_needs_a_key_of_sixteen_bytes() {
+        let d = dir("audit");
+        let (short, good) = (d.join("short.key"), d.join("good.key"));
+        std::fs::write(&short, "0123456789\n").unwrap();
+        std::fs::write(&good, "0123456789abcdef\n").unwrap();
+        let log = d.join("audit.jsonl").display().to_string();
+
+        let s = settings(&[
+            "--audit-log",
+            &log,
+            "--audit-hmac-key-file",
+            &good.display().to_string(),
+        ])
+        .unwrap();
+        let audit = s.audit.expect("audit on");
+        assert_eq!(audit.sink, AuditSink::File(log.clone().into()));
+        assert_eq!(audit.queue, 8192);
+        assert_eq!(format!("{:?}", audit.key), "HmacKey(..)");
+        let stdout = settings(&[
+            "--audit-log",
+            "-",
+            "--audit-hmac-key-file",
+            &good.display().to_string(),
+        ]);
+        assert_eq!(stdout.unwrap().audit.unwrap().sink, AuditSink::Stdout);
+
+        assert!(problems(&["--audit-log", &log]).contains("--audit-hmac-key-file: required"));
+        let too_short = problems(&[
+            "--audit-log",
+            &log,
+            "--audit-hmac-key-file",
+            &short.display().to_string(),
+        ]);
+        assert!(too_short.contains("holds 10 bytes"), "{too_short}");
+        assert!(!too_short.contains("0123456789"), "{too_short}");
+        assert!(problems(&["--audit-queue-capacity", "0"]).contains("--audit-queue-capacity"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

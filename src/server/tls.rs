@@ -48,13 +48,21 @@ impl TlsFiles {
     }
 }
 
-/// The TLS configuration in force, and the files it comes from.
-#[derive(Debug)]
+/// The TLS configuration in force, and the files it comes from. Its
+/// `Debug` names the files, and shows nothing of the key.
 pub struct LiveTls {
     files: TlsFiles,
     current: ArcSwap<ServerConfig>,
     /// The BLAKE3 of the files' bytes in force.
     digest: Mutex<[u8; 32]>,
+}
+
+impl std::fmt::Debug for LiveTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveTls")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LiveTls {

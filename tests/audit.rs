@@ -1,0 +1,459 @@
+//! The audit log, through the real binary: over mutual TLS with a policy,
+//! every developer call and every refusal makes one JSON line, checked
+//! field by field, with no secret in it and the user as a keyed hash; a
+//! sink that fails or blocks refuses developer calls UNAVAILABLE
+//! (`AUDIT_UNAVAILABLE`) at once, and never holds a call.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
+use cognito_identity_gateway::proto as pb;
+use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
+use serde_json::Value;
+use support::certs::{Ca, Pem};
+use support::loopback::{free_port, http_get, series};
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic_types::StatusExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
+const DEVELOPER: &str = "GetOpenIdTokenForDeveloperIdentity";
+const CHECKOUT: &str = "spiffe://example.org/ns/shop/sa/checkout";
+const OTHER_POOL: &str = "us-east-1:0a0a0a0a-0000-4000-8000-000000000002";
+const KEY: &str = "audit-key-for-tests-0123456789abcdef";
+const USER_A: &str = "secret-user-a-51c2";
+const USER_B: &str = "secret-user-b-9e04";
+const TAG_VALUE: &str = "secret-tag-value-77aa";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("audit-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn policy() -> String {
+    format!(
+        r#"
+mode: enforce
+callers:
+  - name: checkout
+    spiffe_ids: ["{CHECKOUT}"]
+    allow:
+      - operations: [{DEVELOPER}, GetCredentialsForIdentity]
+        identity_pools: ["{DEFAULT_POOL_ID}"]
+        principal_tag_keys: ["team"]
+        max_token_duration: 1h
+  - name: limited
+    dns_names: ["limited.jobs.svc"]
+    rate_limit: {{per_second: 0.01, burst: 1}}
+    allow:
+      - operations: [{DEVELOPER}]
+        identity_pools: ["*"]
+        principal_tag_keys: ["team"]
+"#
+    )
+}
+
+/// The gateway binary with the embedded emulator and `args`.
+fn gateway(grpc: u16, admin: u16, args: &[&str]) -> Child {
+    let mut child = Command::new(BIN)
+        .args(["--emulator", "--shutdown-grace", "2s"])
+        .args(["--listen", &format!("127.0.0.1:{grpc}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = support::binary::collect_stderr(&mut child);
+    // The log is read to its end when the child exits; not needed here.
+    drop(logs);
+    child
+}
+
+async fn tls_client(
+    port: u16,
+    ca: &str,
+    identity: Option<&Pem>,
+) -> CognitoIdentityServiceClient<Channel> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    if let Some(pem) = identity {
+        tls = tls.identity(Identity::from_pem(&pem.cert, &pem.key));
+    }
+    let endpoint = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap();
+    for _ in 0..200 {
+        if let Ok(channel) = endpoint.connect().await {
+            return CognitoIdentityServiceClient::new(channel);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gateway never listened on port {port}");
+}
+
+fn developer(
+    pool: &str,
+    user: &str,
+    seconds: i64,
+) -> pb::GetOpenIdTokenForDeveloperIdentityRequest {
+    pb::GetOpenIdTokenForDeveloperIdentityRequest {
+        identity_pool_id: pool.into(),
+        logins: HashMap::from([(DEFAULT_DEVELOPER_PROVIDER.into(), user.into())]),
+        principal_tags: HashMap::from([("team".into(), TAG_VALUE.into())]),
+        token_duration_seconds: Some(seconds),
+        ..Default::default()
+    }
+}
+
+/// The audit file's lines once it has `count` (5 s at most).
+async fn lines(path: &Path, count: usize) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        if lines.len() >= count || start.elapsed() > Duration::from_secs(5) {
+            assert_eq!(lines.len(), count, "{text}");
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn hmac_hex(user: &str) -> String {
+    use aws_lc_rs::hmac;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, KEY.as_bytes());
+    hex::encode(hmac::sign(&key, user.as_bytes()).as_ref())
+}
+
+async fn metric(admin: u16, name: &str) -> f64 {
+    let (_, text) = http_get(admin, "/metrics").await;
+    series(&text, name).map(|(_, v)| v).sum()
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn developer_calls_and_refusals_are_audited_field_by_field() {
+    let dir = temp_dir("fields");
+    let ca = Ca::new("shop CA");
+    let server = ca.server();
+    for (name, contents) in [
+        ("tls.crt", server.cert.as_str()),
+        ("tls.key", server.key.as_str()),
+        ("ca.crt", &ca.pem()),
+        ("policy.yaml", &policy()),
+        // A trailing newline, as `echo` or an editor leaves, is not key.
+        ("audit.key", &format!("{KEY}\n")),
+    ] {
+        std::fs::write(dir.join(name), contents).unwrap();
+    }
+    let audit = dir.join("audit.jsonl");
+    let (grpc, admin) = (free_port(), free_port());
+    let path = |name: &str| dir.join(name).display().to_string();
+    let child = gateway(
+        grpc,
+        admin,
+        &[
+            "--tls-cert",
+            &path("tls.crt"),
+            "--tls-key",
+            &path("tls.key"),
+            "--tls-client-ca",
+            &path("ca.crt"),
+            "--policy",
+            &path("policy.yaml"),
+            "--audit-log",
+            &audit.display().to_string(),
+            "--audit-hmac-key-file",
+            &path("audit.key"),
+        ],
+    );
+    let mut checkout = tls_client(grpc, &ca.pem(), Some(&ca.spiffe_client(CHECKOUT))).await;
+    let mut limited =
+        tls_client(grpc, &ca.pem(), Some(&ca.dns_client(&["limited.jobs.svc"]))).await;
+    let mut anonymous = tls_client(grpc, &ca.pem(), None).await;
+
+    // 1, 2: a miss and a hit; 3: another user.
+    let mut minted = Vec::new();
+    for user in [USER_A, USER_A, USER_B] {
+        let reply = checkout
+            .get_open_id_token_for_developer_identity(developer(DEFAULT_POOL_ID, user, 3600))
+            .await
+            .unwrap()
+            .into_inner();
+        minted.push(reply);
+    }
+    // Not audited: an allowed call of another operation.
+    checkout
+        .get_credentials_for_identity(pb::GetCredentialsForIdentityRequest {
+            identity_id: minted[0].identity_id.clone(),
+            logins: HashMap::from([(
+                "cognito-identity.amazonaws.com".into(),
+                minted[0].token.clone(),
+            )]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // 4: denied by the policy; 5: no identity; 6: allowed, 7: rate limited;
+    // 8: a refusal of another operation.
+    let codes = [
+        checkout
+            .get_open_id_token_for_developer_identity(developer(OTHER_POOL, USER_A, 3600))
+            .await
+            .map(drop),
+        anonymous
+            .get_open_id_token_for_developer_identity(developer(DEFAULT_POOL_ID, USER_A, 900))
+            .await
+            .map(drop),
+        limited
+            .get_open_id_token_for_developer_identity(developer(DEFAULT_POOL_ID, USER_B, 900))
+            .await
+            .map(drop),
+        limited
+            .get_open_id_token_for_developer_identity(developer(DEFAULT_POOL_ID, USER_B, 900))
+            .await
+            .map(drop),
+        checkout
+            .get_id(support::get_id(DEFAULT_POOL_ID))
+            .await
+            .map(drop),
+    ]
+    .map(|r| r.map_or_else(|s| s.code(), |()| Code::Ok));
+    assert_eq!(
+        codes,
+        [
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::Ok,
+            Code::ResourceExhausted,
+            Code::PermissionDenied
+        ]
+    );
+
+    let lines = lines(&audit, 8).await;
+    let text = std::fs::read_to_string(&audit).unwrap();
+    for secret in [
+        USER_A,
+        USER_B,
+        TAG_VALUE,
+        KEY,
+        &minted[0].token,
+        &minted[2].token,
+    ] {
+        assert!(!text.contains(secret), "a secret in the audit log: {text}");
+    }
+    let field = |line: &Value, name: &str| line[name].clone();
+    let s = |v: &str| Value::String(v.to_owned());
+    // Every line has every field.
+    for line in &lines {
+        for name in [
+            "time",
+            "caller",
+            "operation",
+            "identity_pool_id",
+            "login_providers",
+            "user",
+            "identity_id",
+            "token_duration_seconds",
+            "principal_tag_keys",
+            "outcome",
+            "reason",
+            "cache",
+            "decision",
+            "trace_id",
+        ] {
+            assert!(line.get(name).is_some(), "{name} missing: {line}");
+        }
+        let time = line["time"].as_str().unwrap();
+        humantime::parse_rfc3339(time).expect("RFC 3339");
+    }
+    let a = &lines[0];
+    assert_eq!(field(a, "caller"), s("checkout"));
+    assert_eq!(field(a, "caller_identity"), s(CHECKOUT));
+    assert_eq!(field(a, "operation"), s(DEVELOPER));
+    assert_eq!(field(a, "identity_pool_id"), s(DEFAULT_POOL_ID));
+    assert_eq!(
+        field(a, "login_providers"),
+        serde_json::json!([DEFAULT_DEVELOPER_PROVIDER])
+    );
+    assert_eq!(field(a, "user"), s(&hmac_hex(USER_A)));
+    assert_eq!(field(a, "identity_id"), s(&minted[0].identity_id));
+    assert_eq!(field(a, "token_duration_seconds"), serde_json::json!(3600));
+    assert_eq!(field(a, "principal_tag_keys"), serde_json::json!(["team"]));
+    assert_eq!(field(a, "outcome"), s("OK"));
+    assert_eq!(field(a, "reason"), Value::Null);
+    assert_eq!(field(a, "cache"), s("miss"));
+    assert_eq!(field(a, "decision"), s("allow"));
+    // The hit: the same user, the same hash.
+    assert_eq!(field(&lines[1], "cache"), s("hit"));
+    assert_eq!(field(&lines[1], "user"), field(a, "user"));
+    assert_ne!(field(&lines[2], "user"), field(a, "user"));
+    assert_eq!(field(&lines[2], "user"), s(&hmac_hex(USER_B)));
+
+    let denied = &lines[3];
+    assert_eq!(field(denied, "outcome"), s("PERMISSION_DENIED"));
+    assert_eq!(field(denied, "reason"), s("POLICY_DENIED"));
+    assert_eq!(field(denied, "decision"), s("deny"));
+    assert_eq!(field(denied, "identity_pool_id"), s(OTHER_POOL));
+    assert_eq!(field(denied, "cache"), Value::Null);
+    assert_eq!(field(denied, "identity_id"), Value::Null);
+    let unauthenticated = &lines[4];
+    assert_eq!(field(unauthenticated, "caller"), s("anonymous"));
+    assert_eq!(field(unauthenticated, "caller_identity"), Value::Null);
+    assert_eq!(field(unauthenticated, "outcome"), s("UNAUTHENTICATED"));
+    assert_eq!(
+        field(unauthenticated, "reason"),
+        s("CALLER_UNAUTHENTICATED")
+    );
+    assert_eq!(field(&lines[5], "caller"), s("limited"));
+    assert_eq!(field(&lines[5], "caller_identity"), s("limited.jobs.svc"));
+    assert_eq!(field(&lines[5], "outcome"), s("OK"));
+    let limited_line = &lines[6];
+    assert_eq!(field(limited_line, "outcome"), s("RESOURCE_EXHAUSTED"));
+    assert_eq!(field(limited_line, "reason"), s("CALLER_RATE_LIMITED"));
+    assert_eq!(field(limited_line, "decision"), s("rate_limited"));
+    let get_id = &lines[7];
+    assert_eq!(field(get_id, "operation"), s("GetId"));
+    assert_eq!(field(get_id, "user"), Value::Null);
+    assert_eq!(field(get_id, "outcome"), s("PERMISSION_DENIED"));
+
+    assert!(metric(admin, "gateway_audit_lines_written_total").await >= 8.0);
+    assert_eq!(
+        metric(admin, "gateway_audit_lines_dropped_total").await,
+        0.0
+    );
+    stop(child);
+}
+
+async fn developer_code(client: &mut CognitoIdentityServiceClient<Channel>) -> tonic::Status {
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get_open_id_token_for_developer_identity(developer(DEFAULT_POOL_ID, USER_A, 900)),
+    )
+    .await
+    .expect("a call never waits on the audit sink")
+    {
+        Ok(_) => tonic::Status::ok(""),
+        Err(status) => status,
+    }
+}
+
+fn assert_audit_unavailable(status: &tonic::Status) {
+    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+    let info = status.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "AUDIT_UNAVAILABLE");
+    assert!(status.get_details_retry_info().is_some());
+}
+
+#[tokio::test]
+async fn a_failing_sink_refuses_developer_calls_and_serves_the_rest() {
+    let dir = temp_dir("failing");
+    std::fs::write(dir.join("audit.key"), KEY).unwrap();
+    let (grpc, admin) = (free_port(), free_port());
+    // Every write to /dev/full fails (ENOSPC): a full disk.
+    let child = gateway(
+        grpc,
+        admin,
+        &[
+            "--audit-log",
+            "/dev/full",
+            "--audit-hmac-key-file",
+            &dir.join("audit.key").display().to_string(),
+        ],
+    );
+    let mut client = CognitoIdentityServiceClient::new(support::binary::connect(grpc).await);
+    // The first call is served (the sink had not failed yet); its line is
+    // lost, and from then on developer calls are refused.
+    let start = Instant::now();
+    let refused = loop {
+        let status = developer_code(&mut client).await;
+        if status.code() != Code::Ok {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_audit_unavailable(&refused);
+    // Other operations are not audited unless refused: served.
+    client
+        .get_id(support::get_id(DEFAULT_POOL_ID))
+        .await
+        .unwrap();
+    assert!(metric(admin, "gateway_audit_refusals_total").await >= 1.0);
+    assert!(metric(admin, "gateway_audit_lines_dropped_total").await >= 1.0);
+    stop(child);
+}
+
+#[tokio::test]
+async fn a_sink_that_blocks_never_holds_a_call() {
+    let dir = temp_dir("blocking");
+    std::fs::write(dir.join("audit.key"), KEY).unwrap();
+    let fifo = dir.join("audit.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // The reader opens the pipe and never reads: once the pipe's buffer is
+    // full, every write blocks, as a stuck socket sink would.
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::File::open(fifo).unwrap())
+    };
+    let (grpc, admin) = (free_port(), free_port());
+    let child = gateway(
+        grpc,
+        admin,
+        &[
+            "--audit-log",
+            &fifo.display().to_string(),
+            "--audit-hmac-key-file",
+            &dir.join("audit.key").display().to_string(),
+            "--audit-queue-capacity",
+            "8",
+        ],
+    );
+    let _held_open = reader.join().unwrap();
+    let mut client = CognitoIdentityServiceClient::new(support::binary::connect(grpc).await);
+    let mut served = 0;
+    let refused = loop {
+        let status = developer_code(&mut client).await;
+        if status.code() != Code::Ok {
+            break status;
+        }
+        served += 1;
+        assert!(served < 5_000, "the queue never filled");
+    };
+    assert_audit_unavailable(&refused);
+    // Still refused, still at once, while the sink stays blocked.
+    for _ in 0..20 {
+        assert_audit_unavailable(&developer_code(&mut client).await);
+    }
+    client
+        .get_id(support::get_id(DEFAULT_POOL_ID))
+        .await
+        .unwrap();
+    assert!(metric(admin, "gateway_audit_refusals_total").await >= 21.0);
+    stop(child);
+}
