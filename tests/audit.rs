@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
 use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use serde_json::Value;
 use support::certs::{Ca, Pem};
 use support::loopback::{free_port, http_get, series};
+use support::otlp::Collector;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_types::StatusExt;
@@ -31,6 +33,7 @@ const KEY: &str = "audit-key-for-tests-0123456789abcdef";
 const USER_A: &str = "secret-user-a-51c2";
 const USER_B: &str = "secret-user-b-9e04";
 const TAG_VALUE: &str = "secret-tag-value-77aa";
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("audit-test-{name}-{}", std::process::id()));
@@ -62,8 +65,12 @@ callers:
     )
 }
 
-/// The gateway binary with the embedded emulator and `args`.
+/// The gateway binary with the embedded emulator, `args` and `env`.
 fn gateway(grpc: u16, admin: u16, args: &[&str]) -> Child {
+    gateway_with_env(grpc, admin, args, &[])
+}
+
+fn gateway_with_env(grpc: u16, admin: u16, args: &[&str], env: &[(&str, String)]) -> Child {
     let mut child = Command::new(BIN)
         .args(["--emulator", "--shutdown-grace", "2s"])
         .args(["--listen", &format!("127.0.0.1:{grpc}")])
@@ -71,6 +78,7 @@ fn gateway(grpc: u16, admin: u16, args: &[&str]) -> Child {
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -173,7 +181,9 @@ async fn developer_calls_and_refusals_are_audited_field_by_field() {
     let audit = dir.join("audit.jsonl");
     let (grpc, admin) = (free_port(), free_port());
     let path = |name: &str| dir.join(name).display().to_string();
-    let child = gateway(
+    let collector = Collector::default();
+    let otlp = collector.start().await;
+    let child = gateway_with_env(
         grpc,
         admin,
         &[
@@ -190,17 +200,31 @@ async fn developer_calls_and_refusals_are_audited_field_by_field() {
             "--audit-hmac-key-file",
             &path("audit.key"),
         ],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+        ],
     );
     let mut checkout = tls_client(grpc, &ca.pem(), Some(&ca.spiffe_client(CHECKOUT))).await;
     let mut limited =
         tls_client(grpc, &ca.pem(), Some(&ca.dns_client(&["limited.jobs.svc"]))).await;
     let mut anonymous = tls_client(grpc, &ca.pem(), None).await;
 
-    // 1, 2: a miss and a hit; 3: another user.
+    // 1, 2: a miss and a hit; 3: another user. The first in a trace.
     let mut minted = Vec::new();
-    for user in [USER_A, USER_A, USER_B] {
+    for (i, user) in [USER_A, USER_A, USER_B].into_iter().enumerate() {
+        let mut request = tonic::Request::new(developer(DEFAULT_POOL_ID, user, 3600));
+        if i == 0 {
+            request.metadata_mut().insert(
+                "traceparent",
+                format!("00-{TRACE_ID}-00f067aa0ba902b7-01")
+                    .parse()
+                    .unwrap(),
+            );
+        }
         let reply = checkout
-            .get_open_id_token_for_developer_identity(developer(DEFAULT_POOL_ID, user, 3600))
+            .get_open_id_token_for_developer_identity(request)
             .await
             .unwrap()
             .into_inner();
@@ -308,6 +332,26 @@ async fn developer_calls_and_refusals_are_audited_field_by_field() {
     assert_eq!(field(a, "reason"), Value::Null);
     assert_eq!(field(a, "cache"), s("miss"));
     assert_eq!(field(a, "decision"), s("allow"));
+    assert_eq!(field(a, "trace_id"), s(TRACE_ID));
+    // Over TLS the call's span still has the caller's address.
+    let start = Instant::now();
+    let span = loop {
+        let traced = collector.spans().into_iter().find(|s| {
+            hex::encode(&s.trace_id) == TRACE_ID
+                && s.name.starts_with("cognito_identity_gateway.v1")
+        });
+        if let Some(span) = traced {
+            break span;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no span exported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let client_address = span.attributes.iter().find(|kv| kv.key == "client.address");
+    assert_eq!(
+        client_address.and_then(|kv| kv.value.clone()?.value),
+        Some(AnyValue::StringValue("127.0.0.1".into())),
+        "{span:?}"
+    );
     // The hit: the same user, the same hash.
     assert_eq!(field(&lines[1], "cache"), s("hit"));
     assert_eq!(field(&lines[1], "user"), field(a, "user"));

@@ -9,6 +9,7 @@
 mod support;
 
 use support::loopback::{free_port, http_get, series};
+use support::otlp::Collector;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -18,12 +19,7 @@ use std::time::Duration;
 use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
 use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -35,22 +31,6 @@ const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
 const SECRET_USER: &str = "secret-developer-user-7f3a";
 const SECRET_TAG: &str = "secret-tag-value-91c2";
 const SECRET_LOGIN: &str = "secret-login-token-5d8e";
-
-#[derive(Default, Clone)]
-struct Collector {
-    requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.requests.lock().unwrap().push(request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
 
 /// The value of exactly the series `name` (labels included), 0 when absent.
 fn metric(text: &str, name: &str) -> f64 {
@@ -94,13 +74,7 @@ fn int_attr(span: &Span, key: &str) -> Option<i64> {
 #[tokio::test]
 async fn spans_metrics_and_logs() {
     let collector = Collector::default();
-    let otlp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let otlp_addr = otlp.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(otlp)),
-    );
+    let otlp_addr = collector.start().await;
 
     let (grpc_port, admin_port) = (free_port(), free_port());
     let mut child = Command::new(BIN)

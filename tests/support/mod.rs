@@ -8,6 +8,7 @@ pub mod binary;
 pub mod certs;
 pub mod faults;
 pub mod loopback;
+pub mod otlp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
