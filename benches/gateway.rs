@@ -15,7 +15,11 @@
 //! 3. coalescing: 1,000 concurrent identical requests on a cold key, and
 //!    the upstream calls they made, as the emulator counts them;
 //! 4. memory: resident bytes per cached entry at 100,000 and 1,000,000
-//!    entries, against the bytes of the tokens themselves.
+//!    entries, against the bytes of the tokens themselves;
+//! 5. the cache-hit path over mutual TLS with a policy of 1,000 callers and
+//!    the audit log on, against bare tonic serving the same rustls TLS
+//!    ([`mtls`]; h2load cannot show a client certificate, so a one-thread
+//!    h2 client of its own drives both).
 //!
 //! Every reply's gRPC status is checked: in the hit section through the
 //! servers' own counts of OK replies (h2load only sees HTTP statuses), in
@@ -52,6 +56,8 @@ use tonic::transport::{Channel, Endpoint};
 
 #[path = "../tests/support/loopback.rs"]
 mod loopback;
+#[path = "gateway/mtls.rs"]
+mod mtls;
 
 use loopback::{free_port, http_get, series};
 
@@ -72,6 +78,21 @@ struct Floor {
     /// Developer calls answered OK: h2load counts any HTTP 200 as a success,
     /// so the benchmark checks grpc-status through the servers' own counts.
     answered: AtomicU64,
+}
+
+impl Floor {
+    /// The floor answering with a token of `token_len` bytes.
+    fn fixed(token_len: usize) -> Self {
+        Self {
+            reply: pb::GetOpenIdTokenForDeveloperIdentityResponse {
+                identity_id: "us-east-1:2ae28537-84a7-5535-afaa-2d5242aed59a".into(),
+                token: "t".repeat(token_len),
+                expires_at: Some(SystemTime::now().into()),
+            },
+            upstream: None,
+            answered: AtomicU64::new(0),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -174,20 +195,15 @@ async fn serve_floor(port: u16, token_len: usize, one_write: bool, upstream: Opt
         Some(url) => Some(gateway_sdk(url).await),
         None => None,
     };
-    let reply = pb::GetOpenIdTokenForDeveloperIdentityResponse {
-        identity_id: "us-east-1:2ae28537-84a7-5535-afaa-2d5242aed59a".into(),
-        token: "t".repeat(token_len),
-        expires_at: Some(SystemTime::now().into()),
+    let floor = Floor {
+        upstream,
+        ..Floor::fixed(token_len)
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
     let router =
-        tonic::transport::Server::builder().add_service(CognitoIdentityServiceServer::new(Floor {
-            reply,
-            upstream,
-            answered: AtomicU64::new(0),
-        }));
+        tonic::transport::Server::builder().add_service(CognitoIdentityServiceServer::new(floor));
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     if one_write {
         use futures_util::TryStreamExt;
@@ -208,6 +224,33 @@ fn request() -> pb::GetOpenIdTokenForDeveloperIdentityRequest {
         token_duration_seconds: Some(3600),
         ..Default::default()
     }
+}
+
+/// The developer token's length as the emulator makes it, through a
+/// plaintext gateway of its own.
+async fn emulator_token_len() -> usize {
+    let plain = gateway_server(&["--emulator"], &[]);
+    CognitoIdentityServiceClient::new(connect(plain.port).await)
+        .get_open_id_token_for_developer_identity(request())
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+        .len()
+}
+
+/// Waits until something accepts connections on `port`.
+async fn wait_listening(port: u16) {
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nothing listens on {port}");
 }
 
 async fn connect(port: u16) -> Channel {
@@ -942,8 +985,8 @@ fn main() {
     // nextest's --list) must find nothing to run here.
     let mode = raw.first().map(String::as_str);
     let listing = raw.iter().any(|a| a == "--list");
-    let benching =
-        raw.iter().any(|a| a == "--bench") || matches!(mode, Some("floor" | "collector" | "body"));
+    let benching = raw.iter().any(|a| a == "--bench")
+        || matches!(mode, Some("floor" | "floor-tls" | "collector" | "body"));
     if listing || !benching {
         return;
     }
@@ -962,6 +1005,14 @@ fn main() {
             args[2].parse().unwrap(),
             args.iter().any(|a| a == "one-write"),
             upstream,
+        ));
+        return;
+    }
+    if args.first().map(String::as_str) == Some("floor-tls") {
+        runtime.block_on(mtls::serve_floor_tls(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+            std::path::Path::new(&args[3]),
         ));
         return;
     }
@@ -1011,6 +1062,9 @@ fn main() {
         }
         if only.is_empty() || only == "memory" {
             memory().await;
+        }
+        if only.is_empty() || only == "mtls" {
+            mtls::section(Duration::from_secs(seconds), rounds).await;
         }
     });
 }

@@ -20,7 +20,7 @@ mod live;
 pub use live::LivePolicy;
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -51,7 +51,65 @@ pub enum Mode {
 pub struct Policy {
     mode: Mode,
     callers: Vec<NamedCaller>,
+    /// Which entry names a caller, found without reading every entry.
+    index: CallerIndex,
     anonymous: Vec<Rule>,
+}
+
+/// The callers' names, indexed: an exact SPIFFE id or a DNS name (stored
+/// lowercase) to the first entry naming it, and the `/*` prefixes in entry
+/// order. A policy of a thousand callers costs a lookup, not a thousand
+/// comparisons.
+#[derive(Debug, Default)]
+struct CallerIndex {
+    spiffe_ids: HashMap<String, usize>,
+    dns_names: HashMap<String, usize>,
+    prefixes: Vec<(usize, String)>,
+}
+
+impl CallerIndex {
+    fn new(callers: &[NamedCaller]) -> Self {
+        let mut index = Self::default();
+        for (i, caller) in callers.iter().enumerate() {
+            for id in &caller.spiffe_ids {
+                match id {
+                    IdPattern::Exact(id) => {
+                        index.spiffe_ids.entry(id.clone()).or_insert(i);
+                    }
+                    IdPattern::Prefix(prefix) => index.prefixes.push((i, prefix.clone())),
+                }
+            }
+            for name in &caller.dns_names {
+                index
+                    .dns_names
+                    .entry(name.to_ascii_lowercase())
+                    .or_insert(i);
+            }
+        }
+        index
+    }
+
+    /// The first entry naming `caller`.
+    fn find(&self, caller: &Caller) -> Option<usize> {
+        match caller {
+            Caller::Anonymous => None,
+            Caller::Spiffe(id) => {
+                let exact = self.spiffe_ids.get(&**id).copied();
+                let before = exact.unwrap_or(usize::MAX);
+                // A prefix of an earlier entry wins over a later exact id.
+                self.prefixes
+                    .iter()
+                    .take_while(|(i, _)| *i < before)
+                    .find(|(_, prefix)| IdPattern::prefix_matches(prefix, id))
+                    .map(|(i, _)| *i)
+                    .or(exact)
+            }
+            Caller::Dns(name) if name.bytes().any(|b| b.is_ascii_uppercase()) => {
+                self.dns_names.get(&name.to_ascii_lowercase()).copied()
+            }
+            Caller::Dns(name) => self.dns_names.get(&**name).copied(),
+        }
+    }
 }
 
 /// A caller's rate limit, as the policy gives it.
@@ -83,11 +141,17 @@ enum IdPattern {
 }
 
 impl IdPattern {
+    /// The plain reading of a pattern, against which the index is tested.
+    #[cfg(test)]
     fn matches(&self, id: &str) -> bool {
         match self {
             IdPattern::Exact(exact) => id == exact,
-            IdPattern::Prefix(prefix) => id.starts_with(prefix.as_str()) && id.len() > prefix.len(),
+            IdPattern::Prefix(prefix) => Self::prefix_matches(prefix, id),
         }
+    }
+
+    fn prefix_matches(prefix: &str, id: &str) -> bool {
+        id.starts_with(prefix) && id.len() > prefix.len()
     }
 }
 
@@ -206,6 +270,7 @@ impl Policy {
                 ModeName::Enforce => Mode::Enforce,
                 ModeName::DryRun => Mode::DryRun,
             },
+            index: CallerIndex::new(&callers),
             callers,
             anonymous,
         })
@@ -226,7 +291,7 @@ impl Policy {
         let dry_run = self.mode == Mode::DryRun;
         let (name, rules) = match caller {
             Caller::Anonymous => (ANONYMOUS, &self.anonymous),
-            identified => match self.callers.iter().find(|c| c.names(identified)) {
+            identified => match self.index.find(identified).map(|i| &self.callers[i]) {
                 Some(entry) => {
                     if let Some(retry_after) = entry.over_its_rate() {
                         return Decision::RateLimited {
@@ -280,6 +345,9 @@ impl NamedCaller {
             .map(|not_until| not_until.wait_time_from(limiter.clock().now()))
     }
 
+    /// Whether this entry names `caller`, read plainly: the index must
+    /// agree with reading every entry in order.
+    #[cfg(test)]
     fn names(&self, caller: &Caller) -> bool {
         match caller {
             Caller::Anonymous => false,

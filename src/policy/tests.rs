@@ -307,3 +307,58 @@ fn a_live_policy_reloads_only_what_changed_and_keeps_what_loads() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_index_finds_the_first_entry_as_reading_them_in_order_would() {
+    let policy = Policy::parse(
+        r#"
+mode: enforce
+callers:
+  - name: a
+    spiffe_ids: ["spiffe://td/ns/a/sa/one", "spiffe://td/ns/b/*"]
+    allow: []
+  - name: b
+    spiffe_ids: ["spiffe://td/ns/b/sa/two", "spiffe://td/ns/a/sa/one"]
+    dns_names: ["Two.B.svc"]
+    allow: []
+  - name: c
+    spiffe_ids: ["spiffe://td/ns/*"]
+    dns_names: ["two.b.svc", "c.svc"]
+    allow: []
+"#,
+    )
+    .unwrap();
+    let callers = [
+        Caller::Spiffe("spiffe://td/ns/a/sa/one".into()),
+        Caller::Spiffe("spiffe://td/ns/b/sa/two".into()),
+        Caller::Spiffe("spiffe://td/ns/z/sa/x".into()),
+        Caller::Spiffe("spiffe://td/ns/".into()),
+        Caller::Spiffe("spiffe://other/ns/a/sa/one".into()),
+        Caller::Dns("two.b.svc".into()),
+        Caller::Dns("TWO.b.SVC".into()),
+        Caller::Dns("c.svc".into()),
+        Caller::Dns("d.svc".into()),
+        Caller::Anonymous,
+    ];
+    let found: Vec<Option<usize>> = callers.iter().map(|c| policy.index.find(c)).collect();
+    let read: Vec<Option<usize>> = callers
+        .iter()
+        .map(|c| policy.callers.iter().position(|entry| entry.names(c)))
+        .collect();
+    assert_eq!(found, read);
+    assert_eq!(
+        found,
+        [
+            Some(0),
+            Some(0),
+            Some(2),
+            None,
+            None,
+            Some(1),
+            Some(1),
+            Some(2),
+            None,
+            None
+        ]
+    );
+}
