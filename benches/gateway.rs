@@ -28,8 +28,10 @@
 //!
 //! Helper modes, for profiling by hand: `floor PORT TOKEN_LEN [one-write]
 //! [--upstream URL]` (the floor server; with an upstream, the miss path's
-//! floor), `collector` (an OTLP sink; prints its URL), `body PATH` (the
-//! request as the gRPC frame h2load sends).
+//! floor), `floor-tls PORT TOKEN_LEN DIR` (the floor over tonic's TLS),
+//! `collector` (an OTLP sink; prints its URL), `body PATH` (the request as
+//! the gRPC frame h2load sends), `pki DIR` (section 5's certificates,
+//! policy and audit key) and `mtls-load PORT DIR C M N` (section 5's load).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -986,7 +988,10 @@ fn main() {
     let mode = raw.first().map(String::as_str);
     let listing = raw.iter().any(|a| a == "--list");
     let benching = raw.iter().any(|a| a == "--bench")
-        || matches!(mode, Some("floor" | "floor-tls" | "collector" | "body"));
+        || matches!(
+            mode,
+            Some("floor" | "floor-tls" | "collector" | "body" | "pki" | "mtls-load")
+        );
     if listing || !benching {
         return;
     }
@@ -1014,6 +1019,21 @@ fn main() {
             args[2].parse().unwrap(),
             std::path::Path::new(&args[3]),
         ));
+        return;
+    }
+    if args.first().map(String::as_str) == Some("pki") {
+        mtls::Pki::create(std::path::Path::new(&args[1]));
+        return;
+    }
+    if args.first().map(String::as_str) == Some("mtls-load") {
+        let n = |i: usize| args[i].parse::<u64>().unwrap();
+        mtls::load_by_hand(
+            n(1) as u16,
+            std::path::Path::new(&args[2]),
+            n(3) as usize,
+            n(4) as usize,
+            n(5),
+        );
         return;
     }
     if args.first().map(String::as_str) == Some("body") {

@@ -44,7 +44,17 @@ pub struct Pki {
 impl Pki {
     pub fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("gateway-bench-pki-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        Self::create(&dir);
+        Self {
+            client: Self::client_config(&dir),
+            dir,
+        }
+    }
+
+    /// Writes the files to `dir`: `ca.crt`, `tls.crt`, `tls.key`,
+    /// `client.crt`, `client.key`, `policy.yaml`, `audit.key`.
+    pub fn create(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
         let mut ca = CertificateParams::default();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
@@ -78,15 +88,22 @@ impl Pki {
             ("tls.key", server_key),
             ("policy.yaml", policy),
             ("audit.key", "benchmark-audit-key-0123456789".to_owned()),
+            ("client.crt", client_cert),
+            ("client.key", client_key),
         ] {
             std::fs::write(dir.join(name), contents).unwrap();
         }
+    }
+
+    /// The client's TLS: trusting the CA in `dir`, showing its certificate.
+    pub fn client_config(dir: &Path) -> Arc<rustls::ClientConfig> {
+        let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots
-            .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+            .add(CertificateDer::from_pem_slice(&read("ca.crt")).unwrap())
             .unwrap();
-        let chain = vec![CertificateDer::from_pem_slice(client_cert.as_bytes()).unwrap()];
-        let key = PrivateKeyDer::from_pem_slice(client_key.as_bytes()).unwrap();
+        let chain = vec![CertificateDer::from_pem_slice(&read("client.crt")).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(&read("client.key")).unwrap();
         let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -96,10 +113,7 @@ impl Pki {
         .with_client_auth_cert(chain, key)
         .unwrap();
         client.alpn_protocols = vec![b"h2".to_vec()];
-        Self {
-            dir,
-            client: Arc::new(client),
-        }
+        Arc::new(client)
     }
 
     fn path(&self, name: &str) -> String {
@@ -228,6 +242,26 @@ async fn call(sender: &mut h2::client::SendRequest<Bytes>, body: Bytes) -> bool 
         let _ = body.flow_control().release_capacity(chunk.len());
     }
     matches!(body.trailers().await, Ok(Some(t)) if t.get("grpc-status").is_some_and(|s| s == "0"))
+}
+
+/// `gateway-bench mtls-load PORT DIR C M N`: N calls over C x M, with the
+/// client certificate in DIR (made by `gateway-bench pki DIR`), for
+/// profiling by hand; prints what it saw.
+pub fn load_by_hand(port: u16, dir: &Path, c: usize, m: usize, n: u64) {
+    let tls = Pki::client_config(dir);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let load = tokio::task::LocalSet::new().block_on(&runtime, drive(port, tls, c, m, n));
+    println!(
+        "{} ok, {} errors in {:?}: {:.0} req/s, p50 {} µs",
+        load.ok,
+        load.errors,
+        load.elapsed,
+        load.ok as f64 / load.elapsed.as_secs_f64(),
+        percentile(&load.latencies_us, 0.5)
+    );
 }
 
 struct Cell {
