@@ -100,6 +100,33 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn reading_the_files_is_no_change_and_writing_one_is() {
+        let dir = std::env::temp_dir().join(format!("reload-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("policy.yaml");
+        std::fs::write(&file, "a").unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (counted, read) = (calls.clone(), file.clone());
+        // Each call reads the file, as a reload does.
+        let task = spawn(&[file.clone()], Duration::from_secs(3600), move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            let _ = std::fs::read(&read);
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for _ in 0..3 {
+            let _ = std::fs::read(&file).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 0, "reads are not changes");
+        std::fs::write(&file, "b").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // One change, and the reads of its reload set off nothing more.
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        task.abort();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
     async fn without_a_watch_the_periodic_check_goes_on() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = calls.clone();
