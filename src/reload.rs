@@ -108,10 +108,14 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         let (counted, read) = (calls.clone(), file.clone());
         // Each call reads the file, as a reload does.
-        let task = spawn(&[file.clone()], Duration::from_secs(3600), move || {
-            counted.fetch_add(1, Ordering::Relaxed);
-            let _ = std::fs::read(&read);
-        });
+        let task = spawn(
+            std::slice::from_ref(&file),
+            Duration::from_secs(3600),
+            move || {
+                counted.fetch_add(1, Ordering::Relaxed);
+                let _ = std::fs::read(&read);
+            },
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
         for _ in 0..3 {
             let _ = std::fs::read(&file).unwrap();
