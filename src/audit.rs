@@ -82,8 +82,7 @@ impl HmacKey {
     }
 
     fn hash(&self, value: &str) -> String {
-        let tag = hmac::sign(&self.0, value.as_bytes());
-        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        hex(hmac::sign(&self.0, value.as_bytes()).as_ref())
     }
 }
 
@@ -161,6 +160,7 @@ impl Auditor {
         let writer = Writer {
             sink: std::io::BufWriter::new(sink),
             key: settings.key,
+            users: UserHashes::default(),
             failing: failing.clone(),
             buffered: 0,
         };
@@ -322,9 +322,33 @@ struct Line<'a> {
 struct Writer {
     sink: std::io::BufWriter<Box<dyn Write + Send>>,
     key: HmacKey,
+    /// The hashes of users seen lately: a user's calls come in runs (a
+    /// token, then its cache hits), and an HMAC costs more than the rest
+    /// of a line.
+    users: UserHashes,
     failing: Arc<AtomicBool>,
     /// Lines in the buffer, not yet flushed.
     buffered: u64,
+}
+
+/// Users' hashes, forgotten all at once past [`UserHashes::MAX`].
+#[derive(Default)]
+struct UserHashes(std::collections::HashMap<Box<str>, Box<str>>);
+
+impl UserHashes {
+    const MAX: usize = 4096;
+
+    fn hash(&mut self, key: &HmacKey, user: &str) -> String {
+        if let Some(hash) = self.0.get(user) {
+            return hash.to_string();
+        }
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        let hash = key.hash(user);
+        self.0.insert(user.into(), hash.as_str().into());
+        hash
+    }
 }
 
 impl Writer {
@@ -375,7 +399,7 @@ impl Writer {
             operation: scope.operation.as_str(),
             identity_pool_id: pool.as_deref(),
             login_providers: scope.logins.names().collect(),
-            user: developer_user(&scope).map(|user| self.key.hash(user)),
+            user: developer_user(&scope).map(|user| self.users.hash(&self.key, user)),
             identity_id: entry.identity_id.as_deref().or(scope.identity_id),
             token_duration_seconds: scope.token_duration_seconds,
             principal_tag_keys: scope
@@ -386,9 +410,7 @@ impl Writer {
             reason: entry.reason.as_deref(),
             cache: entry.cache.map(CacheOutcome::as_str),
             decision: entry.decision,
-            trace_id: entry
-                .trace_id
-                .map(|id| id.iter().map(|b| format!("{b:02x}")).collect()),
+            trace_id: entry.trace_id.map(|id| hex(&id)),
         };
         let written = serde_json::to_writer(&mut self.sink, &line)
             .map_err(std::io::Error::from)
@@ -429,6 +451,17 @@ impl Writer {
         let (sink, _lost) = failed.into_parts();
         self.sink = std::io::BufWriter::new(sink);
     }
+}
+
+/// `bytes` in lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    text
 }
 
 /// The developer provider's user identifier in a developer call's Logins:
