@@ -229,6 +229,27 @@ mod tests {
             swapped.contains("tls.key") && !swapped.contains("PRIVATE"),
             "{swapped}"
         );
+        // A key whose newlines were escaped on its way into a Secret: one
+        // long malformed line, which the PEM parser's own message quotes.
+        let escaped = d.join("escaped.key");
+        let body = key.serialize_pem().replace('\n', "\\n");
+        std::fs::write(&escaped, &body).unwrap();
+        let one_line = problems(&[
+            "--tls-cert",
+            &crt,
+            "--tls-key",
+            &escaped.display().to_string(),
+        ]);
+        let base64_line = key.serialize_pem().lines().nth(1).unwrap().to_owned();
+        assert!(one_line.contains("escaped.key"), "{one_line}");
+        assert!(!one_line.contains(&base64_line[..20]), "{one_line}");
+        let bytes = base64_line
+            .bytes()
+            .take(8)
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert!(!one_line.contains(&bytes), "the key's bytes in: {one_line}");
         let missing = problems(&["--tls-cert", "/nonexistent/tls.crt", "--tls-key", &pem]);
         assert!(missing.contains("/nonexistent/tls.crt"), "{missing}");
         std::fs::remove_dir_all(&d).unwrap();

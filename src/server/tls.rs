@@ -155,13 +155,22 @@ fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<ServerConfi
     let named = |path: &Path, what: &str| format!("TLS file {}: {what}", path.display());
     let chain = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| named(&files.cert, &format!("not a PEM certificate chain ({e})")))?;
+        .map_err(|e| {
+            named(
+                &files.cert,
+                &format!("not a PEM certificate chain ({})", pem_problem(&e)),
+            )
+        })?;
     if chain.is_empty() {
         return Err(named(&files.cert, "holds no certificate"));
     }
     // The error names the key's file, never its bytes.
-    let key = PrivateKeyDer::from_pem_slice(key)
-        .map_err(|e| named(&files.key, &format!("not a PEM private key ({e})")))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
+        named(
+            &files.key,
+            &format!("not a PEM private key ({})", pem_problem(&e)),
+        )
+    })?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS: {e}"))?;
@@ -170,7 +179,9 @@ fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<ServerConfi
         Some(path) => {
             let mut roots = RootCertStore::empty();
             for der in CertificateDer::pem_slice_iter(ca) {
-                let der = der.map_err(|e| named(path, &format!("not a PEM CA bundle ({e})")))?;
+                let der = der.map_err(|e| {
+                    named(path, &format!("not a PEM CA bundle ({})", pem_problem(&e)))
+                })?;
                 roots
                     .add(der)
                     .map_err(|e| named(path, &format!("not a usable CA ({e})")))?;
@@ -195,6 +206,20 @@ fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<ServerConfi
     })?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
+}
+
+/// What is wrong with a PEM file, in words of our own: the parser's own
+/// messages may quote the file's bytes (a malformed first line of a key,
+/// its newlines escaped, is the whole key), and no key may reach a log.
+fn pem_problem(e: &rustls::pki_types::pem::Error) -> &'static str {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { .. } => "a PEM section does not end",
+        Error::IllegalSectionStart { .. } => "a line that starts a PEM section is malformed",
+        Error::Base64Decode(_) => "a PEM section is not base64",
+        Error::NoItemsFound => "no PEM item of the kind needed",
+        _ => "unreadable PEM",
+    }
 }
 
 /// The caller a verified client certificate names: its first URI SAN that
