@@ -121,7 +121,11 @@ struct Entry {
 /// The audit log: its queue, and the thread that writes it.
 #[derive(Debug)]
 pub struct Auditor {
-    queue: mpsc::Sender<Entry>,
+    /// `None` on the queue asks the writer to finish ([`AuditWriter`]).
+    queue: mpsc::Sender<Option<Entry>>,
+    /// Places in the queue that refusals' lines leave free, for developer
+    /// calls: a flood of refused calls must not crowd them out.
+    kept_for_calls: usize,
     /// The sink's last write failed; developer calls are refused until one
     /// succeeds (the refusals' own lines try it).
     failing: Arc<AtomicBool>,
@@ -144,7 +148,7 @@ impl Auditor {
     pub fn start(
         settings: AuditSettings,
         code_name: fn(&Error) -> &'static str,
-    ) -> Result<Self, String> {
+    ) -> Result<(Self, AuditWriter), String> {
         let sink: Box<dyn Write + Send> = match &settings.sink {
             AuditSink::Stdout => Box::new(std::io::stdout()),
             AuditSink::File(path) => Box::new(
@@ -155,7 +159,8 @@ impl Auditor {
                     .map_err(|e| format!("--audit-log: cannot open {}: {e}", path.display()))?,
             ),
         };
-        let (queue, lines) = mpsc::channel(settings.queue.max(1));
+        let capacity = settings.queue.max(1);
+        let (queue, lines) = mpsc::channel(capacity);
         let failing = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             sink: std::io::BufWriter::new(sink),
@@ -163,16 +168,23 @@ impl Auditor {
             users: UserHashes::default(),
             failing: failing.clone(),
             buffered: 0,
+            torn: false,
         };
+        let (done, finished) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("audit-log".to_owned())
-            .spawn(move || writer.run(lines))
+            .spawn(move || {
+                writer.run(lines);
+                let _ = done.send(());
+            })
             .map_err(|e| format!("--audit-log: cannot start its writer: {e}"))?;
-        Ok(Self {
-            queue,
+        let auditor = Self {
+            queue: queue.clone(),
+            kept_for_calls: capacity / 4,
             failing,
             code_name,
-        })
+        };
+        Ok((auditor, AuditWriter { queue, finished }))
     }
 
     /// Writes the line of a call refused for who its caller is.
@@ -186,28 +198,39 @@ impl Auditor {
         asked: Arc<O>,
         refusal: &Error,
     ) {
+        if self.queue.capacity() <= self.kept_for_calls {
+            metrics().audit_dropped(1);
+            return;
+        }
         let entry = self.entry(ctx, caller, decision, asked, Some(refusal));
-        if self.queue.try_send(entry).is_err() {
+        if self.queue.try_send(Some(entry)).is_err() {
             metrics().audit_dropped(1);
         }
     }
 
-    /// A place in the queue for a call about to be served, or the refusal
-    /// to answer it with when there is none.
+    /// A place in the queue for a call about to be served, or, when there
+    /// is none, the refusal to answer it with if its line is `required`
+    /// (the developer operation's); a line not required is lost (counted)
+    /// and the call served.
     pub fn reserve<O: Operation>(
         &self,
         ctx: &RequestContext,
         caller: String,
         decision: &'static str,
         asked: &Arc<O>,
-    ) -> Result<Reserved, Error> {
+        required: bool,
+    ) -> Result<Option<Reserved>, Error> {
         let permit = if self.failing.load(Ordering::Relaxed) {
             None
         } else {
             self.queue.clone().try_reserve_owned().ok()
         };
         match permit {
-            Some(permit) => Ok(Reserved {
+            None if !required => {
+                metrics().audit_dropped(1);
+                Ok(None)
+            }
+            Some(permit) => Ok(Some(Reserved {
                 permit: Some(permit),
                 entry: Some(Box::new(self.entry(
                     ctx,
@@ -217,7 +240,7 @@ impl Auditor {
                     None,
                 ))),
                 code_name: self.code_name,
-            }),
+            })),
             None => {
                 let refusal = Error::AuditUnavailable { operation: O::NAME };
                 metrics().audit_refused();
@@ -250,13 +273,37 @@ impl Auditor {
     }
 }
 
+/// The writer thread, to be finished when the server has stopped.
+#[derive(Debug)]
+pub struct AuditWriter {
+    queue: mpsc::Sender<Option<Entry>>,
+    finished: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl AuditWriter {
+    /// Asks the writer to write what the queue holds, flush and stop, and
+    /// waits for it, `within` at most: lines still queued at shutdown (the
+    /// calls the drain abandoned are written `CANCELLED`) reach the sink
+    /// before the process exits.
+    pub async fn finish(self, within: std::time::Duration) {
+        let finished = async {
+            if self.queue.send(None).await.is_ok() {
+                let _ = self.finished.await;
+            }
+        };
+        if tokio::time::timeout(within, finished).await.is_err() {
+            tracing::warn!("the audit log's last lines were not all written in time");
+        }
+    }
+}
+
 /// A call's place in the audit queue, written when the call is answered
 /// ([`Reserved::answered`]); a call dropped unanswered (its deadline
 /// passed, its caller went away) is written as `CANCELLED`.
 #[derive(Debug)]
 pub struct Reserved {
     /// Both `None` once sent.
-    permit: Option<mpsc::OwnedPermit<Entry>>,
+    permit: Option<mpsc::OwnedPermit<Option<Entry>>>,
     entry: Option<Box<Entry>>,
     code_name: fn(&Error) -> &'static str,
 }
@@ -281,7 +328,7 @@ impl Reserved {
         if let (Some(permit), Some(mut entry)) = (self.permit.take(), self.entry.take()) {
             entry.time = SystemTime::now();
             finish(&mut entry);
-            permit.send(*entry);
+            permit.send(Some(*entry));
         }
     }
 }
@@ -329,6 +376,9 @@ struct Writer {
     failing: Arc<AtomicBool>,
     /// Lines in the buffer, not yet flushed.
     buffered: u64,
+    /// A write failed, perhaps part way through a line: the next line
+    /// starts on a line of its own.
+    torn: bool,
 }
 
 /// Users' hashes, forgotten all at once past [`UserHashes::MAX`].
@@ -356,19 +406,25 @@ impl Writer {
     /// holds, then a flush, then a pause of [`BATCH`] while more gather.
     /// Only an empty queue is waited on; under load the writer is never
     /// parked on the queue, so a call that queues a line wakes no thread.
-    fn run(mut self, mut lines: mpsc::Receiver<Entry>) {
+    /// Asked to finish (`None`), it writes what the queue holds and stops.
+    fn run(mut self, mut lines: mpsc::Receiver<Option<Entry>>) {
         // Lines written since the last flush.
         let mut pending = false;
+        let mut finishing = false;
         loop {
             loop {
                 match lines.try_recv() {
-                    Ok(entry) => {
+                    Ok(Some(entry)) => {
                         self.write(&entry);
                         pending = true;
                     }
+                    Ok(None) => finishing = true,
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => return self.flush(),
                 }
+            }
+            if finishing {
+                return self.flush();
             }
             if pending {
                 self.flush();
@@ -377,10 +433,11 @@ impl Writer {
                 continue;
             }
             match lines.blocking_recv() {
-                Some(entry) => {
+                Some(Some(entry)) => {
                     self.write(&entry);
                     pending = true;
                 }
+                Some(None) => finishing = true,
                 None => return,
             }
         }
@@ -412,8 +469,15 @@ impl Writer {
             decision: entry.decision,
             trace_id: entry.trace_id.map(|id| hex(&id)),
         };
-        let written = serde_json::to_writer(&mut self.sink, &line)
-            .map_err(std::io::Error::from)
+        let start = if std::mem::take(&mut self.torn) {
+            &b"\n"[..]
+        } else {
+            b""
+        };
+        let written = self
+            .sink
+            .write_all(start)
+            .and_then(|()| serde_json::to_writer(&mut self.sink, &line).map_err(Into::into))
             .and_then(|()| self.sink.write_all(b"\n"));
         match written {
             Ok(()) => self.buffered += 1,
@@ -434,9 +498,11 @@ impl Writer {
         }
     }
 
-    /// `lines` were lost: the sink is failing until a flush succeeds.
+    /// `lines` were lost, and with them every line the buffer held: the
+    /// sink is failing until a flush succeeds.
     fn failed(&mut self, e: &std::io::Error, lines: u64) {
-        metrics().audit_dropped(lines);
+        metrics().audit_dropped(lines + std::mem::take(&mut self.buffered));
+        self.torn = true;
         if !self.failing.swap(true, Ordering::Relaxed) {
             tracing::error!(
                 "the audit log cannot be written ({e}): developer calls are refused until it can"
@@ -466,18 +532,20 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The developer provider's user identifier in a developer call's Logins:
 /// the value of its one key that is not a public provider, a user pool
-/// (`cognito-idp…/pool`) or a SAML provider (an ARN).
+/// (`cognito-idp…/pool`) or a SAML provider (an ARN). An OpenID Connect
+/// provider's key looks like a developer provider's name: with two such
+/// keys, which is the user is not known, and none is hashed.
 fn developer_user<'a>(scope: &Scope<'a>) -> Option<&'a str> {
     if scope.operation != OperationName::GetOpenIdTokenForDeveloperIdentity {
         return None;
     }
-    scope
-        .logins
-        .iter()
-        .find(|(name, _)| {
-            !PUBLIC_PROVIDERS.contains(name) && !name.contains('/') && !name.starts_with("arn:")
-        })
-        .map(|(_, value)| value.expose())
+    let mut candidates = scope.logins.iter().filter(|(name, _)| {
+        !PUBLIC_PROVIDERS.contains(name) && !name.contains('/') && !name.starts_with("arn:")
+    });
+    match (candidates.next(), candidates.next()) {
+        (Some((_, user)), None) => Some(user.expose()),
+        _ => None,
+    }
 }
 
 /// The caller's name in a line when no policy names it: its identity.
@@ -522,6 +590,13 @@ mod tests {
         assert_eq!(developer_user(&Operation::scope(&input)), Some("user-42"));
         let only_public = developer(&[("graph.facebook.com", "fb-token")]);
         assert_eq!(developer_user(&Operation::scope(&only_public)), None);
+        // An OpenID Connect provider beside the developer provider: which
+        // is the user is not known.
+        let two = developer(&[
+            ("accounts.example.com", "oidc-token"),
+            ("login.shop.example", "u"),
+        ]);
+        assert_eq!(developer_user(&Operation::scope(&two)), None);
     }
 
     #[test]
@@ -540,7 +615,7 @@ mod tests {
     async fn a_call_dropped_unanswered_is_written_as_cancelled() {
         let path = std::env::temp_dir().join(format!("audit-unit-{}.jsonl", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let auditor = Auditor::start(
+        let (auditor, writer) = Auditor::start(
             AuditSettings {
                 sink: AuditSink::File(path.clone()),
                 key: HmacKey::new(b"0123456789abcdef"),
@@ -555,18 +630,13 @@ mod tests {
         };
         let input = Arc::new(developer(&[("login.shop.example", "user-42")]));
         let reserved = auditor
-            .reserve(&ctx, "checkout".to_owned(), "allow", &input)
+            .reserve(&ctx, "checkout".to_owned(), "allow", &input, true)
             .unwrap();
         // The deadline passed: the call's future, and its place, dropped.
         drop(reserved);
-        let mut text = String::new();
-        for _ in 0..100 {
-            text = std::fs::read_to_string(&path).unwrap_or_default();
-            if !text.is_empty() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        // At shutdown the writer writes what the queue holds, then stops.
+        writer.finish(std::time::Duration::from_secs(5)).await;
+        let text = std::fs::read_to_string(&path).unwrap();
         let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(line["outcome"], "CANCELLED");
         assert_eq!(line["reason"], "CALL_DROPPED");
@@ -574,5 +644,77 @@ mod tests {
         assert_eq!(line["trace_id"], "ab".repeat(16));
         assert!(!text.contains("user-42"), "{text}");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_refusals_leaves_places_for_developer_calls() {
+        let dir = std::env::temp_dir().join(format!("audit-flood-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("audit.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // A reader that never reads: once the pipe is full, the writer
+        // blocks, as on a stuck sink.
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::File::open(fifo).unwrap())
+        };
+        let (auditor, _writer) = Auditor::start(
+            AuditSettings {
+                sink: AuditSink::File(fifo),
+                key: HmacKey::new(b"0123456789abcdef"),
+                queue: 8,
+            },
+            |_| "PERMISSION_DENIED",
+        )
+        .unwrap();
+        let _held_open = reader.join().unwrap();
+        let ctx = RequestContext {
+            caller: Caller::Anonymous,
+            trace_id: None,
+        };
+        let input = Arc::new(developer(&[("login.shop.example", "user-42")]));
+        let refusal = Error::CallerUnauthenticated {
+            operation: OperationName::GetOpenIdTokenForDeveloperIdentity,
+            why: "no rule".to_owned(),
+        };
+        // Refusals until the pipe and the writer's buffer are full and the
+        // writer blocks: then the queue fills, as far as refusals may.
+        let refuse = || {
+            auditor.refused(
+                &ctx,
+                "anonymous".to_owned(),
+                "deny",
+                input.clone(),
+                &refusal,
+            );
+        };
+        for _ in 0..2_000 {
+            (0..10).for_each(|_| refuse());
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            if auditor.queue.capacity() <= 2 {
+                // Still full once the writer has had time to drain it.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                if auditor.queue.capacity() <= 2 {
+                    break;
+                }
+            }
+        }
+        let places = auditor.queue.capacity();
+        assert_eq!(places, 2, "a quarter of the queue is kept for calls");
+        for _ in 0..places {
+            let reserved = auditor.reserve(&ctx, "checkout".to_owned(), "allow", &input, true);
+            // Kept until the end of the test: a dropped place is a line.
+            std::mem::forget(reserved.unwrap().expect("a place"));
+        }
+        let full = auditor.reserve(&ctx, "checkout".to_owned(), "allow", &input, true);
+        assert!(matches!(full, Err(Error::AuditUnavailable { .. })));
+        // A line not required is lost, and its call served.
+        let optional = auditor.reserve(&ctx, "checkout".to_owned(), "dry_run_deny", &input, false);
+        assert!(matches!(optional, Ok(None)));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

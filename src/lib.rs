@@ -166,18 +166,23 @@ async fn gateway(
         .tls
         .clone()
         .map(|tls| tls.watch(std::time::Duration::from_secs(10)));
-    let audit = match settings.audit {
-        Some(audit) => Some(
-            audit::Auditor::start(audit, grpc::status::code_name)
-                .map_err(|problem| ConfigError(vec![problem]))?,
-        ),
-        None => None,
+    let (audit, audit_writer) = match settings.audit {
+        Some(audit) => {
+            let (auditor, writer) = audit::Auditor::start(audit, grpc::status::code_name)
+                .map_err(|problem| ConfigError(vec![problem]))?;
+            (Some(auditor), Some(writer))
+        }
+        None => (None, None),
     };
     let service = Gateway::new(upstream, settings.cache, Clock::default())
         .with_policy(settings.policy)
         .with_audit(audit);
     let service = Arc::new(service);
-    Ok(server::run(&settings.server, listeners, service, shutdown).await?)
+    let served = server::run(&settings.server, listeners, service, shutdown).await;
+    if let Some(writer) = audit_writer {
+        writer.finish(std::time::Duration::from_secs(5)).await;
+    }
+    Ok(served?)
 }
 
 /// The emulator alone, for any AWS client.

@@ -30,18 +30,26 @@ pub enum Reloaded {
 /// dozen): they are gathered for this long before `changed` is called.
 const SETTLE: Duration = Duration::from_millis(50);
 
+/// A running watch; dropping it stops it.
+#[derive(Debug)]
+pub struct Watch(JoinHandle<()>);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Calls `changed` soon after anything in the directories of `paths`
-/// changes, and every `every` in any case, until the task is aborted.
-/// Watching is best effort: without it (said once in the log) the periodic
-/// check still runs.
-pub fn spawn(
-    paths: &[PathBuf],
-    every: Duration,
-    mut changed: impl FnMut() + Send + 'static,
-) -> JoinHandle<()> {
+/// changes, and every `every` in any case, until the [`Watch`] is dropped.
+/// `changed` reads and parses files: it runs on the blocking pool, never
+/// on a thread that serves calls. Watching is best effort: without it
+/// (said once in the log) the periodic check still runs.
+pub fn spawn(paths: &[PathBuf], every: Duration, changed: impl FnMut() + Send + 'static) -> Watch {
+    let changed = std::sync::Arc::new(std::sync::Mutex::new(changed));
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let watcher = watch(paths, tx);
-    tokio::spawn(async move {
+    Watch(tokio::spawn(async move {
         // Kept for as long as the task runs: dropping it stops the watch.
         let _watcher = watcher;
         let mut ticks = tokio::time::interval(every);
@@ -62,9 +70,15 @@ pub fn spawn(
                 }
                 _ = ticks.tick() => {}
             }
-            changed();
+            let changed = changed.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Ok(mut changed) = changed.lock() {
+                    changed();
+                }
+            })
+            .await;
         }
-    })
+    }))
 }
 
 fn watch(paths: &[PathBuf], tx: mpsc::UnboundedSender<()>) -> Option<RecommendedWatcher> {
@@ -126,7 +140,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         // One change, and the reads of its reload set off nothing more.
         assert_eq!(calls.load(Ordering::Relaxed), 1);
-        task.abort();
+        drop(task);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -143,7 +157,7 @@ mod tests {
             },
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        task.abort();
+        drop(task);
         assert!(calls.load(Ordering::Relaxed) >= 3, "{calls:?}");
     }
 }

@@ -205,8 +205,9 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         let reserved = match &self.audit {
             Some(audit) if audited => {
                 let caller = checked.caller_name(ctx);
-                match audit.reserve(ctx, caller, checked.decision, &input) {
-                    Ok(reserved) => Some(reserved),
+                let required = O::NAME == OperationName::GetOpenIdTokenForDeveloperIdentity;
+                match audit.reserve(ctx, caller, checked.decision, &input, required) {
+                    Ok(reserved) => reserved,
                     Err(refusal) => {
                         return Either::Right(std::future::ready(Served::refused(refusal)));
                     }

@@ -391,7 +391,7 @@ async fn a_changed_policy_file_takes_effect_without_a_restart() {
     let still = client.get_id(anonymous_get_id()).await.unwrap_err();
     assert_eq!(still.code(), Code::Unauthenticated);
 
-    watch.abort();
+    drop(watch);
     server.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

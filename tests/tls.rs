@@ -21,6 +21,7 @@ use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POO
 use cognito_identity_gateway::policy::LivePolicy;
 use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
+use cognito_identity_gateway::reload::Watch;
 use cognito_identity_gateway::server::ServerSettings;
 use cognito_identity_gateway::server::tls::{LiveTls, TlsFiles};
 use cognito_identity_gateway::service::Gateway;
@@ -85,7 +86,7 @@ fn temp_dir(name: &str) -> PathBuf {
 /// The gateway over the emulator, serving mutual TLS from the Secret in
 /// `secret` (tls.crt, tls.key, ca.crt) and judging callers by the policy
 /// in `policy`, both watched.
-async fn serve(secret: &Path, policy: &Path) -> (TestGateway, Arc<Emulator>) {
+async fn serve(secret: &Path, policy: &Path) -> (TestGateway, Arc<Emulator>, [Watch; 2]) {
     let tls = Arc::new(
         LiveTls::load(TlsFiles {
             cert: secret.join("tls.crt"),
@@ -95,9 +96,10 @@ async fn serve(secret: &Path, policy: &Path) -> (TestGateway, Arc<Emulator>) {
         .unwrap(),
     );
     let policy = Arc::new(LivePolicy::load(policy).unwrap());
-    // Aborted when the test's runtime ends.
-    tls.clone().watch(Duration::from_secs(1));
-    policy.clone().watch(Duration::from_secs(1));
+    let watches = [
+        tls.clone().watch(Duration::from_secs(1)),
+        policy.clone().watch(Duration::from_secs(1)).unwrap(),
+    ];
     let (url, emulator) = start_emulator().await;
     let gateway = Gateway::new(
         emulator_upstream(&url).await,
@@ -113,6 +115,7 @@ async fn serve(secret: &Path, policy: &Path) -> (TestGateway, Arc<Emulator>) {
     (
         TestGateway::serve(Arc::new(gateway), settings).await,
         emulator,
+        watches,
     )
 }
 
@@ -195,7 +198,7 @@ async fn callers_named_by_their_certificates_get_what_the_policy_allows() {
     );
     let config = temp_dir("matrix-policy");
     std::fs::write(config.join("policy.yaml"), policy(false)).unwrap();
-    let (server, emulator) = serve(&secret, &config.join("policy.yaml")).await;
+    let (server, emulator, _watches) = serve(&secret, &config.join("policy.yaml")).await;
 
     let checkout_pem = ca.spiffe_client(CHECKOUT);
     // The first DNS SAN names the caller; the second does not count.
@@ -303,7 +306,7 @@ async fn certificates_that_do_not_chain_or_have_expired_are_refused_in_the_hands
     );
     let config = temp_dir("refused-policy");
     std::fs::write(config.join("policy.yaml"), policy(false)).unwrap();
-    let (server, emulator) = serve(&secret, &config.join("policy.yaml")).await;
+    let (server, emulator, _watches) = serve(&secret, &config.join("policy.yaml")).await;
     let refused_before = handshakes("refused");
 
     for (what, pem) in [
@@ -413,7 +416,7 @@ async fn certificates_and_policy_change_under_load_and_no_call_fails() {
     );
     let config = temp_dir("rotate-policy");
     std::fs::write(config.join("policy.yaml"), policy(false)).unwrap();
-    let (server, _emulator) = serve(&secret, &config.join("policy.yaml")).await;
+    let (server, _emulator, _watches) = serve(&secret, &config.join("policy.yaml")).await;
     let ok_before = tls_reloads("ok");
     let error_before = tls_reloads("error");
 

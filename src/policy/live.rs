@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
-use tokio::task::JoinHandle;
 
 use super::Policy;
 use crate::reload::{self, Reloaded};
@@ -90,7 +89,7 @@ impl LivePolicy {
     /// Reloads the policy whenever its file changes (watched, and checked
     /// every `every` as well), saying and counting each outcome in
     /// `gateway_policy_reloads_total{outcome}`. `None` when no file backs it.
-    pub fn watch(self: Arc<Self>, every: Duration) -> Option<JoinHandle<()>> {
+    pub fn watch(self: Arc<Self>, every: Duration) -> Option<reload::Watch> {
         let path = self.path.clone()?;
         Some(reload::spawn(&[path], every, move || match self.reload() {
             Reloaded::Unchanged => {}

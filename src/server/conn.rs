@@ -33,6 +33,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the server to take them.
 const ACCEPTED_QUEUE: usize = 64;
 
+/// Handshakes under way at once; past them, connections wait in the
+/// kernel's backlog: a flood of connections that never finish their
+/// handshake holds at most this many tasks.
+const HANDSHAKES: usize = 512;
+
 /// One accepted connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -91,7 +96,11 @@ async fn accept_tls(
     tls: Arc<LiveTls>,
     accepted: mpsc::Sender<OneWrite<Connection>>,
 ) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
     loop {
+        let Ok(handshaking) = handshakes.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, remote) = tokio::select! {
             next = listener.accept() => match next {
                 Ok(next) => next,
@@ -108,6 +117,7 @@ async fn accept_tls(
         let acceptor = TlsAcceptor::from(tls.config());
         let accepted = accepted.clone();
         tokio::spawn(async move {
+            let _handshaking = handshaking;
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().ok();
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

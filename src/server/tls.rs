@@ -20,7 +20,6 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::task::JoinHandle;
 use x509_parser::extensions::GeneralName;
 
 use crate::domain::Caller;
@@ -115,8 +114,9 @@ impl LiveTls {
 
     /// Reloads whenever one of the files changes (their directories
     /// watched, and checked every `every` as well), saying and counting
-    /// each outcome in `gateway_tls_reloads_total{outcome}`.
-    pub fn watch(self: Arc<Self>, every: Duration) -> JoinHandle<()> {
+    /// each outcome in `gateway_tls_reloads_total{outcome}`, until the
+    /// watch is dropped.
+    pub fn watch(self: Arc<Self>, every: Duration) -> reload::Watch {
         let paths = self.files.paths();
         reload::spawn(&paths, every, move || match self.reload() {
             Reloaded::Unchanged => {}
