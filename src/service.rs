@@ -169,7 +169,7 @@ async fn send<O: Operation, U: Upstream>(upstream: &U, input: &O) -> Upstreamed<
 }
 
 impl<U: Upstream> IdentityService for Gateway<U> {
-    fn ready(&self) -> impl Future<Output = bool> + Send {
+    fn upstream_reachable(&self) -> impl Future<Output = bool> + Send {
         self.upstream.reachable()
     }
 

@@ -104,6 +104,12 @@ async fn spans_metrics_and_logs() {
 
     assert_eq!(http_get(admin_port, "/healthz").await.0, 200);
     assert_eq!(http_get(admin_port, "/readyz").await.0, 200);
+    assert_eq!(
+        http_get(admin_port, "/upstreamz").await,
+        (200, "upstream reachable\n".to_owned())
+    );
+    let up = http_get(admin_port, "/metrics").await.1;
+    assert_eq!(metric(&up, "gateway_upstream_up"), 1.0);
     let before = http_get(admin_port, "/metrics").await.1;
 
     let developer = || pb::GetOpenIdTokenForDeveloperIdentityRequest {
@@ -517,7 +523,7 @@ async fn otlp_over_http_protobuf_and_the_sampler_and_sdk_switches() {
 }
 
 #[tokio::test]
-async fn readyz_fails_while_the_upstream_cannot_be_reached() {
+async fn readiness_stays_local_while_the_upstream_cannot_be_reached() {
     let closed = free_port();
     let (grpc_port, admin_port) = (free_port(), free_port());
     let mut child = Command::new(BIN)
@@ -549,8 +555,14 @@ async fn readyz_fails_while_the_upstream_cannot_be_reached() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(healthz, 200);
+    // Ready: every replica shares the upstream, and an outage must not take
+    // them all out of their Service (their caches could serve nothing).
     let (status, body) = http_get(admin_port, "/readyz").await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    let (status, body) = http_get(admin_port, "/upstreamz").await;
     assert_eq!((status, body.as_str()), (503, "upstream unreachable\n"));
+    let text = http_get(admin_port, "/metrics").await.1;
+    assert_eq!(metric(&text, "gateway_upstream_up"), 0.0, "{text}");
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -33,9 +33,9 @@ pub use validate::{Field, Violation, Violations};
 /// The operations as the gateway offers them: what the gRPC layer calls,
 /// with who is calling.
 pub trait IdentityService: Send + Sync + 'static {
-    /// Whether the service can answer now (for `/readyz`): its upstream can
-    /// be reached.
-    fn ready(&self) -> impl Future<Output = bool> + Send {
+    /// Whether its upstream can be reached now (`/upstreamz` and
+    /// `gateway_upstream_up`; never readiness, which stays local).
+    fn upstream_reachable(&self) -> impl Future<Output = bool> + Send {
         std::future::ready(true)
     }
 

@@ -79,6 +79,11 @@ fn refusal_info(
 /// How long a caller refused for want of an audit record is asked to wait.
 const AUDIT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The wait a `google.rpc.RetryInfo` gives when the gateway knows no
+/// better: Cognito's throttling and outages say nothing of when they end,
+/// and the SDK has already retried within the call's own budget.
+pub const DEFAULT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The gRPC code `err` is answered with.
 pub fn code_of(err: &Error) -> Code {
     match err {
@@ -119,7 +124,11 @@ impl From<Error> for Status {
                 details
             }
             Error::Cognito { request_id, .. } => {
-                error_info(&reason, COGNITO_DOMAIN, request_id, retryable)
+                let mut details = error_info(&reason, COGNITO_DOMAIN, request_id, retryable);
+                if retryable {
+                    details.set_retry_info(Some(DEFAULT_RETRY_AFTER));
+                }
+                details
             }
             Error::PolicyDenied {
                 caller, operation, ..
@@ -141,7 +150,13 @@ impl From<Error> for Status {
                 details.set_retry_info(Some(AUDIT_RETRY_AFTER));
                 details
             }
-            _ => error_info(&reason, GATEWAY_DOMAIN, None, retryable),
+            _ => {
+                let mut details = error_info(&reason, GATEWAY_DOMAIN, None, retryable);
+                if retryable {
+                    details.set_retry_info(Some(DEFAULT_RETRY_AFTER));
+                }
+                details
+            }
         };
         let mut status = Status::with_error_details(code, message, details);
         status.set_source(source);
@@ -197,6 +212,13 @@ mod tests {
                 retryable.to_string(),
                 "{cognito_code}"
             );
+            // Every refusal a retry can cure says when to retry.
+            let retry = status.get_details_retry_info().and_then(|r| r.retry_delay);
+            assert_eq!(
+                retry,
+                retryable.then_some(DEFAULT_RETRY_AFTER),
+                "{cognito_code}"
+            );
         }
     }
 
@@ -248,6 +270,11 @@ mod tests {
                 .and_then(|s| s.downcast_ref::<Error>())
                 .expect("the error is the status's source");
             assert_eq!(source.reason(), reason);
+            // A retry can cure all but the 200 with a bad body and the
+            // gateway's own fault: those say nothing of retrying.
+            let retry = status.get_details_retry_info().and_then(|r| r.retry_delay);
+            let curable = source.is_retryable();
+            assert_eq!(retry, curable.then_some(DEFAULT_RETRY_AFTER), "{reason}");
         }
     }
 

@@ -1,6 +1,11 @@
 //! The admin HTTP listener: `GET /metrics` (Prometheus text), `GET /healthz`
-//! (the process is alive) and `GET /readyz` (serving, and the upstream can
-//! be reached).
+//! (the process is alive), `GET /readyz` (serving and not draining: local,
+//! whatever the upstream does) and `GET /upstreamz` (whether Cognito can be
+//! reached, also the gauge `gateway_upstream_up`).
+//!
+//! Readiness must not depend on the upstream: every replica shares it, so a
+//! Cognito outage would take every replica out of its Service at once, and
+//! the tokens their caches hold could be served nowhere.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,15 +26,15 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// What the admin routes ask of the service.
 pub trait Probe: Send + Sync + 'static {
     /// Whether the upstream can be reached now.
-    fn ready(&self) -> BoxFuture<bool>;
+    fn upstream_up(&self) -> BoxFuture<bool>;
     /// The cache's counters, brought up to date.
     fn cache_stats(&self) -> BoxFuture<Option<CacheStats>>;
 }
 
 impl<S: IdentityService> Probe for Arc<S> {
-    fn ready(&self) -> BoxFuture<bool> {
+    fn upstream_up(&self) -> BoxFuture<bool> {
         let service = self.clone();
-        Box::pin(async move { IdentityService::ready(&*service).await })
+        Box::pin(async move { IdentityService::upstream_reachable(&*service).await })
     }
 
     fn cache_stats(&self) -> BoxFuture<Option<CacheStats>> {
@@ -72,14 +77,27 @@ async fn route<B>(
         ("GET", "/readyz") => {
             if state.draining.load(Ordering::Acquire) {
                 text(503, "draining\n", PLAIN)
-            } else if state.probe.ready().await {
+            } else {
                 text(200, "ready\n", PLAIN)
+            }
+        }
+        ("GET", "/upstreamz") => {
+            if check_upstream(&*state.probe).await {
+                text(200, "upstream reachable\n", PLAIN)
             } else {
                 text(503, "upstream unreachable\n", PLAIN)
             }
         }
         _ => text(404, "not found\n", PLAIN),
     })
+}
+
+/// Whether the upstream can be reached now, also set in
+/// `gateway_upstream_up`.
+pub async fn check_upstream(probe: &dyn Probe) -> bool {
+    let up = probe.upstream_up().await;
+    metrics().upstream_up(up);
+    up
 }
 
 /// Serves the admin routes on `listener` until `shutdown` resolves.

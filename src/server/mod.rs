@@ -24,6 +24,18 @@ use crate::{middleware, proto};
 
 use tls::LiveTls;
 
+/// How often `gateway_upstream_up` is brought up to date.
+const UPSTREAM_CHECK: Duration = Duration::from_secs(10);
+
+/// A task that ends when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The gRPC server's own settings.
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
@@ -89,10 +101,22 @@ pub async fn run<S: IdentityService>(
 
     let draining = Arc::new(AtomicBool::new(false));
     let (admin_stop, admin_stopped) = oneshot::channel::<()>();
+    let probe: Arc<dyn admin::Probe> = Arc::new(service.clone());
+    // `gateway_upstream_up` kept current whether or not anyone asks.
+    let upstream_checks = {
+        let probe = probe.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            let mut every = tokio::time::interval(UPSTREAM_CHECK);
+            loop {
+                every.tick().await;
+                admin::check_upstream(&*probe).await;
+            }
+        }))
+    };
     if let Some(admin) = listeners.admin {
         let state = admin::AdminState {
             draining: draining.clone(),
-            probe: Arc::new(service.clone()),
+            probe,
         };
         tokio::spawn(admin::serve(admin, state, async {
             let _ = admin_stopped.await;
@@ -151,6 +175,7 @@ pub async fn run<S: IdentityService>(
         () = grace_over => tracing::warn!(?grace, "grace period over: abandoning calls still in flight"),
     }
     let _ = admin_stop.send(());
+    drop(upstream_checks);
     tracing::info!("stopped");
     Ok(())
 }

@@ -183,6 +183,7 @@ pub struct Metrics {
     policy_decisions: Family<PolicyLabels, Counter>,
     rate_limited: Family<CallerLabel, Counter>,
     policy_reloads: Family<ExportLabels, Counter>,
+    upstream_up: Gauge,
     tls_reloads: Family<ExportLabels, Counter>,
     tls_handshakes: Family<ExportLabels, Counter>,
     audit_written: Counter,
@@ -260,6 +261,13 @@ impl Metrics {
              the policy in force stays)",
             policy_reloads.clone(),
         );
+        let upstream_up = Gauge::default();
+        registry.register(
+            "gateway_upstream_up",
+            "1 when a connection to the upstream could be opened at the last check \
+             (every 10 s, and on /upstreamz), 0 otherwise",
+            upstream_up.clone(),
+        );
         let tls_reloads = Family::<ExportLabels, Counter>::default();
         registry.register(
             "gateway_tls_reloads",
@@ -330,6 +338,7 @@ impl Metrics {
             policy_decisions,
             rate_limited,
             policy_reloads,
+            upstream_up,
             tls_reloads,
             tls_handshakes,
             audit_written,
@@ -415,6 +424,11 @@ impl Metrics {
                 outcome: if ok { "ok" } else { "error" },
             })
             .inc();
+    }
+
+    /// Whether the upstream could be reached at the last check.
+    pub fn upstream_up(&self, up: bool) {
+        self.upstream_up.set(i64::from(up));
     }
 
     /// The TLS files changed and were put in force (`ok`) or refused.
