@@ -66,11 +66,11 @@ callers:
 }
 
 /// The gateway binary with the embedded emulator, `args` and `env`.
-fn gateway(grpc: u16, admin: u16, args: &[&str]) -> Child {
+fn gateway(grpc: u16, admin: u16, args: &[&str]) -> Gateway {
     gateway_with_env(grpc, admin, args, &[])
 }
 
-fn gateway_with_env(grpc: u16, admin: u16, args: &[&str], env: &[(&str, String)]) -> Child {
+fn gateway_with_env(grpc: u16, admin: u16, args: &[&str], env: &[(&str, String)]) -> Gateway {
     let mut child = Command::new(BIN)
         .args(["--emulator", "--shutdown-grace", "2s"])
         .args(["--listen", &format!("127.0.0.1:{grpc}")])
@@ -87,7 +87,19 @@ fn gateway_with_env(grpc: u16, admin: u16, args: &[&str], env: &[(&str, String)]
     let logs = support::binary::collect_stderr(&mut child);
     // The log is read to its end when the child exits; not needed here.
     drop(logs);
-    child
+    Gateway(Some(child))
+}
+
+/// The gateway's process, killed if a failed assertion leaves it running.
+struct Gateway(Option<Child>);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 async fn tls_client(
@@ -156,11 +168,14 @@ async fn metric(admin: u16, name: &str) -> f64 {
     series(&text, name).map(|(_, v)| v).sum()
 }
 
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+/// Stops the gateway as Kubernetes does (SIGTERM), and waits for it.
+fn stop(mut gateway: Gateway) {
+    if let Some(mut child) = gateway.0.take() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
 }
 
 #[tokio::test]
