@@ -160,12 +160,27 @@ impl Checked {
 /// Sends `input` upstream and counts the call: the one place every upstream
 /// call is made, for a caller or for a background refresh.
 async fn send<O: Operation, U: Upstream>(upstream: &U, input: &O) -> Upstreamed<O::Output> {
-    let sent = input.send(upstream).await;
+    let mut sent = input.send(upstream).await;
+    if sent.result.is_ok() {
+        sent.valid_until = logins_expiry(input);
+    }
     if let Some(call) = &sent.call {
         let code = call.error_type.as_deref().unwrap_or("OK");
         metrics().upstream_finished(call.operation.as_str(), code, call.elapsed);
     }
     sent
+}
+
+/// When the first of the request's login tokens expires (a Cognito token,
+/// any JWT login: read, not verified); an answer obtained with it is not
+/// served past then, as Cognito would refuse the request by then.
+fn logins_expiry<O: Operation>(input: &O) -> Option<std::time::SystemTime> {
+    input
+        .scope()
+        .logins
+        .iter()
+        .filter_map(|(_, value)| crate::jwt::expiry(value.expose()))
+        .min()
 }
 
 impl<U: Upstream> IdentityService for Gateway<U> {

@@ -192,6 +192,7 @@ impl CognitoUpstream {
         Upstreamed {
             result,
             call: Some(record),
+            valid_until: None,
         }
     }
 }

@@ -380,3 +380,50 @@ async fn with_the_cache_off_every_call_goes_upstream() {
     }
     assert_eq!(emulator.calls(DEVELOPER), 3);
 }
+
+#[tokio::test]
+async fn an_answer_is_not_served_past_the_login_token_it_was_obtained_with() {
+    // Credentials last an hour; the developer token they were obtained
+    // with, 120 s. Served only while half of those 120 s remain (and not
+    // renewed in the background before 0.49 of them).
+    let rig = Rig::start(CacheSettings {
+        refresh_after_share: 0.49,
+        ..CacheSettings::default()
+    })
+    .await;
+    let mut client = rig.client().await;
+    let minted = token(&mut client, developer("short-lived", 120))
+        .await
+        .unwrap();
+    let credentials = || pb::GetCredentialsForIdentityRequest {
+        identity_id: minted.identity_id.clone(),
+        logins: HashMap::from([(
+            "cognito-identity.amazonaws.com".to_owned(),
+            minted.token.clone(),
+        )]),
+        ..Default::default()
+    };
+    const CREDENTIALS: &str = "GetCredentialsForIdentity";
+    for _ in 0..2 {
+        client
+            .get_credentials_for_identity(credentials())
+            .await
+            .unwrap();
+    }
+    assert_eq!(rig.emulator.calls(CREDENTIALS), 1, "the second was a hit");
+    rig.clock.advance(Duration::from_secs(55));
+    client
+        .get_credentials_for_identity(credentials())
+        .await
+        .unwrap();
+    assert_eq!(rig.emulator.calls(CREDENTIALS), 1, "55 s in: still a hit");
+    // 65 s in: less than half the token's life left. Before the cap the
+    // credentials' own hour kept them served until after the token had
+    // expired, when Cognito refuses the request.
+    rig.clock.advance(Duration::from_secs(10));
+    client
+        .get_credentials_for_identity(credentials())
+        .await
+        .unwrap();
+    assert_eq!(rig.emulator.calls(CREDENTIALS), 2);
+}

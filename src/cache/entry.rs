@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{CacheKey, CacheSettings, Clock};
 use crate::domain::{Answer, Lifetime};
@@ -43,12 +43,29 @@ pub(super) struct Lifetimes {
 
 impl Lifetimes {
     /// An entry for `value`, or the value back when it cannot be cached (no
-    /// expiry, or less life left than the safety margin).
-    pub(super) fn entry<T: Answer>(&self, value: T) -> Result<Entry, T> {
+    /// expiry, or less life left than the safety margin). `valid_until`,
+    /// when what the answer was obtained with expires, ends its life too.
+    pub(super) fn entry<T: Answer>(
+        &self,
+        value: T,
+        valid_until: Option<SystemTime>,
+    ) -> Result<Entry, T> {
+        let left = |until: SystemTime| until.duration_since(self.clock.wall()).ok();
         let (life, min_remaining) = match value.lifetime() {
-            Lifetime::Stable => (Some(self.settings.identity_id_ttl), Duration::ZERO),
+            Lifetime::Stable => {
+                let ttl = self.settings.identity_id_ttl;
+                let life = match valid_until {
+                    Some(until) => left(until).map(|l| l.min(ttl)),
+                    None => Some(ttl),
+                };
+                (life, Duration::ZERO)
+            }
             Lifetime::Until(expiry) => {
-                let life = expiry.and_then(|e| e.duration_since(self.clock.wall()).ok());
+                let expiry = match (expiry, valid_until) {
+                    (Some(e), Some(v)) => Some(e.min(v)),
+                    (e, v) => e.or(v),
+                };
+                let life = expiry.and_then(left);
                 let share = life.map(|l| l.mul_f64(self.settings.min_remaining_share));
                 (life, share.unwrap_or_default())
             }

@@ -96,7 +96,7 @@ mod tests {
         let value = GetIdOutput {
             identity_id: "us-east-1:1".into(),
         };
-        Arc::new(lifetimes.entry(value).unwrap())
+        Arc::new(lifetimes.entry(value, None).unwrap())
     }
 
     #[test]

@@ -261,13 +261,17 @@ impl TokenCache {
             let call = fetch();
             let lifetimes = self.lifetimes.clone();
             async move {
-                let Upstreamed { result, call } = call.await;
+                let Upstreamed {
+                    result,
+                    call,
+                    valid_until,
+                } = call.await;
                 if let Ok(mut own) = own.lock() {
                     *own = Some(call);
                 }
                 match result {
                     Ok(value) => lifetimes
-                        .entry(value)
+                        .entry(value, valid_until)
                         .map(Arc::new)
                         .map_err(|value| Miss::Uncacheable(Box::new(value))),
                     Err(e) => Err(Miss::Upstream(e)),
@@ -335,8 +339,9 @@ impl TokenCache {
         let counters = self.counters.clone();
         let entry = entry.clone();
         tokio::spawn(async move {
-            let renewed = match call.await.result {
-                Ok(value) => lifetimes.entry(value).ok(),
+            let renewed = call.await;
+            let renewed = match renewed.result {
+                Ok(value) => lifetimes.entry(value, renewed.valid_until).ok(),
                 Err(err) => {
                     tracing::warn!("background refresh failed: {err}");
                     None

@@ -63,12 +63,19 @@ pub struct Upstreamed<T> {
     pub result: Result<T, Error>,
     /// The call; boxed, as it travels with every answer.
     pub call: Option<Box<UpstreamCall>>,
+    /// When what the answer was obtained with expires (a login token in
+    /// the request): the answer must not be served past it.
+    pub valid_until: Option<std::time::SystemTime>,
 }
 
 impl<T> Upstreamed<T> {
     /// A result that no recorded call produced (a stand-in upstream).
     pub fn unrecorded(result: Result<T, Error>) -> Self {
-        Self { result, call: None }
+        Self {
+            result,
+            call: None,
+            valid_until: None,
+        }
     }
 }
 
