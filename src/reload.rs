@@ -9,8 +9,10 @@
 //! has, and do nothing when they are the same.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, Guard};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -24,6 +26,60 @@ pub enum Reloaded {
     Replaced,
     /// They do not load (why); what was in force stays.
     Refused(String),
+}
+
+/// A value built from files, replaced whole when they change: what a
+/// reload compares (the BLAKE3 of the files' bytes, so that unchanged
+/// files are not parsed again on every check) and what it puts in force.
+#[derive(Debug)]
+pub struct InForce<T> {
+    current: ArcSwap<T>,
+    digest: Mutex<[u8; 32]>,
+}
+
+impl<T> InForce<T> {
+    /// `value`, built from files whose bytes have `digest`.
+    pub fn new(value: T, digest: [u8; 32]) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(value),
+            digest: Mutex::new(digest),
+        }
+    }
+
+    /// The value in force now.
+    pub fn current(&self) -> Guard<Arc<T>> {
+        self.current.load()
+    }
+
+    /// The value in force now, owned.
+    pub fn current_full(&self) -> Arc<T> {
+        self.current.load_full()
+    }
+
+    /// Puts what `build` makes in force when `digest` (of the files as
+    /// they are now) differs from the one in force. Files that do not
+    /// build keep the value in force, and are not tried again until they
+    /// change once more (half a rotation, then the other half).
+    pub fn replace_if_changed(
+        &self,
+        digest: [u8; 32],
+        build: impl FnOnce() -> Result<T, String>,
+    ) -> Reloaded {
+        let Ok(mut in_force) = self.digest.lock() else {
+            return Reloaded::Refused("the state in force is poisoned".to_owned());
+        };
+        if *in_force == digest {
+            return Reloaded::Unchanged;
+        }
+        *in_force = digest;
+        match build() {
+            Ok(value) => {
+                self.current.store(Arc::new(value));
+                Reloaded::Replaced
+            }
+            Err(why) => Reloaded::Refused(why),
+        }
+    }
 }
 
 /// Events come in bursts (a write is several; a Secret's update is a

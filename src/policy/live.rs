@@ -2,24 +2,21 @@
 //! does not load leaves the one in force as it is.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, Guard};
+use arc_swap::Guard;
 
 use super::Policy;
-use crate::reload::{self, Reloaded};
+use crate::reload::{self, InForce, Reloaded};
 use crate::telemetry::metrics::metrics;
 
 /// The policy in force, and the file it comes from.
 #[derive(Debug)]
 pub struct LivePolicy {
-    current: ArcSwap<Policy>,
+    in_force: InForce<Policy>,
     /// `None` for a policy given in code (tests).
     path: Option<PathBuf>,
-    /// The BLAKE3 of the file's bytes in force, so that an unchanged file
-    /// is not parsed again on every check.
-    digest: Mutex<[u8; 32]>,
 }
 
 impl LivePolicy {
@@ -28,24 +25,22 @@ impl LivePolicy {
         let bytes = read(path)?;
         let policy = parse(path, &bytes)?;
         Ok(Self {
-            current: ArcSwap::from_pointee(policy),
+            in_force: InForce::new(policy, *blake3::hash(&bytes).as_bytes()),
             path: Some(path.to_path_buf()),
-            digest: Mutex::new(*blake3::hash(&bytes).as_bytes()),
         })
     }
 
     /// A policy that no file backs.
     pub fn fixed(policy: Policy) -> Self {
         Self {
-            current: ArcSwap::from_pointee(policy),
+            in_force: InForce::new(policy, [0; 32]),
             path: None,
-            digest: Mutex::new([0; 32]),
         }
     }
 
     /// The policy in force now.
     pub fn current(&self) -> Guard<Arc<Policy>> {
-        self.current.load()
+        self.in_force.current()
     }
 
     /// The file it comes from, if any.
@@ -64,24 +59,8 @@ impl LivePolicy {
             Err(why) => return Reloaded::Refused(why),
         };
         let digest = *blake3::hash(&bytes).as_bytes();
-        let Ok(mut in_force) = self.digest.lock() else {
-            return Reloaded::Refused("the policy's state is poisoned".to_owned());
-        };
-        if *in_force == digest {
-            return Reloaded::Unchanged;
-        }
-        match parse(path, &bytes) {
-            Ok(policy) => {
-                self.current.store(Arc::new(policy));
-                *in_force = digest;
-                Reloaded::Replaced
-            }
-            Err(why) => {
-                // Not parsed again until the file changes once more.
-                *in_force = digest;
-                Reloaded::Refused(why)
-            }
-        }
+        self.in_force
+            .replace_if_changed(digest, || parse(path, &bytes))
     }
 }
 

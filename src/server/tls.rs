@@ -11,10 +11,9 @@
 //! caller anonymous; any other is refused in the handshake.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
@@ -23,7 +22,7 @@ use rustls::server::WebPkiClientVerifier;
 use x509_parser::extensions::GeneralName;
 
 use crate::domain::Caller;
-use crate::reload::{self, Reloaded};
+use crate::reload::{self, InForce, Reloaded};
 use crate::telemetry::metrics::metrics;
 
 /// The files TLS is served from (`--tls-cert`, `--tls-key`,
@@ -51,9 +50,7 @@ impl TlsFiles {
 /// `Debug` names the files, and shows nothing of the key.
 pub struct LiveTls {
     files: TlsFiles,
-    current: ArcSwap<ServerConfig>,
-    /// The BLAKE3 of the files' bytes in force.
-    digest: Mutex<[u8; 32]>,
+    in_force: InForce<ServerConfig>,
 }
 
 impl std::fmt::Debug for LiveTls {
@@ -72,14 +69,13 @@ impl LiveTls {
         let config = build(&files, &bytes)?;
         Ok(Self {
             files,
-            current: ArcSwap::from_pointee(config),
-            digest: Mutex::new(digest),
+            in_force: InForce::new(config, digest),
         })
     }
 
     /// The configuration for the next handshake.
     pub fn config(&self) -> Arc<ServerConfig> {
-        self.current.load_full()
+        self.in_force.current_full()
     }
 
     /// Whether callers are asked for a certificate.
@@ -94,22 +90,8 @@ impl LiveTls {
             Ok(read) => read,
             Err(why) => return Reloaded::Refused(why),
         };
-        let Ok(mut in_force) = self.digest.lock() else {
-            return Reloaded::Refused("the TLS state is poisoned".to_owned());
-        };
-        if *in_force == digest {
-            return Reloaded::Unchanged;
-        }
-        // Half-written files (a key rotated before its certificate) fail
-        // here, and are tried again once they change once more.
-        *in_force = digest;
-        match build(&self.files, &bytes) {
-            Ok(config) => {
-                self.current.store(Arc::new(config));
-                Reloaded::Replaced
-            }
-            Err(why) => Reloaded::Refused(why),
-        }
+        self.in_force
+            .replace_if_changed(digest, || build(&self.files, &bytes))
     }
 
     /// Reloads whenever one of the files changes (their directories
