@@ -9,7 +9,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use serde_json::Value;
 use support::certs::{Ca, Pem};
 use support::loopback::{free_port, http_get, series};
 use support::otlp::Collector;
+use support::temp_dir;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_types::StatusExt;
@@ -34,13 +35,6 @@ const USER_A: &str = "secret-user-a-51c2";
 const USER_B: &str = "secret-user-b-9e04";
 const TAG_VALUE: &str = "secret-tag-value-77aa";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("audit-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn policy() -> String {
     format!(

@@ -21,7 +21,7 @@ use cognito_identity_gateway::service::Gateway;
 use cognito_identity_gateway::telemetry::metrics::metrics;
 use std::time::Duration;
 use support::loopback::series;
-use support::{TestGateway, emulator_upstream, start_emulator};
+use support::{TestGateway, emulator_upstream, kubernetes_update, start_emulator, temp_dir};
 
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -316,27 +316,11 @@ async fn a_caller_past_its_rate_limit_is_told_when_to_retry() {
     server.stop().await;
 }
 
-/// Rewrites `link` to point at a new directory holding `text` as
-/// `policy.yaml`, the way Kubernetes updates a mounted ConfigMap: a new
-/// timestamped directory, and the `..data` symlink swapped by a rename.
-fn kubernetes_update(dir: &std::path::Path, version: u32, text: &str) {
-    let data = dir.join(format!("..v{version}"));
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("policy.yaml"), text).unwrap();
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(format!("..v{version}"), &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join("..data")).unwrap();
-}
-
 #[tokio::test]
 async fn a_changed_policy_file_takes_effect_without_a_restart() {
-    let dir = std::env::temp_dir().join(format!("policy-reload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    kubernetes_update(&dir, 1, &policy());
+    let dir = temp_dir("policy-reload");
+    kubernetes_update(&dir, &[("policy.yaml", &policy())]);
     let path = dir.join("policy.yaml");
-    std::os::unix::fs::symlink("..data/policy.yaml", &path).unwrap();
 
     let (url, _emulator) = start_emulator().await;
     let live = Arc::new(LivePolicy::load(&path).unwrap());
@@ -363,7 +347,7 @@ async fn a_changed_policy_file_takes_effect_without_a_restart() {
             .unwrap_or(0.0)
     };
     let ok_before = reloads("ok");
-    kubernetes_update(&dir, 2, &strict);
+    kubernetes_update(&dir, &[("policy.yaml", &strict)]);
     let started = std::time::Instant::now();
     let refused = loop {
         match client.get_id(anonymous_get_id()).await {
@@ -379,7 +363,10 @@ async fn a_changed_policy_file_takes_effect_without_a_restart() {
 
     // A file that does not load leaves the policy in force, and is counted.
     let errors_before = reloads("error");
-    kubernetes_update(&dir, 3, "mode: enforce\ncallers: [{name: x}]\n");
+    kubernetes_update(
+        &dir,
+        &[("policy.yaml", "mode: enforce\ncallers: [{name: x}]\n")],
+    );
     let started = std::time::Instant::now();
     while reloads("error") == errors_before && started.elapsed() < Duration::from_secs(2) {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -11,7 +11,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -26,9 +26,9 @@ use cognito_identity_gateway::server::ServerSettings;
 use cognito_identity_gateway::server::tls::{LiveTls, TlsFiles};
 use cognito_identity_gateway::service::Gateway;
 use cognito_identity_gateway::telemetry::metrics::metrics;
-use support::certs::{Ca, Pem, write_secret};
+use support::certs::{Ca, Pem};
 use support::loopback::series;
-use support::{TestGateway, emulator_upstream, start_emulator};
+use support::{TestGateway, emulator_upstream, kubernetes_update, start_emulator, temp_dir};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -76,17 +76,35 @@ anonymous:
     )
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tls-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// The Secret's files: the server's certificate and key, and the CA bundle
+/// client certificates must chain to.
+fn write_tls(secret: &Path, cert: &str, key: &str, client_ca: &str) {
+    kubernetes_update(
+        secret,
+        &[("tls.crt", cert), ("tls.key", key), ("ca.crt", client_ca)],
+    );
 }
 
-/// The gateway over the emulator, serving mutual TLS from the Secret in
-/// `secret` (tls.crt, tls.key, ca.crt) and judging callers by the policy
-/// in `policy`, both watched.
-async fn serve(secret: &Path, policy: &Path) -> (TestGateway, Arc<Emulator>, [Watch; 2]) {
+/// A gateway under test, with the directories its files are mounted from.
+struct Mounted {
+    server: TestGateway,
+    emulator: Arc<Emulator>,
+    /// The Secret: tls.crt, tls.key, ca.crt.
+    secret: std::path::PathBuf,
+    /// The ConfigMap: policy.yaml.
+    config: std::path::PathBuf,
+    _watches: [Watch; 2],
+}
+
+/// The gateway over the emulator, serving mutual TLS with `server_pem` to
+/// clients of `client_ca`, and judging callers by `policy(false)`: both
+/// mounted as Kubernetes mounts them (directories named after `name`),
+/// and watched.
+async fn serve(name: &str, server_pem: &Pem, client_ca: &str) -> Mounted {
+    let secret = temp_dir(&format!("{name}-secret"));
+    write_tls(&secret, &server_pem.cert, &server_pem.key, client_ca);
+    let config = temp_dir(&format!("{name}-policy"));
+    kubernetes_update(&config, &[("policy.yaml", &policy(false))]);
     let tls = Arc::new(
         LiveTls::load(TlsFiles {
             cert: secret.join("tls.crt"),
@@ -95,7 +113,7 @@ async fn serve(secret: &Path, policy: &Path) -> (TestGateway, Arc<Emulator>, [Wa
         })
         .unwrap(),
     );
-    let policy = Arc::new(LivePolicy::load(policy).unwrap());
+    let policy = Arc::new(LivePolicy::load(&config.join("policy.yaml")).unwrap());
     let watches = [
         tls.clone().watch(Duration::from_secs(1)),
         policy.clone().watch(Duration::from_secs(1)).unwrap(),
@@ -112,11 +130,13 @@ async fn serve(secret: &Path, policy: &Path) -> (TestGateway, Arc<Emulator>, [Wa
         shutdown_grace: Duration::from_secs(2),
         ..ServerSettings::default()
     };
-    (
-        TestGateway::serve(Arc::new(gateway), settings).await,
+    Mounted {
+        server: TestGateway::serve(Arc::new(gateway), settings).await,
         emulator,
-        watches,
-    )
+        secret,
+        config,
+        _watches: watches,
+    }
 }
 
 /// A channel to the gateway trusting `ca`, showing `identity` if any.
@@ -186,25 +206,14 @@ impl Request {
 #[tokio::test]
 async fn callers_named_by_their_certificates_get_what_the_policy_allows() {
     let ca = Ca::new("shop CA");
-    let secret = temp_dir("matrix-secret");
-    let server_pem = ca.server();
-    write_secret(
-        &secret,
-        &[
-            ("tls.crt", &server_pem.cert),
-            ("tls.key", &server_pem.key),
-            ("ca.crt", &ca.pem()),
-        ],
-    );
-    let config = temp_dir("matrix-policy");
-    std::fs::write(config.join("policy.yaml"), policy(false)).unwrap();
-    let (server, emulator, _watches) = serve(&secret, &config.join("policy.yaml")).await;
+    let mounted = serve("matrix", &ca.server(), &ca.pem()).await;
+    let (server, emulator) = (&mounted.server, &mounted.emulator);
 
     let checkout_pem = ca.spiffe_client(CHECKOUT);
     // The first DNS SAN names the caller; the second does not count.
     let batch_pem = ca.dns_client(&["batch.jobs.svc", "checkout.shop.svc"]);
     let stranger_pem = ca.spiffe_client(STRANGER);
-    let mut checkout = client(&server, &ca.pem(), Some(&checkout_pem)).await;
+    let mut checkout = client(server, &ca.pem(), Some(&checkout_pem)).await;
 
     // A developer token and its identity, for the identity operations.
     let ok = developer(DEFAULT_POOL_ID, DEFAULT_DEVELOPER_PROVIDER, "team", 3600);
@@ -273,48 +282,37 @@ async fn callers_named_by_their_certificates_get_what_the_policy_allows() {
         ),
     ];
     for (caller, identity, expected) in matrix {
-        let mut client = client(&server, &ca.pem(), identity).await;
+        let mut client = client(server, &ca.pem(), identity).await;
         for ((what, request), code) in requests.iter().zip(expected) {
-            let before = upstream_calls(&emulator);
+            let before = upstream_calls(emulator);
             let got = request.clone().send(&mut client).await;
             assert_eq!(got, code, "{caller} asking {what}");
             if code != Code::Ok {
                 assert_eq!(
-                    upstream_calls(&emulator),
+                    upstream_calls(emulator),
                     before,
                     "{caller}'s refused {what} reached the upstream"
                 );
             }
         }
     }
-    server.stop().await;
+    mounted.server.stop().await;
 }
 
 #[tokio::test]
 async fn certificates_that_do_not_chain_or_have_expired_are_refused_in_the_handshake() {
     let ca = Ca::new("shop CA");
     let other = Ca::new("someone else's CA");
-    let secret = temp_dir("refused-secret");
-    let server_pem = ca.server();
-    write_secret(
-        &secret,
-        &[
-            ("tls.crt", &server_pem.cert),
-            ("tls.key", &server_pem.key),
-            ("ca.crt", &ca.pem()),
-        ],
-    );
-    let config = temp_dir("refused-policy");
-    std::fs::write(config.join("policy.yaml"), policy(false)).unwrap();
-    let (server, emulator, _watches) = serve(&secret, &config.join("policy.yaml")).await;
-    let refused_before = handshakes("refused");
+    let mounted = serve("refused", &ca.server(), &ca.pem()).await;
+    let (server, emulator) = (&mounted.server, &mounted.emulator);
+    let refused_before = counted("gateway_tls_handshakes_total", "refused");
 
     for (what, pem) in [
         ("another CA's", other.spiffe_client(CHECKOUT)),
         ("an expired", ca.expired_client(CHECKOUT)),
     ] {
         // Under TLS 1.3 the client learns of the refusal on its first read.
-        let outcome = match channel(&server, &ca.pem(), Some(&pem)).await {
+        let outcome = match channel(server, &ca.pem(), Some(&pem)).await {
             Err(e) => Err(e.to_string()),
             Ok(channel) => {
                 let mut client = CognitoIdentityServiceClient::new(channel);
@@ -327,25 +325,19 @@ async fn certificates_that_do_not_chain_or_have_expired_are_refused_in_the_hands
         };
         assert!(outcome.is_err(), "{what} certificate was let in");
     }
-    assert_eq!(upstream_calls(&emulator), 0);
+    assert_eq!(upstream_calls(emulator), 0);
     assert!(
-        handshakes("refused") >= refused_before + 2.0,
+        counted("gateway_tls_handshakes_total", "refused") >= refused_before + 2.0,
         "{}",
         metrics().encode(None)
     );
-    server.stop().await;
+    mounted.server.stop().await;
 }
 
-fn handshakes(outcome: &str) -> f64 {
+/// The counter `metric` with `{outcome="..."}`, 0 when absent.
+fn counted(metric: &str, outcome: &str) -> f64 {
     let text = metrics().encode(None);
-    series(&text, "gateway_tls_handshakes_total")
-        .find_map(|(l, v)| (l == format!(r#"{{outcome="{outcome}"}}"#)).then_some(v))
-        .unwrap_or(0.0)
-}
-
-fn tls_reloads(outcome: &str) -> f64 {
-    let text = metrics().encode(None);
-    series(&text, "gateway_tls_reloads_total")
+    series(&text, metric)
         .find_map(|(l, v)| (l == format!(r#"{{outcome="{outcome}"}}"#)).then_some(v))
         .unwrap_or(0.0)
 }
@@ -404,21 +396,10 @@ async fn eventually<F: std::future::Future<Output = bool>>(
 async fn certificates_and_policy_change_under_load_and_no_call_fails() {
     let ca1 = Ca::new("CA 2026");
     let ca2 = Ca::new("CA 2027");
-    let secret = temp_dir("rotate-secret");
-    let first = ca1.server();
-    write_secret(
-        &secret,
-        &[
-            ("tls.crt", &first.cert),
-            ("tls.key", &first.key),
-            ("ca.crt", &ca1.pem()),
-        ],
-    );
-    let config = temp_dir("rotate-policy");
-    std::fs::write(config.join("policy.yaml"), policy(false)).unwrap();
-    let (server, _emulator, _watches) = serve(&secret, &config.join("policy.yaml")).await;
-    let ok_before = tls_reloads("ok");
-    let error_before = tls_reloads("error");
+    let mounted = serve("rotate", &ca1.server(), &ca1.pem()).await;
+    let (server, secret, config) = (&mounted.server, &mounted.secret, &mounted.config);
+    let ok_before = counted("gateway_tls_reloads_total", "ok");
+    let error_before = counted("gateway_tls_reloads_total", "error");
 
     // The clients trust both CAs' servers from the start, as a fleet does
     // before a rotation; checkout has a certificate from each CA.
@@ -439,7 +420,7 @@ async fn certificates_and_policy_change_under_load_and_no_call_fails() {
         let new_identity = new_identity.clone();
         let server_addr = server.addr;
         let trusted = trusted.clone();
-        let mut kept = client(&server, &trusted, Some(&checkout1)).await;
+        let mut kept = client(server, &trusted, Some(&checkout1)).await;
         load.push(tokio::spawn(async move {
             let mut failures = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -481,35 +462,21 @@ async fn certificates_and_policy_change_under_load_and_no_call_fails() {
 
     // 1. The server certificate rotates: new handshakes see the new one.
     let second = ca1.server();
-    write_secret(
-        &secret,
-        &[
-            ("tls.crt", &second.cert),
-            ("tls.key", &second.key),
-            ("ca.crt", &ca1.pem()),
-        ],
-    );
+    write_tls(secret, &second.cert, &second.key, &ca1.pem());
     let took = eventually(Duration::from_secs(3), || async {
-        served_certificate(&server, &trusted, &checkout1).await == der(&second.cert)
+        served_certificate(server, &trusted, &checkout1).await == der(&second.cert)
     })
     .await;
     println!("new server certificate served after {took:?}");
 
     // 2. A file that does not load keeps what is in force.
-    write_secret(
-        &secret,
-        &[
-            ("tls.crt", "not a certificate"),
-            ("tls.key", &second.key),
-            ("ca.crt", &ca1.pem()),
-        ],
-    );
+    write_tls(secret, "not a certificate", &second.key, &ca1.pem());
     eventually(Duration::from_secs(3), || async {
-        tls_reloads("error") > error_before
+        counted("gateway_tls_reloads_total", "error") > error_before
     })
     .await;
     assert_eq!(
-        served_certificate(&server, &trusted, &checkout1).await,
+        served_certificate(server, &trusted, &checkout1).await,
         der(&second.cert)
     );
 
@@ -518,29 +485,15 @@ async fn certificates_and_policy_change_under_load_and_no_call_fails() {
     // connections they opened before go on.
     let both = format!("{}{}", ca1.pem(), ca2.pem());
     let third = ca2.server();
-    write_secret(
-        &secret,
-        &[
-            ("tls.crt", &third.cert),
-            ("tls.key", &third.key),
-            ("ca.crt", &both),
-        ],
-    );
+    write_tls(secret, &third.cert, &third.key, &both);
     eventually(Duration::from_secs(3), || async {
-        served_certificate(&server, &trusted, &checkout2).await == der(&third.cert)
+        served_certificate(server, &trusted, &checkout2).await == der(&third.cert)
     })
     .await;
     *new_identity.lock().unwrap() = checkout2.clone();
-    write_secret(
-        &secret,
-        &[
-            ("tls.crt", &third.cert),
-            ("tls.key", &third.key),
-            ("ca.crt", &ca2.pem()),
-        ],
-    );
+    write_tls(secret, &third.cert, &third.key, &ca2.pem());
     eventually(Duration::from_secs(3), || async {
-        let mut probe = match channel(&server, &trusted, Some(&checkout1)).await {
+        let mut probe = match channel(server, &trusted, Some(&checkout1)).await {
             Err(_) => return true,
             Ok(channel) => CognitoIdentityServiceClient::new(channel),
         };
@@ -549,17 +502,12 @@ async fn certificates_and_policy_change_under_load_and_no_call_fails() {
     .await;
 
     // 4. The policy is rewritten: batch may mint tokens within 2 s.
-    let mut batch = client(
-        &server,
-        &trusted,
-        Some(&ca2.dns_client(&["batch.jobs.svc"])),
-    )
-    .await;
+    let mut batch = client(server, &trusted, Some(&ca2.dns_client(&["batch.jobs.svc"]))).await;
     assert_eq!(
         request.clone().send(&mut batch).await,
         Code::PermissionDenied
     );
-    std::fs::write(config.join("policy.yaml"), policy(true)).unwrap();
+    kubernetes_update(config, &[("policy.yaml", &policy(true))]);
     let took = eventually(Duration::from_secs(2), || {
         let (mut batch, request) = (batch.clone(), request.clone());
         async move { request.send(&mut batch).await == Code::Ok }
@@ -580,6 +528,6 @@ async fn certificates_and_policy_change_under_load_and_no_call_fails() {
         failures.len()
     );
     assert!(calls > 50, "only {calls} calls under load");
-    assert!(tls_reloads("ok") >= ok_before + 3.0);
-    server.stop().await;
+    assert!(counted("gateway_tls_reloads_total", "ok") >= ok_before + 3.0);
+    mounted.server.stop().await;
 }

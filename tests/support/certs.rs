@@ -2,8 +2,6 @@
 //! for 127.0.0.1 and localhost, and client certificates naming callers by a
 //! SPIFFE URI SAN or a DNS SAN, in date or expired.
 
-use std::path::Path;
-
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
@@ -77,25 +75,4 @@ impl Ca {
             key: key.serialize_pem(),
         }
     }
-}
-
-/// Writes `contents` to `dir/name` as Kubernetes updates a mounted Secret:
-/// into a fresh timestamped directory, then `..data` swapped to it by a
-/// rename, `name` itself a link through `..data`.
-pub fn write_secret(dir: &Path, files: &[(&str, &str)]) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static VERSION: AtomicUsize = AtomicUsize::new(0);
-    let version = format!("..{}", VERSION.fetch_add(1, Ordering::Relaxed));
-    std::fs::create_dir_all(dir.join(&version)).unwrap();
-    for (name, contents) in files {
-        std::fs::write(dir.join(&version).join(name), contents).unwrap();
-        let link = dir.join(name);
-        if std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink(Path::new("..data").join(name), &link).unwrap();
-        }
-    }
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&version, &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join("..data")).unwrap();
 }

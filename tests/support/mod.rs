@@ -221,3 +221,32 @@ pub async fn create_pool(endpoint: &str, developer_provider: &str) -> String {
         .expect("pool created")
         .identity_pool_id
 }
+
+/// A fresh, empty directory for one test, named after it.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gateway-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `files` (name, contents) to `dir` as Kubernetes updates a mounted
+/// Secret or ConfigMap: into a fresh timestamped directory, then `..data`
+/// swapped to it by a rename, each name a link through `..data`.
+pub fn kubernetes_update(dir: &std::path::Path, files: &[(&str, &str)]) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static VERSION: AtomicUsize = AtomicUsize::new(0);
+    let version = format!("..{}", VERSION.fetch_add(1, Ordering::Relaxed));
+    std::fs::create_dir_all(dir.join(&version)).unwrap();
+    for (name, contents) in files {
+        std::fs::write(dir.join(&version).join(name), contents).unwrap();
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(std::path::Path::new("..data").join(name), &link).unwrap();
+        }
+    }
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&version, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+}
