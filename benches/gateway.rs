@@ -56,6 +56,9 @@ use cognito_identity_gateway::proto::cognito_identity_service_server::{
 use cognito_identity_gateway::upstream::{self, UpstreamSettings};
 use tonic::transport::{Channel, Endpoint};
 
+#[path = "../tests/support/certs.rs"]
+#[allow(dead_code)]
+mod certs;
 #[path = "../tests/support/loopback.rs"]
 mod loopback;
 #[path = "gateway/mtls.rs"]

@@ -344,24 +344,8 @@ fn counted(metric: &str, outcome: &str) -> f64 {
 
 /// The certificate the gateway shows a new handshake, DER.
 async fn served_certificate(server: &TestGateway, ca: &str, identity: &Pem) -> Vec<u8> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let mut roots = rustls::RootCertStore::empty();
-    for der in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-        roots.add(der.unwrap()).unwrap();
-    }
-    let chain = CertificateDer::pem_slice_iter(identity.cert.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(identity.key.as_bytes()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .unwrap();
+    use rustls::pki_types::ServerName;
+    let config = support::certs::client_config(ca, identity);
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let tls = connector

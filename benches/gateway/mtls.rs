@@ -15,13 +15,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    SanType,
-};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 
+use super::certs::{Ca, Pem, client_config};
 use super::{
     CognitoIdentityServiceServer, Floor, Server, cpu_time, free_port, gateway_server, percentile,
     request_frame, spawn,
@@ -55,24 +51,11 @@ impl Pki {
     /// `client.crt`, `client.key`, `policy.yaml`, `audit.key`.
     pub fn create(dir: &Path) {
         std::fs::create_dir_all(dir).unwrap();
-        let mut ca = CertificateParams::default();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-        let sign = |mut params: CertificateParams, usage| {
-            params.extended_key_usages = vec![usage];
-            let key = KeyPair::generate().unwrap();
-            (
-                params.signed_by(&key, &ca).unwrap().pem(),
-                key.serialize_pem(),
-            )
-        };
-        let server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        let (server_cert, server_key) = sign(server, ExtendedKeyUsagePurpose::ServerAuth);
-        let mut client = CertificateParams::default();
-        client.subject_alt_names = vec![SanType::URI(
-            caller_id(CALLERS - 1).as_str().try_into().unwrap(),
-        )];
-        let (client_cert, client_key) = sign(client, ExtendedKeyUsagePurpose::ClientAuth);
+        let ca = Ca::new("benchmark CA");
+        let server = ca.server();
+        // The last of the policy's callers, the one a first-match policy
+        // would find last.
+        let client = ca.spiffe_client(&caller_id(CALLERS - 1));
         let mut policy = String::from("mode: enforce\ncallers:\n");
         for i in 0..CALLERS {
             policy.push_str(&format!(
@@ -84,12 +67,12 @@ impl Pki {
         }
         for (name, contents) in [
             ("ca.crt", ca.pem()),
-            ("tls.crt", server_cert),
-            ("tls.key", server_key),
+            ("tls.crt", server.cert),
+            ("tls.key", server.key),
             ("policy.yaml", policy),
             ("audit.key", "benchmark-audit-key-0123456789".to_owned()),
-            ("client.crt", client_cert),
-            ("client.key", client_key),
+            ("client.crt", client.cert),
+            ("client.key", client.key),
         ] {
             std::fs::write(dir.join(name), contents).unwrap();
         }
@@ -97,21 +80,12 @@ impl Pki {
 
     /// The client's TLS: trusting the CA in `dir`, showing its certificate.
     pub fn client_config(dir: &Path) -> Arc<rustls::ClientConfig> {
-        let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(&read("ca.crt")).unwrap())
-            .unwrap();
-        let chain = vec![CertificateDer::from_pem_slice(&read("client.crt")).unwrap()];
-        let key = PrivateKeyDer::from_pem_slice(&read("client.key")).unwrap();
-        let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        let identity = Pem {
+            cert: read("client.crt"),
+            key: read("client.key"),
+        };
+        let mut client = client_config(&read("ca.crt"), &identity);
         client.alpn_protocols = vec![b"h2".to_vec()];
         Arc::new(client)
     }

@@ -76,3 +76,25 @@ impl Ca {
         }
     }
 }
+
+/// A client's TLS: trusting the CAs in `ca` (PEM), showing `identity`.
+pub fn client_config(ca: &str, identity: &Pem) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(der.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_slice_iter(identity.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(identity.key.as_bytes()).unwrap();
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap()
+}
