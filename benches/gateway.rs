@@ -708,7 +708,8 @@ async fn miss_path(rounds: usize) {
     let emulator = emulator_server(&[]);
     let emulator_port = emulator.port;
     let endpoint = format!("http://127.0.0.1:{emulator_port}");
-    let gateway = gateway_on(&emulator, &["--cache", "false"]);
+    // No quota budget: this section measures the path, not Cognito's quotas.
+    let gateway = gateway_on(&emulator, &["--cache", "false", "--upstream-quota", "off"]);
     // The miss path's floor: bare tonic in front of the SDK, configured as
     // the gateway configures it.
     let floor = floor_server(0, false, Some(&emulator));
@@ -834,7 +835,8 @@ async fn coalescing() {
         r#"{"operations":{"GetOpenIdTokenForDeveloperIdentity":{"latency_ms":100}}}"#,
     ]);
     let emulator_port = emulator.port;
-    let gateway = gateway_on(&emulator, &[]);
+    // All 1,000 may wait on the one upstream call.
+    let gateway = gateway_on(&emulator, &["--upstream-concurrency-limit", "1000"]);
     let channel = connect(gateway.port).await;
     let _ = connect(emulator_port).await;
     let calls: Vec<_> = (0..1000)
@@ -895,9 +897,12 @@ async fn memory() {
                 expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
             };
             let _: OpenIdToken = cache
-                .get_or_fetch(key, move || {
-                    std::future::ready(Upstreamed::unrecorded(Ok(value.clone())))
-                })
+                .get_or_fetch(
+                    key,
+                    None,
+                    || Ok(()),
+                    move |_| std::future::ready(Upstreamed::unrecorded(Ok(value.clone()))),
+                )
                 .await
                 .result
                 .unwrap();

@@ -627,6 +627,7 @@ mod tests {
         let ctx = RequestContext {
             caller: Caller::Dns("checkout.shop.svc".into()),
             trace_id: Some([0xab; 16]),
+            deadline: None,
         };
         let input = Arc::new(developer(&[("login.shop.example", "user-42")]));
         let reserved = auditor
@@ -675,6 +676,7 @@ mod tests {
         let ctx = RequestContext {
             caller: Caller::Anonymous,
             trace_id: None,
+            deadline: None,
         };
         let input = Arc::new(developer(&[("login.shop.example", "user-42")]));
         let refusal = Error::CallerUnauthenticated {

@@ -49,6 +49,7 @@ pub mod domain;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod grpc;
+pub mod guard;
 pub mod jwt;
 pub mod middleware;
 pub mod policy;
@@ -175,6 +176,7 @@ async fn gateway(
         None => (None, None),
     };
     let service = Gateway::new(upstream, settings.cache, Clock::default())
+        .with_guard(settings.guard)
         .with_policy(settings.policy)
         .with_audit(audit);
     let service = Arc::new(service);

@@ -16,16 +16,24 @@ use futures_util::FutureExt;
 use crate::audit::{self, Auditor};
 use crate::cache::{CacheSettings, Clock, TokenCache};
 use crate::domain::{
-    CacheOutcome, CacheStats, Error, IdentityService, Operation, OperationName, RequestContext,
-    Served, Upstream, Upstreamed,
+    CacheOutcome, CacheStats, Error, FetchFor, IdentityService, Operation, OperationName,
+    RequestContext, Served, Upstream, Upstreamed,
 };
+use crate::guard::{Guard, GuardSettings};
 use crate::policy::{Decision, LivePolicy};
 use crate::telemetry::metrics::metrics;
+
+/// The upstream and its guard, shared with every fetch the cache makes.
+#[derive(Debug)]
+struct Backend<U> {
+    upstream: U,
+    guard: Guard,
+}
 
 /// The gateway's [`IdentityService`] over an [`Upstream`].
 #[derive(Debug)]
 pub struct Gateway<U> {
-    upstream: Arc<U>,
+    backend: Arc<Backend<U>>,
     cache: Option<TokenCache>,
     /// `None`: every caller may call everything.
     policy: Option<Arc<LivePolicy>>,
@@ -36,13 +44,55 @@ pub struct Gateway<U> {
 impl<U: Upstream> Gateway<U> {
     /// A gateway that forwards to `upstream` through a cache with `cache`
     /// settings (none when they say it is off), reading time from `clock`.
+    /// Its upstream is unguarded until [`Self::with_guard`].
     pub fn new(upstream: U, cache: CacheSettings, clock: Clock) -> Self {
         Self {
-            upstream: Arc::new(upstream),
+            backend: Arc::new(Backend {
+                upstream,
+                guard: Guard::new(GuardSettings::off()),
+            }),
             cache: cache.enabled.then(|| TokenCache::new(cache, clock)),
             policy: None,
             audit: None,
         }
+    }
+
+    /// Guards the upstream with `settings`: a limit on the callers waiting
+    /// on it, the circuit breaker, the quota budgets.
+    pub fn with_guard(self, settings: GuardSettings) -> Self {
+        let Self {
+            backend,
+            cache,
+            policy,
+            audit,
+        } = self;
+        let upstream = match Arc::try_unwrap(backend) {
+            Ok(backend) => backend.upstream,
+            // Only ever called while the gateway is being built, when
+            // nothing else holds it yet.
+            Err(backend) => {
+                return Self {
+                    backend,
+                    cache,
+                    policy,
+                    audit,
+                };
+            }
+        };
+        Self {
+            backend: Arc::new(Backend {
+                upstream,
+                guard: Guard::new(settings),
+            }),
+            cache,
+            policy,
+            audit,
+        }
+    }
+
+    /// The upstream's guard.
+    pub fn guard(&self) -> &Guard {
+        &self.backend.guard
     }
 
     /// The cache, if on.
@@ -157,10 +207,20 @@ impl Checked {
     }
 }
 
-/// Sends `input` upstream and counts the call: the one place every upstream
-/// call is made, for a caller or for a background refresh.
-async fn send<O: Operation, U: Upstream>(upstream: &U, input: &O) -> Upstreamed<O::Output> {
-    let mut sent = input.send(upstream).await;
+/// Sends `input` upstream through the guard and counts the call: the one
+/// place every upstream call is made, for a caller or for a background
+/// refresh.
+async fn send<O: Operation, U: Upstream>(
+    backend: &Backend<U>,
+    input: &O,
+    purpose: FetchFor,
+) -> Upstreamed<O::Output> {
+    let ticket = match backend.guard.clear(O::NAME, purpose).await {
+        Ok(ticket) => ticket,
+        Err(refused) => return Upstreamed::unrecorded(Err(refused)),
+    };
+    let mut sent = input.send(&backend.upstream).await;
+    ticket.finished(sent.result.as_ref().err());
     if sent.result.is_ok() {
         sent.valid_until = logins_expiry(input);
     }
@@ -185,7 +245,7 @@ fn logins_expiry<O: Operation>(input: &O) -> Option<std::time::SystemTime> {
 
 impl<U: Upstream> IdentityService for Gateway<U> {
     fn upstream_reachable(&self) -> impl Future<Output = bool> + Send {
-        self.upstream.reachable()
+        self.backend.upstream.reachable()
     }
 
     async fn cache_stats(&self) -> Option<CacheStats> {
@@ -234,15 +294,27 @@ impl<U: Upstream> IdentityService for Gateway<U> {
             Some(cache) if cache.settings().caches(input.caching()) => Some(cache.key(&*input)),
             _ => None,
         };
-        let upstream = self.upstream.clone();
+        let backend = self.backend.clone();
+        let deadline = ctx.deadline;
+        let guard = &self.backend.guard;
         let answered = match (&self.cache, key) {
-            (Some(cache), Some(key)) => Either::Left(cache.get_or_fetch(key, move || {
-                let (upstream, input) = (upstream.clone(), input.clone());
-                async move { send(&*upstream, &*input).await }
-            })),
+            (Some(cache), Some(key)) => Either::Left(cache.get_or_fetch(
+                key,
+                deadline,
+                || guard.wait(),
+                move |purpose| {
+                    let (backend, input) = (backend.clone(), input.clone());
+                    async move { send(&*backend, &*input, purpose).await }
+                },
+            )),
             // Boxed like the cache's miss path: the SDK's future is large.
             _ => Either::Right(Box::pin(async move {
-                Served::upstream(send(&*upstream, &*input).await, CacheOutcome::Bypass)
+                let _waiting = match backend.guard.wait() {
+                    Ok(place) => place,
+                    Err(refused) => return Served::refused(refused),
+                };
+                let sent = send(&*backend, &*input, FetchFor::Caller(deadline)).await;
+                Served::upstream(sent, CacheOutcome::Bypass)
             })),
         };
         Either::Left(answered.map(move |served| {

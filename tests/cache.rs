@@ -325,9 +325,12 @@ async fn the_memory_budget_holds_with_100_000_entries() {
             expires_at: Some(SystemTime::now() + Duration::from_secs(900)),
         };
         let got: OpenIdToken = cache
-            .get_or_fetch(key, move || {
-                std::future::ready(Upstreamed::unrecorded(Ok(value.clone())))
-            })
+            .get_or_fetch(
+                key,
+                None,
+                || Ok(()),
+                move |_| std::future::ready(Upstreamed::unrecorded(Ok(value.clone()))),
+            )
             .await
             .result
             .unwrap();

@@ -27,7 +27,8 @@ pub use key::{CacheKey, KeyMaker};
 use entry::{Entry, ExpireAtTokenExpiry, Lifetimes};
 
 use crate::domain::{
-    Answer, CacheOutcome, CacheStats, Caching, Error, Operation, Served, UpstreamCall, Upstreamed,
+    Answer, CacheOutcome, CacheStats, Caching, Error, FetchFor, Operation, Served, UpstreamCall,
+    Upstreamed,
 };
 use crate::rate::TokenBucket;
 
@@ -91,6 +92,10 @@ impl Default for CacheSettings {
         }
     }
 }
+
+/// How long before a caller's deadline a still-valid token seen with too
+/// little life left is served rather than waiting on for its renewal.
+pub const STALE_RESERVE: Duration = Duration::from_millis(50);
 
 /// Counters, kept here and read out as [`CacheStats`].
 #[derive(Debug, Default)]
@@ -196,10 +201,23 @@ impl TokenCache {
     /// The answer for `key`: from the cache while servable, otherwise from
     /// `fetch`, called once however many callers ask at the same time; with
     /// how the cache answered and the upstream call made for this caller.
-    pub async fn get_or_fetch<T, F, Fut>(&self, key: CacheKey, fetch: F) -> Served<T>
+    ///
+    /// A caller that has to wait on the upstream first takes its place with
+    /// `admit` (the guard's waiting limit), held until the answer comes. A
+    /// still-valid token seen with too little life left is served instead
+    /// of a retryable failure, and instead of waiting past `deadline`: the
+    /// renewal is waited for until [`STALE_RESERVE`] before it.
+    pub async fn get_or_fetch<T, F, Fut, A, P>(
+        &self,
+        key: CacheKey,
+        deadline: Option<Instant>,
+        admit: A,
+        fetch: F,
+    ) -> Served<T>
     where
         T: Answer,
-        F: Fn() -> Fut + Send + Sync + 'static,
+        A: FnOnce() -> Result<P, Error>,
+        F: Fn(FetchFor) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Upstreamed<T>> + Send + 'static,
     {
         let mut stale = None;
@@ -225,26 +243,36 @@ impl TokenCache {
         // The miss path holds moka's insertion and the upstream call, whose
         // futures are large: boxed, so that the hit path's future stays
         // small and cheap to move (a measured memmove hot spot).
-        Box::pin(self.fetch_into(key, stale, fetch)).await
+        Box::pin(self.fetch_into(key, stale, deadline, admit, fetch)).await
     }
 
     /// The miss path of [`Self::get_or_fetch`]: `stale` is the entry seen
     /// with too little life left, if any.
-    async fn fetch_into<T, F, Fut>(
+    async fn fetch_into<T, F, Fut, A, P>(
         &self,
         key: CacheKey,
         stale: Option<Arc<Entry>>,
+        deadline: Option<Instant>,
+        admit: A,
         fetch: F,
     ) -> Served<T>
     where
         T: Answer,
-        F: Fn() -> Fut + Send + Sync + 'static,
+        A: FnOnce() -> Result<P, Error>,
+        F: Fn(FetchFor) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Upstreamed<T>> + Send + 'static,
     {
-        let margin = self.lifetimes.settings.safety_margin;
+        let _waiting = match admit() {
+            Ok(place) => place,
+            Err(refused) => {
+                return self
+                    .fall_back(key, stale, refused, CacheOutcome::Miss, None)
+                    .await;
+            }
+        };
         if let Some(seen) = stale.clone() {
             // Remove it so that the call below fetches, unless another caller
-            // has replaced it already.
+            // has replaced it already; put back if the fetch fails.
             self.cache
                 .entry(key)
                 .and_compute_with(|current| {
@@ -258,7 +286,7 @@ impl TokenCache {
         let own: OwnFetch = Arc::default();
         let init = {
             let own = own.clone();
-            let call = fetch();
+            let call = fetch(FetchFor::Caller(deadline));
             let lifetimes = self.lifetimes.clone();
             async move {
                 let Upstreamed {
@@ -278,7 +306,32 @@ impl TokenCache {
                 }
             }
         };
-        let outcome = self.cache.try_get_with(key, init).await;
+        let fetched = self.cache.try_get_with(key, init);
+        // With a valid token in hand, the renewal is not waited for past
+        // the caller's deadline.
+        let stale_by = match (&stale, deadline) {
+            (Some(entry), Some(deadline))
+                if entry.valid(
+                    self.lifetimes.clock.now(),
+                    self.lifetimes.settings.safety_margin,
+                ) =>
+            {
+                deadline.checked_sub(STALE_RESERVE)
+            }
+            _ => None,
+        };
+        let outcome = match stale_by {
+            Some(until) => match tokio::time::timeout_at(until.into(), fetched).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let late = Error::UpstreamTimeout;
+                    return self
+                        .fall_back(key, stale, late, CacheOutcome::Miss, None)
+                        .await;
+                }
+            },
+            None => fetched.await,
+        };
         let (fetched, upstream) = match own.lock().ok().and_then(|mut own| own.take()) {
             Some(call) => (true, call),
             None => (false, None),
@@ -294,22 +347,53 @@ impl TokenCache {
             Err(miss) => match &*miss {
                 Miss::Uncacheable(value) => served(value.downcast_ref(), label, upstream),
                 Miss::Upstream(err) => {
-                    let now = self.lifetimes.clock.now();
-                    match stale {
-                        Some(entry) if err.is_retryable() && entry.valid(now, margin) => {
-                            self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(
-                                "upstream failed ({err}); serving a still-valid cached token"
-                            );
-                            served(entry.value(), CacheOutcome::Stale, upstream)
-                        }
-                        _ => Served {
-                            result: Err(err.clone()),
-                            cache: Some(label),
-                            upstream,
-                        },
-                    }
+                    self.fall_back(key, stale, err.clone(), label, upstream)
+                        .await
                 }
+            },
+        }
+    }
+
+    /// A call the upstream could not answer (`err`): the still-valid
+    /// `stale` token, if there is one and a retry could cure `err`, kept in
+    /// the cache for the next caller; the error otherwise.
+    async fn fall_back<T: Answer>(
+        &self,
+        key: CacheKey,
+        stale: Option<Arc<Entry>>,
+        err: Error,
+        label: CacheOutcome,
+        upstream: Option<Box<UpstreamCall>>,
+    ) -> Served<T> {
+        let now = self.lifetimes.clock.now();
+        match stale {
+            Some(entry)
+                if err.is_retryable()
+                    && entry.valid(now, self.lifetimes.settings.safety_margin) =>
+            {
+                self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
+                if matches!(err, Error::CircuitOpen { .. }) {
+                    // Said once, when the breaker opened.
+                    tracing::debug!("{err}; serving a still-valid cached token");
+                } else {
+                    tracing::warn!("upstream failed ({err}); serving a still-valid cached token");
+                }
+                let kept = entry.clone();
+                self.cache
+                    .entry(key)
+                    .and_compute_with(|current| {
+                        std::future::ready(match current {
+                            None => Op::Put(kept),
+                            Some(_) => Op::Nop,
+                        })
+                    })
+                    .await;
+                served(entry.value(), CacheOutcome::Stale, upstream)
+            }
+            _ => Served {
+                result: Err(err),
+                cache: Some(label),
+                upstream,
             },
         }
     }
@@ -319,7 +403,7 @@ impl TokenCache {
     fn refresh_if_due<T, F, Fut>(&self, key: CacheKey, entry: &Arc<Entry>, now: Instant, fetch: &F)
     where
         T: Answer,
-        F: Fn() -> Fut,
+        F: Fn(FetchFor) -> Fut,
         Fut: Future<Output = Upstreamed<T>> + Send + 'static,
     {
         if !entry.due_for_refresh(now) || entry.refresh_claimed.swap(true, Ordering::AcqRel) {
@@ -333,7 +417,7 @@ impl TokenCache {
             entry.refresh_claimed.store(false, Ordering::Release);
             return;
         }
-        let call = fetch();
+        let call = fetch(FetchFor::Refresh);
         let cache = self.cache.clone();
         let lifetimes = self.lifetimes.clone();
         let counters = self.counters.clone();
@@ -342,6 +426,11 @@ impl TokenCache {
             let renewed = call.await;
             let renewed = match renewed.result {
                 Ok(value) => lifetimes.entry(value, renewed.valid_until).ok(),
+                // The guard's own refusals are counted and logged there.
+                Err(err @ (Error::CircuitOpen { .. } | Error::UpstreamQuota { .. })) => {
+                    tracing::debug!("background refresh deferred: {err}");
+                    None
+                }
                 Err(err) => {
                     tracing::warn!("background refresh failed: {err}");
                     None

@@ -12,6 +12,7 @@ use clap::Parser;
 
 use crate::audit::AuditSettings;
 use crate::cache::CacheSettings;
+use crate::guard::GuardSettings;
 use crate::policy::LivePolicy;
 use crate::server::ServerSettings;
 use crate::telemetry::{LogFormat, TelemetrySettings, TraceSettings};
@@ -214,6 +215,10 @@ pub struct Cli {
     #[arg(long, env = "COGNITO_GATEWAY_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<std::path::PathBuf>,
 
+    /// The guard in front of the upstream.
+    #[command(flatten)]
+    pub guard: GuardArgs,
+
     /// The audit log: a file appended to, or - for standard output. One
     /// JSON line per developer-identity call and per refused call.
     #[arg(long, env = "COGNITO_GATEWAY_AUDIT_LOG")]
@@ -237,7 +242,10 @@ pub struct Cli {
 mod callers;
 #[cfg(feature = "emulator")]
 mod emulator;
+mod guard;
 mod problems;
+
+pub use guard::GuardArgs;
 
 #[cfg(feature = "emulator")]
 pub use emulator::{EmulatorArgs, EmulatorConfig};
@@ -289,6 +297,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// The token cache.
     pub cache: CacheSettings,
+    /// The guard in front of the upstream.
+    pub guard: GuardSettings,
     /// Logs and traces.
     pub telemetry: TelemetrySettings,
     /// The caller policy, reloaded when its file changes; `None`: every
@@ -402,6 +412,7 @@ impl Cli {
             p.number("concurrency-limit", &self.concurrency_limit, 1..=usize::MAX);
         let shutdown_grace = p.duration("shutdown-grace", &self.shutdown_grace);
         let cache = self.cache_settings(&mut p);
+        let guard = self.guard.settings(&mut p, concurrency_limit);
         let traces = p.check_as_is(TraceSettings::from_env());
         let callers = listen.and_then(|listen| self.callers(listen, &mut p));
         if let (Some(attempt), Some(operation)) = (attempt_timeout, operation_timeout)
@@ -426,6 +437,7 @@ impl Cli {
             concurrency_limit,
             shutdown_grace,
             cache,
+            guard,
             traces,
             callers,
         ) {
@@ -442,6 +454,7 @@ impl Cli {
                 Some(concurrency_limit),
                 Some(shutdown_grace),
                 Some(cache),
+                Some(guard),
                 Some(traces),
                 Some(callers),
             ) if p.0.is_empty() => Ok(Settings {
@@ -466,6 +479,7 @@ impl Cli {
                 policy: callers.policy,
                 audit: callers.audit,
                 cache,
+                guard,
                 telemetry: TelemetrySettings {
                     log_format: self.log_format,
                     traces,

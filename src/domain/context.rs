@@ -29,14 +29,23 @@ pub struct Peer {
     pub certified: Option<Caller>,
 }
 
-/// What travels with every request into the domain. The caller's deadline
-/// does not: the tower stack enforces it around the whole call
-/// ([`crate::middleware`]), and dropping the call there drops its upstream
-/// request too.
+/// What travels with every request into the domain.
 #[derive(Clone, Debug)]
 pub struct RequestContext {
     /// Who is calling.
     pub caller: Caller,
     /// The trace the call's span belongs to, when it is traced.
     pub trace_id: Option<[u8; 16]>,
+    /// When the caller stops waiting. The tower stack enforces it around the
+    /// whole call ([`crate::middleware`]), and dropping the call there drops
+    /// its upstream request too; below, it is read to decide what fits in
+    /// the time left (a wait for an upstream quota slot, how long a stale
+    /// token's renewal may be waited for). `None`: no bound is known.
+    pub deadline: Option<std::time::Instant>,
 }
+
+/// A call's deadline, as the tower stack worked it out: put in the
+/// request's extensions there, read into [`RequestContext::deadline`] by
+/// the gRPC layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline(pub std::time::Instant);

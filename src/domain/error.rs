@@ -84,6 +84,47 @@ pub enum Error {
         operation: OperationName,
     },
 
+    /// The circuit breaker in front of Cognito is open: Cognito failed
+    /// too often in a row, and calls that need it are refused at once
+    /// until a probe call succeeds.
+    #[error(
+        "Cognito Identity is failing: calls that need it are refused for now; retry in {} ms",
+        retry_after.as_millis()
+    )]
+    CircuitOpen {
+        /// When the breaker lets a probe through.
+        retry_after: std::time::Duration,
+    },
+
+    /// This replica's budget of upstream calls a second for the operation
+    /// is spent, and the next slot comes after the caller's deadline.
+    #[error(
+        "the gateway's budget of {operation} calls to Cognito Identity is spent; \
+         retry in {} ms",
+        retry_after.as_millis()
+    )]
+    UpstreamQuota {
+        /// The operation.
+        operation: OperationName,
+        /// When a slot is free.
+        retry_after: std::time::Duration,
+    },
+
+    /// As many calls as `--upstream-concurrency-limit` allows wait on
+    /// Cognito already.
+    #[error("{limit} calls are waiting on Cognito Identity already; retry with backoff")]
+    UpstreamBusy {
+        /// The limit.
+        limit: usize,
+    },
+
+    /// The gateway serves as many calls as `--concurrency-limit` allows.
+    #[error("the gateway is serving its limit of {limit} calls; retry with backoff")]
+    Overloaded {
+        /// The limit.
+        limit: usize,
+    },
+
     /// A fault of the gateway itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -104,6 +145,10 @@ impl Error {
             Error::CallerUnauthenticated { .. } => "CALLER_UNAUTHENTICATED",
             Error::CallerRateLimited { .. } => "CALLER_RATE_LIMITED",
             Error::AuditUnavailable { .. } => "AUDIT_UNAVAILABLE",
+            Error::CircuitOpen { .. } => "UPSTREAM_CIRCUIT_OPEN",
+            Error::UpstreamQuota { .. } => "UPSTREAM_QUOTA",
+            Error::UpstreamBusy { .. } => "UPSTREAM_CONCURRENCY_LIMIT",
+            Error::Overloaded { .. } => "CONCURRENCY_LIMIT",
             Error::Internal(_) => "INTERNAL",
         }
     }
@@ -122,13 +167,35 @@ impl Error {
             | Error::UpstreamTimeout
             | Error::DeadlineExceeded
             | Error::CallerRateLimited { .. }
-            | Error::AuditUnavailable { .. } => true,
+            | Error::AuditUnavailable { .. }
+            | Error::CircuitOpen { .. }
+            | Error::UpstreamQuota { .. }
+            | Error::UpstreamBusy { .. }
+            | Error::Overloaded { .. } => true,
             // A server fault behind an unreadable body (a proxy's 502 page).
             Error::BadResponse { status, .. } => *status >= 500,
             Error::InvalidRequest(_)
             | Error::PolicyDenied { .. }
             | Error::CallerUnauthenticated { .. }
             | Error::Internal(_) => false,
+        }
+    }
+
+    /// Whether the error says Cognito is unreachable or broken (refused,
+    /// reset, timed out, a server error), as the circuit breaker counts
+    /// failures. Cognito's own refusals (throttling, a bad login, a
+    /// dependent identity provider down) say it is up.
+    pub fn says_upstream_down(&self) -> bool {
+        match self {
+            Error::Unreachable(_) | Error::UpstreamTimeout => true,
+            Error::BadResponse { status, .. } => *status >= 500,
+            Error::Cognito { code, .. } => {
+                matches!(
+                    code.as_str(),
+                    "InternalErrorException" | "ServiceUnavailable"
+                )
+            }
+            _ => false,
         }
     }
 }

@@ -15,14 +15,14 @@ pub mod validate;
 
 use std::future::Future;
 
-pub use context::{Caller, Peer, RequestContext};
+pub use context::{Caller, Deadline, Peer, RequestContext};
 pub use error::Error;
 pub use operation::{Answer, Caching, KeyFields, Lifetime, Operation, OperationName, Scope};
 pub use operations::{
     Credentials, GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput,
     GetIdOutput, GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, OpenIdToken, RawMap,
 };
-pub use outcome::{CacheOutcome, CacheStats, Served, UpstreamCall, Upstreamed};
+pub use outcome::{CacheOutcome, CacheStats, FetchFor, Served, UpstreamCall, Upstreamed};
 pub use secret::Secret;
 pub use types::{
     AccountId, CustomRoleArn, IdentityId, IdentityPoolId, Logins, PrincipalTags, SecretMap,

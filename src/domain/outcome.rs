@@ -37,6 +37,16 @@ impl CacheOutcome {
     }
 }
 
+/// Whom an upstream call is made for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchFor {
+    /// A caller waiting for the answer, until its deadline, if known.
+    Caller(Option<std::time::Instant>),
+    /// The cache, renewing a popular entry before it stops being served:
+    /// nobody waits for it.
+    Refresh,
+}
+
 /// One call to Cognito, as its span and metrics record it.
 #[derive(Clone, Debug)]
 pub struct UpstreamCall {

@@ -10,8 +10,9 @@ use std::time::SystemTime;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    Error, GetCredentialsForIdentityInput, GetIdInput, GetOpenIdTokenForDeveloperIdentityInput,
-    GetOpenIdTokenInput, IdentityService, OpenIdToken, Operation, RequestContext, Violations,
+    Deadline, Error, GetCredentialsForIdentityInput, GetIdInput,
+    GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, IdentityService, OpenIdToken,
+    Operation, RequestContext, Violations,
 };
 use crate::proto as pb;
 use crate::telemetry::rpc::CallNotes;
@@ -63,6 +64,7 @@ impl<S: IdentityService> GrpcApi<S> {
         let ctx = RequestContext {
             caller: caller::caller(&request, self.identity_header.as_ref()),
             trace_id: notes.as_ref().map(CallNotes::trace_id),
+            deadline: request.extensions().get::<Deadline>().map(|d| d.0),
         };
         let input = parse(request.into_inner()).map_err(Error::InvalidRequest)?;
         let served = self.service.call(&ctx, input).await;

@@ -92,7 +92,12 @@ pub fn code_of(err: &Error) -> Code {
         Error::PolicyDenied { .. } => Code::PermissionDenied,
         Error::CallerRateLimited { .. } => Code::ResourceExhausted,
         Error::CallerUnauthenticated { .. } => Code::Unauthenticated,
-        Error::Unreachable(_) | Error::AuditUnavailable { .. } => Code::Unavailable,
+        Error::Unreachable(_) | Error::AuditUnavailable { .. } | Error::CircuitOpen { .. } => {
+            Code::Unavailable
+        }
+        Error::UpstreamQuota { .. } | Error::UpstreamBusy { .. } | Error::Overloaded { .. } => {
+            Code::ResourceExhausted
+        }
         Error::UpstreamTimeout | Error::DeadlineExceeded => Code::DeadlineExceeded,
         // An unreadable 5xx is a server fault like InternalErrorException.
         Error::BadResponse { status, .. } if *status >= 500 => Code::Unavailable,
@@ -148,6 +153,12 @@ impl From<Error> for Status {
             Error::AuditUnavailable { .. } => {
                 let mut details = error_info(&reason, GATEWAY_DOMAIN, None, retryable);
                 details.set_retry_info(Some(AUDIT_RETRY_AFTER));
+                details
+            }
+            // The gateway knows when these end.
+            Error::CircuitOpen { retry_after } | Error::UpstreamQuota { retry_after, .. } => {
+                let mut details = error_info(&reason, GATEWAY_DOMAIN, None, retryable);
+                details.set_retry_info(Some(retry_after));
                 details
             }
             _ => {
@@ -256,6 +267,16 @@ mod tests {
                 Code::Unavailable,
                 "UPSTREAM_BAD_RESPONSE",
             ),
+            (
+                Error::UpstreamBusy { limit: 512 },
+                Code::ResourceExhausted,
+                "UPSTREAM_CONCURRENCY_LIMIT",
+            ),
+            (
+                Error::Overloaded { limit: 1024 },
+                Code::ResourceExhausted,
+                "CONCURRENCY_LIMIT",
+            ),
             (Error::Internal("x".into()), Code::Internal, "INTERNAL"),
         ];
         for (err, code, reason) in cases {
@@ -275,6 +296,36 @@ mod tests {
             let retry = status.get_details_retry_info().and_then(|r| r.retry_delay);
             let curable = source.is_retryable();
             assert_eq!(retry, curable.then_some(DEFAULT_RETRY_AFTER), "{reason}");
+        }
+    }
+
+    #[test]
+    fn the_guards_refusals_say_when_to_retry() {
+        let wait = std::time::Duration::from_millis(2_340);
+        let cases = [
+            (
+                Error::CircuitOpen { retry_after: wait },
+                Code::Unavailable,
+                "UPSTREAM_CIRCUIT_OPEN",
+            ),
+            (
+                Error::UpstreamQuota {
+                    operation: OperationName::GetId,
+                    retry_after: wait,
+                },
+                Code::ResourceExhausted,
+                "UPSTREAM_QUOTA",
+            ),
+        ];
+        for (err, code, reason) in cases {
+            let status = Status::from(err);
+            assert_eq!(status.code(), code);
+            let info = status.get_details_error_info().unwrap();
+            assert_eq!(info.reason, reason);
+            assert_eq!(info.metadata[RETRYABLE_KEY], "true");
+            let retry = status.get_details_retry_info().and_then(|r| r.retry_delay);
+            assert_eq!(retry, Some(wait), "{reason}");
+            assert!(status.message().contains("2340 ms"), "{}", status.message());
         }
     }
 

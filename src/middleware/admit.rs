@@ -1,5 +1,6 @@
 //! Admission: at most so many calls at once in the whole process; past
-//! that, a call is refused at once rather than queued.
+//! that, a call is refused at once rather than queued, RESOURCE_EXHAUSTED
+//! with the reason CONCURRENCY_LIMIT and a RetryInfo.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use tonic::Status;
+
+use crate::domain::Error;
 use tonic::body::Body;
 use tower::{BoxError, Layer, Service};
 
@@ -79,11 +82,9 @@ where
         let this = self.project();
         match this.call.as_pin_mut() {
             Some(call) => call.poll(cx).map_err(Into::into),
-            None => Poll::Ready(Ok(Status::resource_exhausted(format!(
-                "the gateway is serving its limit of {} calls; retry with backoff",
-                this.limit
-            ))
-            .into_http())),
+            None => Poll::Ready(Ok(
+                Status::from(Error::Overloaded { limit: *this.limit }).into_http()
+            )),
         }
     }
 }

@@ -17,7 +17,7 @@ use tonic::Status;
 use tonic::body::Body;
 use tower::{BoxError, Layer, Service};
 
-use crate::domain::Error;
+use crate::domain::{Deadline, Error};
 
 pin_project_lite::pin_project! {
     /// `call`, or [`Elapsed`] once `deadline` has passed while it waited.
@@ -135,15 +135,18 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let budget = request
             .headers()
             .get(&GRPC_TIMEOUT)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
             .map_or(self.request_timeout, |t| t.min(self.request_timeout));
+        let deadline = Instant::now() + budget;
+        // Below, what fits in the time left is decided by it.
+        request.extensions_mut().insert(Deadline(deadline));
         DeadlineFuture {
-            call: timeout_at(Instant::now() + budget, self.inner.call(request)),
+            call: timeout_at(deadline, self.inner.call(request)),
         }
     }
 }

@@ -68,6 +68,26 @@ struct ExportLabels {
     outcome: &'static str,
 }
 
+/// Labels of the quota guard's decisions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    operation: &'static str,
+    /// `sent`, `waited`, `refused` or `refresh_deferred`.
+    outcome: &'static str,
+}
+
+/// The label of the circuit breaker's state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+/// The label of an operation's series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
@@ -184,6 +204,11 @@ pub struct Metrics {
     rate_limited: Family<CallerLabel, Counter>,
     policy_reloads: Family<ExportLabels, Counter>,
     upstream_up: Gauge,
+    circuit_state: Family<StateLabel, Gauge>,
+    circuit_changes: Family<StateLabel, Counter>,
+    quota_decisions: Family<QuotaLabels, Counter>,
+    quota_rates: Family<OperationLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    upstream_busy: Counter,
     tls_reloads: Family<ExportLabels, Counter>,
     tls_handshakes: Family<ExportLabels, Counter>,
     audit_written: Counter,
@@ -268,6 +293,43 @@ impl Metrics {
              (every 10 s, and on /upstreamz), 0 otherwise",
             upstream_up.clone(),
         );
+        let circuit_state = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "gateway_upstream_circuit_state",
+            "The upstream circuit breaker's state: 1 for the one it is in (closed: calls go \
+             to Cognito; open: calls that need Cognito are refused at once; half_open: one \
+             probe call at a time), 0 for the others",
+            circuit_state.clone(),
+        );
+        let circuit_changes = Family::<StateLabel, Counter>::default();
+        registry.register(
+            "gateway_upstream_circuit_changes",
+            "Times the upstream circuit breaker entered a state, by state",
+            circuit_changes.clone(),
+        );
+        let quota_decisions = Family::<QuotaLabels, Counter>::default();
+        registry.register(
+            "gateway_upstream_quota_decisions",
+            "Upstream calls judged by the quota guard, by operation and outcome (sent: \
+             within the budget; waited: sent after waiting for a slot; refused: \
+             UPSTREAM_QUOTA, no slot before the deadline; refresh_deferred: a background \
+             refresh left for later)",
+            quota_decisions.clone(),
+        );
+        let quota_rates =
+            Family::<OperationLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "gateway_upstream_quota_per_second",
+            "This replica's budget of upstream calls a second, by operation (absent: none)",
+            quota_rates.clone(),
+        );
+        let upstream_busy = Counter::default();
+        registry.register(
+            "gateway_upstream_concurrency_refusals",
+            "Calls refused RESOURCE_EXHAUSTED (UPSTREAM_CONCURRENCY_LIMIT) because \
+             --upstream-concurrency-limit calls were waiting on Cognito already",
+            upstream_busy.clone(),
+        );
         let tls_reloads = Family::<ExportLabels, Counter>::default();
         registry.register(
             "gateway_tls_reloads",
@@ -339,6 +401,11 @@ impl Metrics {
             rate_limited,
             policy_reloads,
             upstream_up,
+            circuit_state,
+            circuit_changes,
+            quota_decisions,
+            quota_rates,
+            upstream_busy,
             tls_reloads,
             tls_handshakes,
             audit_written,
@@ -429,6 +496,50 @@ impl Metrics {
     /// Whether the upstream could be reached at the last check.
     pub fn upstream_up(&self, up: bool) {
         self.upstream_up.set(i64::from(up));
+    }
+
+    /// The upstream circuit breaker is in `state` (`closed`, `open`,
+    /// `half_open`).
+    pub fn circuit_state(&self, state: &'static str) {
+        for other in ["closed", "open", "half_open"] {
+            self.circuit_state
+                .get_or_create(&StateLabel { state: other })
+                .set(i64::from(other == state));
+        }
+    }
+
+    /// The upstream circuit breaker entered `state`.
+    pub fn circuit_changed(&self, state: &'static str) {
+        self.circuit_state(state);
+        self.circuit_changes
+            .get_or_create(&StateLabel { state })
+            .inc();
+    }
+
+    /// The quota guard judged an upstream call to `operation`.
+    pub fn upstream_quota(&self, operation: &'static str, outcome: &'static str) {
+        self.quota_decisions
+            .get_or_create(&QuotaLabels { operation, outcome })
+            .inc();
+    }
+
+    /// The budget of `operation`, calls a second, if it has one.
+    pub fn upstream_quota_rate(&self, operation: &'static str, rate: Option<f64>) {
+        match rate {
+            Some(rate) => {
+                self.quota_rates
+                    .get_or_create(&OperationLabel { operation })
+                    .set(rate);
+            }
+            None => {
+                self.quota_rates.remove(&OperationLabel { operation });
+            }
+        }
+    }
+
+    /// A caller was refused because too many were waiting on Cognito.
+    pub fn upstream_busy(&self) {
+        self.upstream_busy.inc();
     }
 
     /// The TLS files changed and were put in force (`ok`) or refused.

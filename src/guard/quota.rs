@@ -1,0 +1,356 @@
+//! The upstream quota guard: per operation, a budget of upstream calls a
+//! second for this replica, so that a burst of distinct misses is spread
+//! out here rather than throttled by Cognito.
+//!
+//! Each budget is a token bucket that may go into debt: a caller past the
+//! budget reserves the next free slot and waits for it, if it comes before
+//! the caller's deadline (less [`CALL_RESERVE`] for the call itself);
+//! otherwise it is refused at once with UPSTREAM_QUOTA and the time its
+//! slot would have come as RetryInfo. A caller that gives up while waiting
+//! hands its slot back. Background refreshes take only what callers leave:
+//! one goes only while at least half the burst is unused, and never waits.
+//!
+//! The burst is half a second's worth: Cognito's own buckets (a second's
+//! worth, as far as its throttling shows) then keep slack for the jitter
+//! between the moment the gateway sends and the moment Cognito counts.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::domain::{Error, FetchFor, OperationName};
+use crate::telemetry::metrics::metrics;
+
+/// Cognito Identity's default quotas, requests a second per account and
+/// region (Amazon Cognito's service quotas; raised on request).
+pub const COGNITO_DEFAULT_QUOTAS: [(OperationName, f64); 4] = [
+    (OperationName::GetId, 25.0),
+    (OperationName::GetOpenIdToken, 200.0),
+    (OperationName::GetCredentialsForIdentity, 200.0),
+    (OperationName::GetOpenIdTokenForDeveloperIdentity, 50.0),
+];
+
+/// Time a caller's deadline must still leave once its slot comes: a slot
+/// that comes later would be spent on a call nobody waits for.
+pub const CALL_RESERVE: Duration = Duration::from_millis(100);
+
+/// How long a caller with no known deadline may wait for a slot.
+const NO_DEADLINE_WAIT: Duration = Duration::from_secs(1);
+
+/// Budgets per operation, calls a second; `None`: unlimited.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QuotaSettings {
+    rates: [Option<f64>; 4],
+}
+
+fn index(operation: OperationName) -> usize {
+    operation as usize - 1
+}
+
+impl Default for QuotaSettings {
+    /// Cognito's default quotas.
+    fn default() -> Self {
+        let mut rates = [None; 4];
+        for (operation, rate) in COGNITO_DEFAULT_QUOTAS {
+            rates[index(operation)] = Some(rate);
+        }
+        Self { rates }
+    }
+}
+
+impl QuotaSettings {
+    /// No budget at all.
+    pub fn off() -> Self {
+        Self { rates: [None; 4] }
+    }
+
+    /// The budget of `operation`, if it has one.
+    pub fn rate(&self, operation: OperationName) -> Option<f64> {
+        self.rates[index(operation)]
+    }
+
+    /// Parses `--upstream-quota`: `off`, or `Operation=RATE` pairs
+    /// separated by commas (RATE a positive number of calls a second, or
+    /// `off`), over Cognito's default quotas for the operations not named.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(Self::off());
+        }
+        let mut settings = Self::default();
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, rate) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?}: expected OPERATION=RATE"))?;
+            let operation = OperationName::ALL
+                .into_iter()
+                .find(|o| o.as_str() == name.trim())
+                .ok_or_else(|| {
+                    format!(
+                        "{name:?} is not an operation (one of {})",
+                        OperationName::ALL.map(OperationName::as_str).join(", ")
+                    )
+                })?;
+            let rate = match rate.trim() {
+                "off" => None,
+                number => match number.parse::<f64>() {
+                    Ok(r) if r > 0.0 && r.is_finite() => Some(r),
+                    _ => {
+                        return Err(format!(
+                            "{pair:?}: the rate must be a positive number of calls a second, or off"
+                        ));
+                    }
+                },
+            };
+            settings.rates[index(operation)] = rate;
+        }
+        Ok(settings)
+    }
+}
+
+/// One operation's bucket.
+#[derive(Debug)]
+struct Budget {
+    rate: f64,
+    burst: f64,
+    /// Below zero: slots promised to callers still waiting.
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn new(rate: f64, now: Instant) -> Self {
+        let burst = (rate / 2.0).max(1.0);
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.at = self.at.max(now);
+    }
+
+    /// A slot for a caller that may wait up to `max_wait`: how long to wait
+    /// for it, or, refused, when one would have come.
+    fn reserve(&mut self, now: Instant, max_wait: Duration) -> Result<Duration, Duration> {
+        self.refill(now);
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            return Ok(Duration::ZERO);
+        }
+        let wait = Duration::from_secs_f64(-self.tokens / self.rate);
+        if wait > max_wait {
+            self.tokens += 1.0;
+            return Err(wait);
+        }
+        Ok(wait)
+    }
+
+    /// A slot for a background refresh: only from an unused half of the
+    /// burst, never waited for.
+    fn spare(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens < 1.0 + self.burst / 2.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+
+    fn give_back(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
+}
+
+/// The budgets of every operation.
+#[derive(Debug)]
+pub struct Quotas {
+    budgets: [Option<Mutex<Budget>>; 4],
+}
+
+/// Hands a reserved slot back unless told it was used.
+struct Reserved<'a>(Option<&'a Mutex<Budget>>);
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if let Some(budget) = self.0.take()
+            && let Ok(mut budget) = budget.lock()
+        {
+            budget.give_back();
+        }
+    }
+}
+
+impl Quotas {
+    /// Full budgets.
+    pub fn new(settings: QuotaSettings) -> Self {
+        let now = Instant::now();
+        for operation in OperationName::ALL {
+            metrics().upstream_quota_rate(operation.as_str(), settings.rate(operation));
+        }
+        Self {
+            budgets: OperationName::ALL.map(|operation| {
+                settings
+                    .rate(operation)
+                    .map(|rate| Mutex::new(Budget::new(rate, now)))
+            }),
+        }
+    }
+
+    /// Takes a slot for one call to `operation`, waiting for it if the
+    /// call is a caller's and its deadline allows; refused with
+    /// [`Error::UpstreamQuota`] otherwise.
+    pub async fn acquire(&self, operation: OperationName, purpose: FetchFor) -> Result<(), Error> {
+        let Some(budget) = &self.budgets[index(operation)] else {
+            return Ok(());
+        };
+        let name = operation.as_str();
+        match take(budget, purpose, Instant::now()) {
+            Taken::Now => {
+                metrics().upstream_quota(name, "sent");
+                Ok(())
+            }
+            Taken::After(wait) => {
+                let held = Reserved(Some(budget));
+                tokio::time::sleep(wait).await;
+                std::mem::forget(held);
+                metrics().upstream_quota(name, "waited");
+                Ok(())
+            }
+            Taken::Refused(retry_after) => {
+                let outcome = match purpose {
+                    FetchFor::Caller(_) => "refused",
+                    FetchFor::Refresh => "refresh_deferred",
+                };
+                metrics().upstream_quota(name, outcome);
+                Err(Error::UpstreamQuota {
+                    operation,
+                    retry_after,
+                })
+            }
+        }
+    }
+}
+
+/// What a budget gave.
+enum Taken {
+    /// A slot now.
+    Now,
+    /// A slot after waiting this long.
+    After(Duration),
+    /// None; one would come after this long.
+    Refused(Duration),
+}
+
+fn take(budget: &Mutex<Budget>, purpose: FetchFor, now: Instant) -> Taken {
+    let Ok(mut bucket) = budget.lock() else {
+        return Taken::Now;
+    };
+    match purpose {
+        FetchFor::Refresh if bucket.spare(now) => Taken::Now,
+        FetchFor::Refresh => Taken::Refused(Duration::from_secs_f64(1.0 / bucket.rate)),
+        FetchFor::Caller(deadline) => {
+            let max_wait = deadline.map_or(NO_DEADLINE_WAIT, |d| {
+                d.saturating_duration_since(now)
+                    .saturating_sub(CALL_RESERVE)
+            });
+            match bucket.reserve(now, max_wait) {
+                Ok(Duration::ZERO) => Taken::Now,
+                Ok(wait) => Taken::After(wait),
+                Err(retry_after) => Taken::Refused(retry_after),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_overrides_the_defaults_it_names() {
+        let s = QuotaSettings::parse("GetId=50, GetOpenIdTokenForDeveloperIdentity=off").unwrap();
+        assert_eq!(s.rate(OperationName::GetId), Some(50.0));
+        assert_eq!(
+            s.rate(OperationName::GetOpenIdTokenForDeveloperIdentity),
+            None
+        );
+        assert_eq!(s.rate(OperationName::GetOpenIdToken), Some(200.0));
+        assert_eq!(QuotaSettings::parse("off").unwrap(), QuotaSettings::off());
+        assert_eq!(QuotaSettings::parse("").unwrap(), QuotaSettings::default());
+        for bad in [
+            "GetId",
+            "GetIt=5",
+            "GetId=0",
+            "GetId=-1",
+            "GetId=many",
+            "GetId=inf",
+        ] {
+            let err = QuotaSettings::parse(bad).unwrap_err();
+            assert!(err.contains(bad.split('=').next().unwrap()), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn callers_past_the_burst_wait_in_turn_and_are_refused_past_their_deadline() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(20.0, t0);
+        let long = Duration::from_secs(10);
+        // Half a second's worth at once.
+        for _ in 0..10 {
+            assert_eq!(b.reserve(t0, long), Ok(Duration::ZERO));
+        }
+        // Then one every 50 ms, in turn.
+        assert_eq!(b.reserve(t0, long), Ok(Duration::from_millis(50)));
+        assert_eq!(b.reserve(t0, long), Ok(Duration::from_millis(100)));
+        // One that cannot wait 150 ms is told when its slot would come, and
+        // takes nothing.
+        assert_eq!(
+            b.reserve(t0, Duration::from_millis(120)),
+            Err(Duration::from_millis(150))
+        );
+        assert_eq!(b.reserve(t0, long), Ok(Duration::from_millis(150)));
+        // A waiter that gives up hands its slot on.
+        b.give_back();
+        assert_eq!(b.reserve(t0, long), Ok(Duration::from_millis(150)));
+    }
+
+    #[test]
+    fn refreshes_take_only_what_callers_leave() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(20.0, t0);
+        // A full bucket has spare slots, down to half the burst.
+        let spare = (0..20).filter(|_| b.spare(t0)).count();
+        assert_eq!(spare, 5);
+        // Callers take the rest and go into debt: no refresh then.
+        while b.reserve(t0, Duration::ZERO).is_ok() {}
+        assert!(!b.spare(t0));
+        assert!(!b.spare(t0 + Duration::from_millis(200)));
+        assert!(b.spare(t0 + Duration::from_secs(2)));
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_spread_at_the_budget() {
+        let quotas = Quotas::new(QuotaSettings::parse("GetId=40").unwrap());
+        let started = Instant::now();
+        let deadline = Some(started + Duration::from_secs(5));
+        let calls =
+            (0..40).map(|_| quotas.acquire(OperationName::GetId, FetchFor::Caller(deadline)));
+        let results = futures_util::future::join_all(calls).await;
+        assert!(results.iter().all(Result::is_ok));
+        // 20 at once, 20 more at 40 a second: half a second.
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(480), "{took:?}");
+        // Operations without a budget never wait.
+        assert!(
+            quotas
+                .acquire(OperationName::GetOpenIdToken, FetchFor::Refresh)
+                .await
+                .is_ok()
+        );
+    }
+}
