@@ -19,7 +19,7 @@ use crate::domain::{
     CacheOutcome, CacheStats, Error, FetchFor, IdentityService, Operation, OperationName,
     RequestContext, Served, Upstream, Upstreamed,
 };
-use crate::guard::{Guard, GuardSettings};
+use crate::guard::{Guard, GuardSettings, breaker};
 use crate::policy::{Decision, LivePolicy};
 use crate::telemetry::metrics::metrics;
 
@@ -244,8 +244,12 @@ fn logins_expiry<O: Operation>(input: &O) -> Option<std::time::SystemTime> {
 }
 
 impl<U: Upstream> IdentityService for Gateway<U> {
+    /// Reachable: the breaker closed (it knows of a hung or failing
+    /// Cognito that still accepts connections) and a connection opens.
     fn upstream_reachable(&self) -> impl Future<Output = bool> + Send {
-        self.backend.upstream.reachable()
+        let closed = matches!(self.backend.guard.circuit(), breaker::State::Closed { .. });
+        let reachable = self.backend.upstream.reachable();
+        async move { closed && reachable.await }
     }
 
     async fn cache_stats(&self) -> Option<CacheStats> {

@@ -43,6 +43,14 @@ pub(super) async fn route(
             let calls = emulator.calls.lock().map(|c| c.clone()).unwrap_or_default();
             json_response(200, &json!(calls))
         }
+        ("GET", "/_emulator/throttled") => {
+            let throttled = emulator
+                .throttled
+                .lock()
+                .map(|c| c.clone())
+                .unwrap_or_default();
+            json_response(200, &json!(throttled))
+        }
         _ => json_response(
             404,
             &json!({ "message": format!("no route {} {path}", parts.method) }),
@@ -67,6 +75,9 @@ async fn api_call(emulator: &Emulator, parts: &http::request::Parts, body: &Byte
     }
     let outcome = match emulator.faults.decide(&operation, Instant::now(), roll()) {
         super::faults::Verdict::Throttle => {
+            if let Ok(mut throttled) = emulator.throttled.lock() {
+                *throttled.entry(operation.clone()).or_default() += 1;
+            }
             Err(AwsError::new("TooManyRequestsException", "Rate exceeded"))
         }
         super::faults::Verdict::Fail => Err(AwsError::new(

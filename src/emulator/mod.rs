@@ -112,6 +112,7 @@ pub struct Emulator {
     access_keys: HashMap<String, String>,
     faults: Faults,
     calls: Mutex<BTreeMap<String, u64>>,
+    throttled: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Everything but the access keys' secrets.
@@ -123,6 +124,7 @@ impl std::fmt::Debug for Emulator {
             .field("access_key_ids", &key_ids(&self.access_keys))
             .field("faults", &self.faults)
             .field("calls", &self.calls)
+            .field("throttled", &self.throttled)
             .finish()
     }
 }
@@ -153,6 +155,7 @@ impl Emulator {
             access_keys: settings.access_keys,
             faults: Faults::new(settings.faults),
             calls: Mutex::new(BTreeMap::new()),
+            throttled: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -173,6 +176,13 @@ impl Emulator {
     /// Calls received per operation so far, faults included.
     pub fn calls(&self, operation: &str) -> u64 {
         self.calls
+            .lock()
+            .map_or(0, |c| c.get(operation).copied().unwrap_or(0))
+    }
+
+    /// Calls answered TooManyRequestsException per operation so far.
+    pub fn throttled(&self, operation: &str) -> u64 {
+        self.throttled
             .lock()
             .map_or(0, |c| c.get(operation).copied().unwrap_or(0))
     }
@@ -223,9 +233,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    // Its connections end with it, as a killed process's do.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, _) = tokio::select! {
             () = &mut shutdown => return,
+            // Reap finished connections as they end.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -236,7 +250,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let emulator = emulator.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = hyper::service::service_fn(move |req| emulator.clone().handle(req));
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)

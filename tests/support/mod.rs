@@ -80,6 +80,8 @@ pub async fn sdk_upstream_with(settings: &UpstreamSettings) -> CognitoUpstream {
 pub struct TestGateway {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// The admin listener's port, when it has one.
+    pub admin: Option<u16>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -93,13 +95,36 @@ impl TestGateway {
 
     /// Serves `service` (a gateway the test keeps a handle on).
     pub async fn serve<S: IdentityService>(service: Arc<S>, settings: ServerSettings) -> Self {
+        Self::serve_on(service, settings, false).await
+    }
+
+    /// Serves `service` with the admin listener too.
+    pub async fn serve_with_admin<S: IdentityService>(
+        service: Arc<S>,
+        settings: ServerSettings,
+    ) -> Self {
+        Self::serve_on(service, settings, true).await
+    }
+
+    async fn serve_on<S: IdentityService>(
+        service: Arc<S>,
+        settings: ServerSettings,
+        with_admin: bool,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin_listener = match with_admin {
+            true => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            false => None,
+        };
+        let admin = admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().unwrap().port());
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             let listeners = cognito_identity_gateway::server::Listeners {
                 grpc: listener,
-                admin: None,
+                admin: admin_listener,
             };
             cognito_identity_gateway::server::run(&settings, listeners, service, async {
                 let _ = rx.await;
@@ -109,6 +134,7 @@ impl TestGateway {
         });
         Self {
             addr,
+            admin,
             shutdown: Some(tx),
             handle: Some(handle),
         }
