@@ -33,7 +33,8 @@
 //! hands it each developer call and each refusal),
 //! [`config`] (flags and environment, assembled into each module's own
 //! settings; only this file and `main` import it), [`shutdown`] (signals),
-//! [`jwt`] (reading a token's claims), [`rate`] (a token bucket), [`reload`]
+//! [`jwt`] (reading a token's claims), [`rate`] (a token bucket), [`clock`]
+//! (the time tokens' lives and budgets are read from), [`reload`]
 //! (noticing changed files), [`proto`]
 //! (the generated code), and `emulator` (an embedded Cognito Identity
 //! emulator, behind the default feature `emulator`). [`serve`] runs what the
@@ -44,6 +45,7 @@
 
 pub mod audit;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod domain;
 #[cfg(feature = "emulator")]
@@ -68,7 +70,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::cache::Clock;
+use crate::clock::Clock;
 use crate::config::{ConfigError, Program, Settings};
 use crate::server::{Listeners, RunError};
 use crate::service::Gateway;

@@ -14,7 +14,8 @@ use futures_util::future::Either;
 use futures_util::FutureExt;
 
 use crate::audit::{self, Auditor};
-use crate::cache::{CacheSettings, Clock, TokenCache};
+use crate::cache::{CacheSettings, TokenCache};
+use crate::clock::Clock;
 use crate::domain::{
     CacheOutcome, CacheStats, Error, FetchFor, IdentityService, Operation, OperationName,
     RequestContext, Served, Upstream, Upstreamed,
@@ -39,6 +40,8 @@ pub struct Gateway<U> {
     policy: Option<Arc<LivePolicy>>,
     /// The audit log, if on.
     audit: Option<Auditor>,
+    /// The time tokens' lives and upstream budgets are read from.
+    clock: Clock,
 }
 
 impl<U: Upstream> Gateway<U> {
@@ -49,11 +52,12 @@ impl<U: Upstream> Gateway<U> {
         Self {
             backend: Arc::new(Backend {
                 upstream,
-                guard: Guard::new(GuardSettings::off()),
+                guard: Guard::new(GuardSettings::off(), clock.clone()),
             }),
-            cache: cache.enabled.then(|| TokenCache::new(cache, clock)),
+            cache: cache.enabled.then(|| TokenCache::new(cache, clock.clone())),
             policy: None,
             audit: None,
+            clock,
         }
     }
 
@@ -65,6 +69,7 @@ impl<U: Upstream> Gateway<U> {
             cache,
             policy,
             audit,
+            clock,
         } = self;
         let upstream = match Arc::try_unwrap(backend) {
             Ok(backend) => backend.upstream,
@@ -76,17 +81,19 @@ impl<U: Upstream> Gateway<U> {
                     cache,
                     policy,
                     audit,
+                    clock,
                 };
             }
         };
         Self {
             backend: Arc::new(Backend {
                 upstream,
-                guard: Guard::new(settings),
+                guard: Guard::new(settings, clock.clone()),
             }),
             cache,
             policy,
             audit,
+            clock,
         }
     }
 

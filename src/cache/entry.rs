@@ -3,7 +3,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{CacheKey, CacheSettings, Clock};
@@ -13,6 +13,13 @@ use crate::domain::{Answer, Lifetime};
 /// and moka's own bookkeeping (deques, timer wheel, hash table slot). An
 /// estimate, checked by the memory benchmark.
 const ENTRY_OVERHEAD_BYTES: usize = 320;
+
+/// The least time before a token stops being served that its renewal is
+/// started by: an upstream call, a wait for a quota slot, and a retry fit.
+pub(super) const REFRESH_LEAD: Duration = Duration::from_secs(5);
+
+/// A key's next request is expected within this many of its last gaps.
+const NEXT_REQUEST_WITHIN: u32 = 2;
 
 /// A cache entry. Its instants are worked out once, when it is made, so
 /// that a hit only compares.
@@ -25,8 +32,15 @@ pub(super) struct Entry {
     /// Served until then: the expiry less the safety margin or the life the
     /// caller must be left with, whichever is more.
     pub(super) serve_until: Instant,
-    /// Renewed in the background when asked for from then on.
+    /// Renewed in the background when asked for from then on, at the
+    /// earliest ...
     pub(super) refresh_at: Instant,
+    /// ... and by then at the latest: [`REFRESH_LEAD`] or a hundredth of
+    /// its life before it stops being served, whichever is longer.
+    pub(super) refresh_by: Instant,
+    /// When it was last asked for past `refresh_at`: nanoseconds after it,
+    /// plus one; 0 for never.
+    pub(super) seen: AtomicU64,
     pub(super) refresh_claimed: AtomicBool,
     /// Set when moka drops or replaces the entry: a thread's front
     /// ([`super::front`]) then stops serving it.
@@ -76,11 +90,20 @@ impl Lifetimes {
                 let expires = born + life;
                 let keep = min_remaining.max(self.settings.safety_margin);
                 let bytes = value.bytes() + ENTRY_OVERHEAD_BYTES;
+                let serve_until = expires.checked_sub(keep).unwrap_or(born);
+                let refresh_at = born + life.mul_f64(self.settings.refresh_after_share);
+                let lead = REFRESH_LEAD.max(life / 100);
+                let refresh_by = serve_until
+                    .checked_sub(lead)
+                    .unwrap_or(refresh_at)
+                    .max(refresh_at);
                 Ok(Entry {
                     value: Box::new(value),
                     expires,
-                    serve_until: expires.checked_sub(keep).unwrap_or(born),
-                    refresh_at: born + life.mul_f64(self.settings.refresh_after_share),
+                    serve_until,
+                    refresh_at,
+                    refresh_by,
+                    seen: AtomicU64::new(0),
                     refresh_claimed: AtomicBool::new(false),
                     retired: AtomicBool::new(false),
                     weight: u32::try_from(bytes).unwrap_or(u32::MAX),
@@ -99,7 +122,7 @@ impl Entry {
 
     /// Moka no longer holds it.
     pub(super) fn is_retired(&self) -> bool {
-        self.retired.load(std::sync::atomic::Ordering::Acquire)
+        self.retired.load(Ordering::Acquire)
     }
 
     /// Still valid: before the true expiry minus the safety margin.
@@ -112,9 +135,26 @@ impl Entry {
         now < self.serve_until
     }
 
-    /// Past the point where it should be renewed.
+    /// Whether it should be renewed now, asked for at `now`. Not before
+    /// `refresh_at`; by `refresh_by`; in between, when the next request,
+    /// judged by the gap since the last one, would come too late: a token
+    /// renewed as late as it safely can be costs the fewest upstream calls,
+    /// and a caller asking after `serve_until` would wait on Cognito.
     pub(super) fn due_for_refresh(&self, now: Instant) -> bool {
-        now >= self.refresh_at
+        if now < self.refresh_at {
+            return false;
+        }
+        if now >= self.refresh_by {
+            return true;
+        }
+        let since = now.duration_since(self.refresh_at);
+        let mark = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1) + 1;
+        let last = self.seen.swap(mark, Ordering::Relaxed);
+        if last == 0 || last > mark {
+            return false;
+        }
+        let gap = Duration::from_nanos(mark - last);
+        now + gap * NEXT_REQUEST_WITHIN >= self.refresh_by
     }
 }
 
@@ -153,5 +193,47 @@ impl moka::Expiry<CacheKey, Arc<Entry>> for ExpireAtTokenExpiry {
         _: Option<Duration>,
     ) -> Option<Duration> {
         self.left(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::OpenIdToken;
+
+    fn entry(life: Duration) -> (Entry, Instant) {
+        let lifetimes = Lifetimes {
+            clock: Clock::default(),
+            settings: CacheSettings::default(),
+        };
+        let born = lifetimes.clock.now();
+        let token = OpenIdToken {
+            identity_id: "us-east-1:x".into(),
+            token: crate::domain::Secret::new("t".to_owned()),
+            expires_at: Some(lifetimes.clock.wall() + life),
+        };
+        (lifetimes.entry(token, None).ok().unwrap(), born)
+    }
+
+    #[test]
+    fn a_busy_key_is_renewed_late_a_quiet_one_early_enough() {
+        // 900 s: served until 450 s, renewed from 360 s, by 441 s.
+        let (busy, born) = entry(Duration::from_secs(900));
+        let at = |s: u64| born + Duration::from_secs(s);
+        assert!(!busy.due_for_refresh(at(300)));
+        assert!(!busy.due_for_refresh(at(361)));
+        for s in 362..=435 {
+            assert!(!busy.due_for_refresh(at(s)), "a request a second at {s} s");
+        }
+        assert!(busy.due_for_refresh(at(440)), "two gaps reach 441 s");
+        // A key asked for every 40 s is renewed at the request after which
+        // the next could come too late.
+        let (quiet, born) = entry(Duration::from_secs(900));
+        let at = |s: u64| born + Duration::from_secs(s);
+        assert!(!quiet.due_for_refresh(at(362)));
+        assert!(quiet.due_for_refresh(at(402)), "402 + 2 x 40 >= 441");
+        // Past the latest point, any request renews it.
+        let (late, born) = entry(Duration::from_secs(900));
+        assert!(late.due_for_refresh(born + Duration::from_secs(445)));
     }
 }

@@ -7,7 +7,6 @@
 //!
 //! Time comes from a [`Clock`] that tests can move forward.
 
-mod clock;
 mod entry;
 mod front;
 mod key;
@@ -21,7 +20,7 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use moka::ops::compute::Op;
 
-pub use clock::Clock;
+pub use crate::clock::Clock;
 pub use key::{CacheKey, KeyMaker};
 
 use entry::{Entry, ExpireAtTokenExpiry, Lifetimes};
@@ -51,8 +50,8 @@ pub struct CacheSettings {
     /// A token is served only while at least this share of the life it was
     /// issued with remains.
     pub min_remaining_share: f64,
-    /// An entry requested after this share of its life has passed is
-    /// renewed in the background.
+    /// An entry requested after this share of its life has passed may be
+    /// renewed in the background (see `entry::Entry::due_for_refresh`).
     pub refresh_after_share: f64,
     /// At most this many background refreshes a second, so that they cannot
     /// themselves exceed Cognito's quota.

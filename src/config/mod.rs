@@ -153,8 +153,10 @@ pub struct Cli {
     )]
     pub cache_min_remaining: String,
 
-    /// Renew an entry in the background once this share of its life has
-    /// passed (0 to 1, below 1 minus --cache-min-remaining).
+    /// Renew an entry in the background from this share of its life on (0
+    /// to 1, below 1 minus --cache-min-remaining), when a request comes:
+    /// as late as is safe (by 5 s or a hundredth of its life before it stops
+    /// being served), judged by the gap between its requests.
     #[arg(
         long,
         env = "COGNITO_GATEWAY_CACHE_REFRESH_AFTER",

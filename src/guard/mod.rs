@@ -25,6 +25,7 @@ use std::time::Instant;
 pub use breaker::{BreakerSettings, Ticket};
 pub use quota::QuotaSettings;
 
+use crate::clock::Clock;
 use crate::domain::{Error, FetchFor, OperationName};
 use crate::telemetry::metrics::metrics;
 
@@ -64,13 +65,15 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// A guard with `settings`: breaker closed, budgets full.
-    pub fn new(settings: GuardSettings) -> Self {
+    /// A guard with `settings`: breaker closed, budgets full, spent on
+    /// `clock`'s time (the breaker keeps real time: it judges a real
+    /// upstream's failures).
+    pub fn new(settings: GuardSettings, clock: Clock) -> Self {
         Self {
             waiting: Arc::default(),
             waiting_limit: settings.waiting_limit,
             breaker: breaker::Breaker::new(settings.breaker),
-            quotas: quota::Quotas::new(settings.quotas),
+            quotas: quota::Quotas::new(settings.quotas, clock),
         }
     }
 
@@ -126,10 +129,13 @@ mod tests {
 
     #[test]
     fn waiting_places_are_limited_and_given_back() {
-        let guard = Guard::new(GuardSettings {
-            waiting_limit: Some(2),
-            ..GuardSettings::off()
-        });
+        let guard = Guard::new(
+            GuardSettings {
+                waiting_limit: Some(2),
+                ..GuardSettings::off()
+            },
+            Clock::default(),
+        );
         let a = guard.wait().unwrap();
         let _b = guard.wait().unwrap();
         assert!(matches!(
@@ -142,14 +148,17 @@ mod tests {
 
     #[tokio::test]
     async fn an_open_breaker_refuses_at_once() {
-        let guard = Guard::new(GuardSettings {
-            breaker: BreakerSettings {
-                failures: 1,
-                ..BreakerSettings::default()
+        let guard = Guard::new(
+            GuardSettings {
+                breaker: BreakerSettings {
+                    failures: 1,
+                    ..BreakerSettings::default()
+                },
+                quotas: QuotaSettings::parse("GetId=2").unwrap(),
+                waiting_limit: None,
             },
-            quotas: QuotaSettings::parse("GetId=2").unwrap(),
-            waiting_limit: None,
-        });
+            Clock::default(),
+        );
         let caller = FetchFor::Caller(None);
         guard
             .clear(OperationName::GetId, caller)

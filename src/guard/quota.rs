@@ -10,13 +10,20 @@
 //! hands its slot back. Background refreshes take only what callers leave:
 //! one goes only while at least half the burst is unused, and never waits.
 //!
-//! The burst is half a second's worth: Cognito's own buckets (a second's
-//! worth, as far as its throttling shows) then keep slack for the jitter
-//! between the moment the gateway sends and the moment Cognito counts.
+//! A budget of Q calls a second is a bucket of Q/10 calls of burst refilled
+//! at 9Q/10 a second: no one-second window ever holds more than Q calls,
+//! and Cognito's own buckets (a second's worth, as far as its throttling
+//! shows) keep slack for the jitter between the moment the gateway sends
+//! and the moment Cognito counts.
+//!
+//! Time is the [`Clock`]'s, so that the production-shaped benchmark can
+//! run budgets as fast as it runs tokens' lives; callers' deadlines are
+//! real time.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
 use crate::domain::{Error, FetchFor, OperationName};
 use crate::telemetry::metrics::metrics;
 
@@ -118,8 +125,13 @@ struct Budget {
 }
 
 impl Budget {
-    fn new(rate: f64, now: Instant) -> Self {
-        let burst = (rate / 2.0).max(1.0);
+    /// A full bucket for a budget of `quota` calls a second: a tenth of it
+    /// as the burst and the rest as the rate, so that no one-second window
+    /// ever holds more than `quota` calls (for budgets of 2 a second and
+    /// more; below, one call of burst is the least).
+    fn new(quota: f64, now: Instant) -> Self {
+        let burst = (quota / 10.0).max(1.0);
+        let rate = (quota - burst).max(quota / 2.0);
         Self {
             rate,
             burst,
@@ -170,6 +182,7 @@ impl Budget {
 #[derive(Debug)]
 pub struct Quotas {
     budgets: [Option<Mutex<Budget>>; 4],
+    clock: Clock,
 }
 
 /// Hands a reserved slot back unless told it was used.
@@ -186,9 +199,9 @@ impl Drop for Reserved<'_> {
 }
 
 impl Quotas {
-    /// Full budgets.
-    pub fn new(settings: QuotaSettings) -> Self {
-        let now = Instant::now();
+    /// Full budgets, spent on `clock`'s time.
+    pub fn new(settings: QuotaSettings, clock: Clock) -> Self {
+        let now = clock.now();
         for operation in OperationName::ALL {
             metrics().upstream_quota_rate(operation.as_str(), settings.rate(operation));
         }
@@ -198,6 +211,7 @@ impl Quotas {
                     .rate(operation)
                     .map(|rate| Mutex::new(Budget::new(rate, now)))
             }),
+            clock,
         }
     }
 
@@ -209,14 +223,14 @@ impl Quotas {
             return Ok(());
         };
         let name = operation.as_str();
-        match take(budget, purpose, Instant::now()) {
+        match take(budget, purpose, &self.clock) {
             Taken::Now => {
                 metrics().upstream_quota(name, "sent");
                 Ok(())
             }
             Taken::After(wait) => {
                 let held = Reserved(Some(budget));
-                tokio::time::sleep(wait).await;
+                tokio::time::sleep(self.clock.real(wait)).await;
                 std::mem::forget(held);
                 metrics().upstream_quota(name, "waited");
                 Ok(())
@@ -246,7 +260,8 @@ enum Taken {
     Refused(Duration),
 }
 
-fn take(budget: &Mutex<Budget>, purpose: FetchFor, now: Instant) -> Taken {
+fn take(budget: &Mutex<Budget>, purpose: FetchFor, clock: &Clock) -> Taken {
+    let now = clock.now();
     let Ok(mut bucket) = budget.lock() else {
         return Taken::Now;
     };
@@ -298,53 +313,77 @@ mod tests {
     #[test]
     fn callers_past_the_burst_wait_in_turn_and_are_refused_past_their_deadline() {
         let t0 = Instant::now();
-        let mut b = Budget::new(20.0, t0);
+        // 25 a second: 2.5 of burst, 22.5 a second after it.
+        let mut b = Budget::new(25.0, t0);
         let long = Duration::from_secs(10);
-        // Half a second's worth at once.
-        for _ in 0..10 {
-            assert_eq!(b.reserve(t0, long), Ok(Duration::ZERO));
-        }
-        // Then one every 50 ms, in turn.
-        assert_eq!(b.reserve(t0, long), Ok(Duration::from_millis(50)));
-        assert_eq!(b.reserve(t0, long), Ok(Duration::from_millis(100)));
-        // One that cannot wait 150 ms is told when its slot would come, and
-        // takes nothing.
-        assert_eq!(
-            b.reserve(t0, Duration::from_millis(120)),
-            Err(Duration::from_millis(150))
-        );
-        assert_eq!(b.reserve(t0, long), Ok(Duration::from_millis(150)));
+        let ms = |n: f64| Duration::from_secs_f64(n / 22.5);
+        assert_eq!(b.reserve(t0, long), Ok(Duration::ZERO));
+        assert_eq!(b.reserve(t0, long), Ok(Duration::ZERO));
+        // Then in turn, a slot every 1/22.5 s.
+        assert_eq!(b.reserve(t0, long), Ok(ms(0.5)));
+        assert_eq!(b.reserve(t0, long), Ok(ms(1.5)));
+        // One that cannot wait that long is told when its slot would come,
+        // and takes nothing.
+        assert_eq!(b.reserve(t0, ms(2.0)), Err(ms(2.5)));
+        assert_eq!(b.reserve(t0, long), Ok(ms(2.5)));
         // A waiter that gives up hands its slot on.
         b.give_back();
-        assert_eq!(b.reserve(t0, long), Ok(Duration::from_millis(150)));
+        assert_eq!(b.reserve(t0, long), Ok(ms(2.5)));
+    }
+
+    #[test]
+    fn no_second_holds_more_than_the_budget() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(50.0, t0);
+        // Callers as fast as they come, for 10 s: when each call goes.
+        let mut sent = Vec::new();
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(10) {
+            if let Ok(wait) = b.reserve(now, Duration::from_secs(60)) {
+                sent.push(now + wait);
+            }
+            now += Duration::from_millis(1);
+        }
+        sent.sort();
+        let busiest = sent
+            .iter()
+            .map(|&start| {
+                sent.iter()
+                    .filter(|&&t| t >= start && t < start + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap();
+        assert!(busiest <= 50, "{busiest} calls in one second");
+        assert!(busiest >= 49, "{busiest}: the budget is used");
     }
 
     #[test]
     fn refreshes_take_only_what_callers_leave() {
         let t0 = Instant::now();
-        let mut b = Budget::new(20.0, t0);
-        // A full bucket has spare slots, down to half the burst.
+        let mut b = Budget::new(200.0, t0);
+        // A full bucket (20) has spare slots, down to half the burst.
         let spare = (0..20).filter(|_| b.spare(t0)).count();
-        assert_eq!(spare, 5);
+        assert_eq!(spare, 10);
         // Callers take the rest and go into debt: no refresh then.
         while b.reserve(t0, Duration::ZERO).is_ok() {}
         assert!(!b.spare(t0));
-        assert!(!b.spare(t0 + Duration::from_millis(200)));
+        assert!(!b.spare(t0 + Duration::from_millis(20)));
         assert!(b.spare(t0 + Duration::from_secs(2)));
     }
 
     #[tokio::test]
     async fn a_burst_is_spread_at_the_budget() {
-        let quotas = Quotas::new(QuotaSettings::parse("GetId=40").unwrap());
+        let quotas = Quotas::new(QuotaSettings::parse("GetId=40").unwrap(), Clock::default());
         let started = Instant::now();
         let deadline = Some(started + Duration::from_secs(5));
         let calls =
             (0..40).map(|_| quotas.acquire(OperationName::GetId, FetchFor::Caller(deadline)));
         let results = futures_util::future::join_all(calls).await;
         assert!(results.iter().all(Result::is_ok));
-        // 20 at once, 20 more at 40 a second: half a second.
+        // 4 at once, 36 more at 36 a second: a second.
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(480), "{took:?}");
+        assert!(took >= Duration::from_millis(980), "{took:?}");
         // Operations without a budget never wait.
         assert!(
             quotas
