@@ -19,7 +19,11 @@
 //! 5. the cache-hit path over mutual TLS with a policy of 1,000 callers and
 //!    the audit log on, against bare tonic serving the same rustls TLS
 //!    ([`mtls`]; h2load cannot show a client certificate, so a one-thread
-//!    h2 client of its own drives both).
+//!    h2 client of its own drives both);
+//! 6. a production-shaped run ([`production`]): Zipf users, several token
+//!    lives, two hours of the cache's clock in two minutes; upstream calls
+//!    against the least any cache could make, the busiest second per
+//!    operation against its quota, and the calls that waited on Cognito.
 //!
 //! Every reply's gRPC status is checked: in the hit section through the
 //! servers' own counts of OK replies (h2load only sees HTTP statuses), in
@@ -63,6 +67,8 @@ mod certs;
 mod loopback;
 #[path = "gateway/mtls.rs"]
 mod mtls;
+#[path = "gateway/production.rs"]
+mod production;
 
 use loopback::{free_port, http_get, series};
 
@@ -1093,6 +1099,13 @@ fn main() {
         }
         if only.is_empty() || only == "mtls" {
             mtls::section(Duration::from_secs(seconds), rounds).await;
+        }
+        if only.is_empty() || only == "production" {
+            let minute: u64 = std::env::var("BENCH_PRODUCTION_SECONDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(120);
+            production::section(Duration::from_secs(minute)).await;
         }
     });
 }

@@ -3,7 +3,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{CacheKey, CacheSettings, Clock};
@@ -21,6 +21,13 @@ pub(super) const REFRESH_LEAD: Duration = Duration::from_secs(5);
 /// A key's next request is expected within this many of its last gaps.
 const NEXT_REQUEST_WITHIN: u32 = 2;
 
+/// Gaps between requests seen before an entry is judged busy or not.
+const MIN_GAPS: u32 = 3;
+
+/// An entry is busy when it is asked for at least this many times in the
+/// time it is served.
+const BUSY_SHARE: f64 = 50.0;
+
 /// A cache entry. Its instants are worked out once, when it is made, so
 /// that a hit only compares.
 #[derive(Debug)]
@@ -35,12 +42,16 @@ pub(super) struct Entry {
     /// Renewed in the background when asked for from then on, at the
     /// earliest ...
     pub(super) refresh_at: Instant,
-    /// ... and by then at the latest: [`REFRESH_LEAD`] or a hundredth of
-    /// its life before it stops being served, whichever is longer.
+    /// ... and by then at the latest: [`REFRESH_LEAD`] or a two-hundredth
+    /// of its life before it stops being served, whichever is longer.
     pub(super) refresh_by: Instant,
-    /// When it was last asked for past `refresh_at`: nanoseconds after it,
+    /// Requests at most this far apart make it busy (worth renewing).
+    pub(super) busy_gap: Duration,
+    /// When it was first asked for past `refresh_at`: nanoseconds after it,
     /// plus one; 0 for never.
-    pub(super) seen: AtomicU64,
+    pub(super) first_seen: AtomicU64,
+    /// Requests past `refresh_at` since that first one.
+    pub(super) seen_since: AtomicU32,
     pub(super) refresh_claimed: AtomicBool,
     /// Set when moka drops or replaces the entry: a thread's front
     /// ([`super::front`]) then stops serving it.
@@ -92,7 +103,7 @@ impl Lifetimes {
                 let bytes = value.bytes() + ENTRY_OVERHEAD_BYTES;
                 let serve_until = expires.checked_sub(keep).unwrap_or(born);
                 let refresh_at = born + life.mul_f64(self.settings.refresh_after_share);
-                let lead = REFRESH_LEAD.max(life / 100);
+                let lead = REFRESH_LEAD.max(life / 200);
                 let refresh_by = serve_until
                     .checked_sub(lead)
                     .unwrap_or(refresh_at)
@@ -103,7 +114,11 @@ impl Lifetimes {
                     serve_until,
                     refresh_at,
                     refresh_by,
-                    seen: AtomicU64::new(0),
+                    busy_gap: serve_until
+                        .saturating_duration_since(born)
+                        .div_f64(BUSY_SHARE),
+                    first_seen: AtomicU64::new(0),
+                    seen_since: AtomicU32::new(0),
                     refresh_claimed: AtomicBool::new(false),
                     retired: AtomicBool::new(false),
                     weight: u32::try_from(bytes).unwrap_or(u32::MAX),
@@ -135,26 +150,36 @@ impl Entry {
         now < self.serve_until
     }
 
-    /// Whether it should be renewed now, asked for at `now`. Not before
-    /// `refresh_at`; by `refresh_by`; in between, when the next request,
-    /// judged by the gap since the last one, would come too late: a token
-    /// renewed as late as it safely can be costs the fewest upstream calls,
-    /// and a caller asking after `serve_until` would wait on Cognito.
+    /// Whether it should be renewed now, asked for at `now`: only a busy
+    /// entry (asked for at least [`BUSY_SHARE`] times in the time it is
+    /// served, by the mean gap of its requests since `refresh_at`), not
+    /// before `refresh_at`, and as late as is safe: once the next request
+    /// could come after `refresh_by`. A renewal costs an upstream
+    /// call and starts the new token's life early; for a busy key that is
+    /// the price of never making a caller wait, for a quiet one it buys
+    /// little: its next caller may well come after the token is due anyway.
     pub(super) fn due_for_refresh(&self, now: Instant) -> bool {
         if now < self.refresh_at {
             return false;
         }
-        if now >= self.refresh_by {
-            return true;
-        }
         let since = now.duration_since(self.refresh_at);
         let mark = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1) + 1;
-        let last = self.seen.swap(mark, Ordering::Relaxed);
-        if last == 0 || last > mark {
+        let first =
+            match self
+                .first_seen
+                .compare_exchange(0, mark, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return false,
+                Err(first) => first,
+            };
+        let seen = self.seen_since.fetch_add(1, Ordering::Relaxed) + 1;
+        // The mean gap of its requests here: one gap alone says little of
+        // a key asked for at random.
+        if seen < MIN_GAPS || mark < first {
             return false;
         }
-        let gap = Duration::from_nanos(mark - last);
-        now + gap * NEXT_REQUEST_WITHIN >= self.refresh_by
+        let gap = Duration::from_nanos((mark - first) / u64::from(seen));
+        gap <= self.busy_gap && now + gap * NEXT_REQUEST_WITHIN >= self.refresh_by
     }
 }
 
@@ -216,24 +241,36 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_key_is_renewed_late_a_quiet_one_early_enough() {
-        // 900 s: served until 450 s, renewed from 360 s, by 441 s.
+    fn a_busy_key_is_renewed_late_and_a_quiet_one_not_at_all() {
+        // 900 s: served until 450 s, renewable from 360 s, by 445 s; busy
+        // when asked for at least every 9 s.
         let (busy, born) = entry(Duration::from_secs(900));
-        let at = |s: u64| born + Duration::from_secs(s);
-        assert!(!busy.due_for_refresh(at(300)));
-        assert!(!busy.due_for_refresh(at(361)));
-        for s in 362..=435 {
-            assert!(!busy.due_for_refresh(at(s)), "a request a second at {s} s");
+        let at = |ms: u64| born + Duration::from_millis(ms);
+        assert!(!busy.due_for_refresh(at(300_000)));
+        for ms in (361_000..=441_000).step_by(1000) {
+            assert!(
+                !busy.due_for_refresh(at(ms)),
+                "a request a second, at {ms} ms"
+            );
         }
-        assert!(busy.due_for_refresh(at(440)), "two gaps reach 441 s");
-        // A key asked for every 40 s is renewed at the request after which
-        // the next could come too late.
+        assert!(
+            busy.due_for_refresh(at(444_000)),
+            "a mean gap of about 1 s: due from 443 s"
+        );
+        // Asked for every 20 s: not busy, left to its next caller.
         let (quiet, born) = entry(Duration::from_secs(900));
         let at = |s: u64| born + Duration::from_secs(s);
-        assert!(!quiet.due_for_refresh(at(362)));
-        assert!(quiet.due_for_refresh(at(402)), "402 + 2 x 40 >= 441");
-        // Past the latest point, any request renews it.
-        let (late, born) = entry(Duration::from_secs(900));
-        assert!(late.due_for_refresh(born + Duration::from_secs(445)));
+        for s in (361..450).step_by(20) {
+            assert!(!quiet.due_for_refresh(at(s)), "{s} s");
+        }
+        // Asked for every 8 s: busy, renewed at the request after which
+        // the next could come too late.
+        let (warm, born) = entry(Duration::from_secs(900));
+        let at = |s: u64| born + Duration::from_secs(s);
+        let due: Vec<u64> = (362..450)
+            .step_by(8)
+            .filter(|&s| warm.due_for_refresh(at(s)))
+            .collect();
+        assert_eq!(due.first(), Some(&434), "434 + 2 x 8 >= 445");
     }
 }

@@ -85,8 +85,9 @@ impl Default for CacheSettings {
             safety_margin: Duration::from_secs(30),
             min_remaining_share: 0.5,
             refresh_after_share: 0.4,
-            // A fifth of the developer operation's default quota (50/s).
-            refresh_rate: 10.0,
+            // The upstream guard keeps refreshes within what callers leave
+            // of each operation's budget; this only bounds their bursts.
+            refresh_rate: 100.0,
             max_bytes: 256 * 1024 * 1024,
         }
     }
@@ -307,20 +308,19 @@ impl TokenCache {
         };
         let fetched = self.cache.try_get_with(key, init);
         // With a valid token in hand, the renewal is not waited for past
-        // the caller's deadline.
-        let stale_by = match (&stale, deadline) {
+        // the caller's deadline (real time; the reserve is the clock's).
+        let clock = &self.lifetimes.clock;
+        let stale_for = match (&stale, deadline) {
             (Some(entry), Some(deadline))
-                if entry.valid(
-                    self.lifetimes.clock.now(),
-                    self.lifetimes.settings.safety_margin,
-                ) =>
+                if entry.valid(clock.now(), self.lifetimes.settings.safety_margin) =>
             {
-                deadline.checked_sub(STALE_RESERVE)
+                let left = clock.from_real(deadline.saturating_duration_since(Instant::now()));
+                Some(clock.real(left.saturating_sub(STALE_RESERVE)))
             }
             _ => None,
         };
-        let outcome = match stale_by {
-            Some(until) => match tokio::time::timeout_at(until.into(), fetched).await {
+        let outcome = match stale_for {
+            Some(wait) => match tokio::time::timeout(wait, fetched).await {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     let late = Error::UpstreamTimeout;

@@ -165,7 +165,11 @@ pub struct Cli {
     pub cache_refresh_after: String,
 
     /// At most this many background refreshes a second.
-    #[arg(long, env = "COGNITO_GATEWAY_CACHE_REFRESH_RATE", default_value = "10")]
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CACHE_REFRESH_RATE",
+        default_value = "100"
+    )]
     pub cache_refresh_rate: String,
 
     /// Memory budget of the cache: bytes, or with KiB, MiB, GiB.

@@ -20,6 +20,7 @@
 //! run budgets as fast as it runs tokens' lives; callers' deadlines are
 //! real time.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,9 @@ impl QuotaSettings {
 struct Budget {
     rate: f64,
     burst: f64,
+    /// When the calls of the last second went, at most `per_second`.
+    sent: VecDeque<Instant>,
+    per_second: usize,
     /// Below zero: slots promised to callers still waiting.
     tokens: f64,
     at: Instant,
@@ -132,9 +136,12 @@ impl Budget {
     fn new(quota: f64, now: Instant) -> Self {
         let burst = (quota / 10.0).max(1.0);
         let rate = (quota - burst).max(quota / 2.0);
+        let per_second = (quota.floor() as usize).max(1);
         Self {
             rate,
             burst,
+            sent: VecDeque::with_capacity(per_second),
+            per_second,
             tokens: burst,
             at: now,
         }
@@ -176,7 +183,34 @@ impl Budget {
     fn give_back(&mut self) {
         self.tokens = (self.tokens + 1.0).min(self.burst);
     }
+
+    /// Records a call going at `now`, if the [`WINDOW`] before holds fewer
+    /// calls than the budget; otherwise, how long until it does. The bucket
+    /// spaces calls out; this holds the budget to when they actually go,
+    /// however late a waiter wakes.
+    fn send(&mut self, now: Instant) -> Result<(), Duration> {
+        while let Some(&first) = self.sent.front() {
+            if now.saturating_duration_since(first) < WINDOW {
+                break;
+            }
+            self.sent.pop_front();
+        }
+        match self.sent.front() {
+            Some(&first) if self.sent.len() >= self.per_second => {
+                Err((first + WINDOW).saturating_duration_since(now))
+            }
+            _ => {
+                self.sent.push_back(now);
+                Ok(())
+            }
+        }
+    }
 }
+
+/// The window the calls that go are counted in: a second, and a twentieth
+/// more for the time between the moment a call goes and the moment Cognito
+/// counts it, which differs from call to call.
+const WINDOW: Duration = Duration::from_millis(1050);
 
 /// The budgets of every operation.
 #[derive(Debug)]
@@ -223,31 +257,52 @@ impl Quotas {
             return Ok(());
         };
         let name = operation.as_str();
-        match take(budget, purpose, &self.clock) {
-            Taken::Now => {
-                metrics().upstream_quota(name, "sent");
-                Ok(())
-            }
-            Taken::After(wait) => {
-                let held = Reserved(Some(budget));
-                tokio::time::sleep(self.clock.real(wait)).await;
-                std::mem::forget(held);
-                metrics().upstream_quota(name, "waited");
-                Ok(())
-            }
+        let taken = take(budget, purpose, &self.clock);
+        let wait = match taken {
+            Taken::Now => None,
+            Taken::After(wait) => Some(wait),
             Taken::Refused(retry_after) => {
                 let outcome = match purpose {
                     FetchFor::Caller(_) => "refused",
                     FetchFor::Refresh => "refresh_deferred",
                 };
                 metrics().upstream_quota(name, outcome);
-                Err(Error::UpstreamQuota {
+                return Err(Error::UpstreamQuota {
                     operation,
                     retry_after,
-                })
+                });
             }
+        };
+        let held = Reserved(Some(budget));
+        let mut waited = false;
+        if let Some(wait) = wait {
+            tokio::time::sleep(self.clock.real(wait)).await;
+            waited = true;
         }
+        while let Some(extra) = send_now(budget, &self.clock) {
+            if matches!(purpose, FetchFor::Refresh) {
+                // Refreshes never wait: the slot goes back to callers.
+                drop(held);
+                metrics().upstream_quota(name, "refresh_deferred");
+                return Err(Error::UpstreamQuota {
+                    operation,
+                    retry_after: extra,
+                });
+            }
+            tokio::time::sleep(self.clock.real(extra)).await;
+            waited = true;
+        }
+        std::mem::forget(held);
+        metrics().upstream_quota(name, if waited { "waited" } else { "sent" });
+        Ok(())
     }
+}
+
+/// Sends a call on `budget` now if its last second allows; otherwise, how
+/// long until it does.
+fn send_now(budget: &Mutex<Budget>, clock: &Clock) -> Option<Duration> {
+    let mut bucket = budget.lock().ok()?;
+    bucket.send(clock.now()).err()
 }
 
 /// What a budget gave.
@@ -269,8 +324,10 @@ fn take(budget: &Mutex<Budget>, purpose: FetchFor, clock: &Clock) -> Taken {
         FetchFor::Refresh if bucket.spare(now) => Taken::Now,
         FetchFor::Refresh => Taken::Refused(Duration::from_secs_f64(1.0 / bucket.rate)),
         FetchFor::Caller(deadline) => {
+            // Deadlines are real time; the budget is on the clock's.
             let max_wait = deadline.map_or(NO_DEADLINE_WAIT, |d| {
-                d.saturating_duration_since(now)
+                clock
+                    .from_real(d.saturating_duration_since(Instant::now()))
                     .saturating_sub(CALL_RESERVE)
             });
             match bucket.reserve(now, max_wait) {
@@ -344,6 +401,28 @@ mod tests {
             }
             now += Duration::from_millis(1);
         }
+        // However late the waiters wake (here: 150 ms), the calls that go
+        // are held to the budget.
+        let mut held = Budget::new(50.0, t0);
+        let mut went = Vec::new();
+        for (i, &slot) in sent.iter().enumerate() {
+            let mut at = slot + Duration::from_millis(if i % 7 == 0 { 150 } else { 0 });
+            while let Err(extra) = held.send(at) {
+                at += extra;
+            }
+            went.push(at);
+        }
+        went.sort();
+        let busiest_held = went
+            .iter()
+            .map(|&start| {
+                went.iter()
+                    .filter(|&&t| t >= start && t < start + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap();
+        assert!(busiest_held <= 50, "{busiest_held} calls in one second");
         sent.sort();
         let busiest = sent
             .iter()
