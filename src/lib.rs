@@ -19,7 +19,9 @@
 //! - [`service`]: the identity service, one generic path for every
 //!   [`domain::Operation`]: the caller judged by the [`policy`] first, then
 //!   answered through [`cache`] (the token cache over moka) or the
-//!   upstream.
+//!   upstream, through the [`guard`].
+//! - [`guard`]: between a miss and Cognito: a limit on the callers waiting
+//!   on it, the circuit breaker, the per-operation quota budgets.
 //! - [`upstream`]: Cognito through `aws-sdk-cognitoidentity`, its errors
 //!   sorted into [`domain::Error`], each call returned with its record.
 //! - [`domain`]: at the bottom: validated newtypes (one implementation of

@@ -374,6 +374,12 @@ async fn calls_past_the_concurrency_limit_are_shed() {
     }
     let shed = second.get_id(get_id(DEFAULT_POOL_ID)).await.unwrap_err();
     assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+    // A retry can cure it: the reason and when to retry.
+    let info = shed.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "CONCURRENCY_LIMIT");
+    assert_eq!(info.metadata["retryable"], "true");
+    let retry = shed.get_details_retry_info().and_then(|r| r.retry_delay);
+    assert_eq!(retry, Some(Duration::from_secs(1)));
     assert!(in_flight.await.unwrap().is_ok());
     assert_eq!(
         emulator.calls("GetId"),
