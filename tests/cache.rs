@@ -21,7 +21,7 @@ use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIde
 use cognito_identity_gateway::server::ServerSettings;
 use cognito_identity_gateway::service::Gateway;
 use cognito_identity_gateway::upstream::CognitoUpstream;
-use support::{TestGateway, emulator_upstream, set_faults, start_emulator};
+use support::{TestGateway, developer, emulator_upstream, set_faults, start_emulator};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -58,15 +58,6 @@ impl Rig {
 
     async fn client(&self) -> CognitoIdentityServiceClient<Channel> {
         self.server.client().await
-    }
-}
-
-fn developer(user: &str, duration: i64) -> pb::GetOpenIdTokenForDeveloperIdentityRequest {
-    pb::GetOpenIdTokenForDeveloperIdentityRequest {
-        identity_pool_id: DEFAULT_POOL_ID.into(),
-        logins: HashMap::from([(DEFAULT_DEVELOPER_PROVIDER.into(), user.into())]),
-        token_duration_seconds: Some(duration),
-        ..Default::default()
     }
 }
 

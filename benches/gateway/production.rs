@@ -28,7 +28,7 @@ use cognito_identity_gateway::domain::{
     CacheOutcome, Caller, Credentials, Error, GetCredentialsForIdentityInput,
     GetCredentialsForIdentityOutput, GetIdInput, GetIdOutput,
     GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, IdentityService, OpenIdToken,
-    OperationName, RequestContext, Secret, Upstream, Upstreamed,
+    Operation, OperationName, RequestContext, Secret, Upstream, Upstreamed,
 };
 use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
 use cognito_identity_gateway::guard::{BreakerSettings, GuardSettings, QuotaSettings};
@@ -253,15 +253,8 @@ pub async fn section(real: Duration) {
                         Some(identity_of(user)),
                         vec![("accounts.example.com".to_owned(), format!("login-{user}"))],
                         None,
-                    )
-                    .unwrap();
-                    let served = gateway.call(&ctx, input).await;
-                    let refused = served.result.err().map(|e| reason(&e));
-                    (
-                        OperationName::GetCredentialsForIdentity,
-                        served.cache,
-                        refused,
-                    )
+                    );
+                    answer(&*gateway, &ctx, input.unwrap()).await
                 } else {
                     let input = GetOpenIdTokenForDeveloperIdentityInput::parse(
                         Some(DEFAULT_POOL_ID.to_owned()),
@@ -269,15 +262,8 @@ pub async fn section(real: Duration) {
                         login,
                         Vec::new(),
                         Some(DURATIONS[user as usize % 3] as i64),
-                    )
-                    .unwrap();
-                    let served = gateway.call(&ctx, input).await;
-                    let refused = served.result.err().map(|e| reason(&e));
-                    (
-                        OperationName::GetOpenIdTokenForDeveloperIdentity,
-                        served.cache,
-                        refused,
-                    )
+                    );
+                    answer(&*gateway, &ctx, input.unwrap()).await
                 };
                 let waited = !matches!(outcome, Some(CacheOutcome::Hit)) && refused.is_none();
                 calls.lock().unwrap().push(Call {
@@ -310,6 +296,21 @@ pub async fn section(real: Duration) {
         quotas,
         real,
     );
+}
+
+/// One call through the service: its operation, how the cache answered,
+/// and the guard's reason if it was refused.
+async fn answer<O: Operation>(
+    gateway: &impl IdentityService,
+    ctx: &RequestContext,
+    input: O,
+) -> (OperationName, Option<CacheOutcome>, Option<&'static str>) {
+    let served = gateway.call(ctx, input).await;
+    (
+        O::NAME,
+        served.cache,
+        served.result.err().map(|e| reason(&e)),
+    )
 }
 
 fn reason(err: &Error) -> &'static str {

@@ -82,6 +82,11 @@ impl Guard {
         self.breaker.state()
     }
 
+    /// Callers waiting on Cognito now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
     /// A caller's place among those waiting on Cognito, held until its
     /// answer comes; refused with [`Error::UpstreamBusy`] when they are all
     /// taken.

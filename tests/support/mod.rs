@@ -209,6 +209,20 @@ pub fn set_faults(emulator: &Emulator, operation: &str, faults: OperationFaults)
     emulator.faults().set(settings).expect("valid faults");
 }
 
+/// A developer-identity request for `user` of the emulator's ready pool,
+/// for a token of `duration` seconds.
+pub fn developer(user: &str, duration: i64) -> pb::GetOpenIdTokenForDeveloperIdentityRequest {
+    pb::GetOpenIdTokenForDeveloperIdentityRequest {
+        identity_pool_id: cognito_identity_gateway::emulator::DEFAULT_POOL_ID.into(),
+        logins: std::collections::HashMap::from([(
+            cognito_identity_gateway::emulator::DEFAULT_DEVELOPER_PROVIDER.into(),
+            user.into(),
+        )]),
+        token_duration_seconds: Some(duration),
+        ..Default::default()
+    }
+}
+
 /// A GetId request for `pool`, unauthenticated.
 pub fn get_id(pool: &str) -> pb::GetIdRequest {
     pb::GetIdRequest {
