@@ -50,6 +50,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     std::fs::write(out_dir.join("api_methods.rs"), names)?;
 
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Malformed request bytes are the caller's fault: see proto::codec.
+    tonic_prost_build::configure()
+        .codec_path("crate::proto::codec::MessageCodec")
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -12,6 +12,16 @@ pub enum Error {
     #[error("invalid request: {0}")]
     InvalidRequest(Violations),
 
+    /// The request's bytes are not a valid message of its type (bad
+    /// protobuf, a string that is not UTF-8); nothing was sent upstream.
+    #[error("malformed request: {detail}")]
+    MalformedRequest {
+        /// The request's field where decoding failed, when known.
+        field: Option<String>,
+        /// Where and why decoding failed; never the bytes themselves.
+        detail: String,
+    },
+
     /// Cognito answered with an error.
     #[error("Cognito Identity returned {code}: {message}")]
     Cognito {
@@ -136,6 +146,7 @@ impl Error {
     pub fn reason(&self) -> &str {
         match self {
             Error::InvalidRequest(_) => "INVALID_REQUEST",
+            Error::MalformedRequest { .. } => "MALFORMED_REQUEST",
             Error::Cognito { code, .. } => code,
             Error::Unreachable(_) => "UPSTREAM_UNREACHABLE",
             Error::UpstreamTimeout => "UPSTREAM_TIMEOUT",
@@ -175,6 +186,7 @@ impl Error {
             // A server fault behind an unreadable body (a proxy's 502 page).
             Error::BadResponse { status, .. } => *status >= 500,
             Error::InvalidRequest(_)
+            | Error::MalformedRequest { .. }
             | Error::PolicyDenied { .. }
             | Error::CallerUnauthenticated { .. }
             | Error::Internal(_) => false,

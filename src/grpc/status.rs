@@ -87,7 +87,7 @@ pub const DEFAULT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_s
 /// The gRPC code `err` is answered with.
 pub fn code_of(err: &Error) -> Code {
     match err {
-        Error::InvalidRequest(_) => Code::InvalidArgument,
+        Error::InvalidRequest(_) | Error::MalformedRequest { .. } => Code::InvalidArgument,
         Error::Cognito { code, .. } => code_for_cognito_error(code),
         Error::PolicyDenied { .. } => Code::PermissionDenied,
         Error::CallerRateLimited { .. } => Code::ResourceExhausted,
@@ -125,6 +125,16 @@ impl From<Error> for Status {
                     .map(|v| FieldViolation::new(v.field.proto_name(), v.description.clone()))
                     .collect();
                 let mut details = ErrorDetails::with_bad_request(fields);
+                details.set_error_info(reason, GATEWAY_DOMAIN, HashMap::new());
+                details
+            }
+            Error::MalformedRequest { field, detail } => {
+                let mut details = match field {
+                    Some(field) => {
+                        ErrorDetails::with_bad_request(vec![FieldViolation::new(field, detail)])
+                    }
+                    None => ErrorDetails::new(),
+                };
                 details.set_error_info(reason, GATEWAY_DOMAIN, HashMap::new());
                 details
             }

@@ -103,16 +103,11 @@ pub async fn check_upstream(probe: &dyn Probe) -> bool {
 /// Serves the admin routes on `listener` until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let mut listener = super::accept::Acceptor::new(listener, "admin");
     loop {
         let stream = tokio::select! {
             () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!("admin accept failed: {e}");
-                    continue;
-                }
-            },
+            (stream, _) = listener.accept() => stream,
         };
         let state = state.clone();
         tokio::spawn(async move {

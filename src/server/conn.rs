@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::future::Either;
-use futures_util::{Stream, TryStreamExt};
+use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tonic::transport::server::{Connected, TcpIncoming};
+use tonic::transport::server::Connected;
 
+use super::accept::Acceptor;
 use super::one_write::OneWrite;
 use super::tls::{self, LiveTls};
 use crate::domain::{Caller, Peer};
@@ -65,35 +65,28 @@ impl Connection {
     }
 }
 
-/// The API listener's connections as the server takes them: TLS ones
-/// handshaken concurrently off the accept loop (a slow client delays no
-/// other), each within [`HANDSHAKE_TIMEOUT`].
+/// The API listener's connections as the server takes them, accepted by
+/// one loop that pauses rather than spins when the process runs out of
+/// file descriptors ([`super::accept`]); TLS ones handshaken concurrently
+/// off that loop (a slow client delays no other), each within
+/// [`HANDSHAKE_TIMEOUT`].
 pub fn incoming(
     listener: TcpListener,
     tls: Option<Arc<LiveTls>>,
 ) -> impl Stream<Item = io::Result<OneWrite<Connection>>> + Send {
-    match tls {
-        None => Either::Left(
-            TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .map_ok(|stream| OneWrite::new(Connection::plain(stream))),
-        ),
-        Some(tls) => {
-            let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
-            tokio::spawn(accept_tls(listener, tls, tx));
-            Either::Right(futures_util::stream::unfold(rx, |mut rx| async move {
-                let connection = rx.recv().await?;
-                Some((Ok(connection), rx))
-            }))
-        }
-    }
+    let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
+    tokio::spawn(accept(Acceptor::new(listener, "api"), tls, tx));
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        let connection = rx.recv().await?;
+        Some((Ok(connection), rx))
+    })
 }
 
-/// Accepts connections until the server stops taking them, and handshakes
-/// each on a task of its own.
-async fn accept_tls(
-    listener: TcpListener,
-    tls: Arc<LiveTls>,
+/// Accepts connections until the server stops taking them; over TLS,
+/// handshakes each on a task of its own.
+async fn accept(
+    mut listener: Acceptor,
+    tls: Option<Arc<LiveTls>>,
     accepted: mpsc::Sender<OneWrite<Connection>>,
 ) {
     let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
@@ -102,17 +95,19 @@ async fn accept_tls(
             return;
         };
         let (stream, remote) = tokio::select! {
-            next = listener.accept() => match next {
-                Ok(next) => next,
-                Err(e) => {
-                    // Out of file descriptors, most likely: wait for some to
-                    // close rather than spin.
-                    tracing::warn!("cannot accept a connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            next = listener.accept() => next,
             () = accepted.closed() => return,
+        };
+        let Some(tls) = &tls else {
+            let _ = stream.set_nodelay(true);
+            if accepted
+                .send(OneWrite::new(Connection::plain(stream)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
         };
         let acceptor = TlsAcceptor::from(tls.config());
         let accepted = accepted.clone();

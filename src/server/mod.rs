@@ -3,6 +3,7 @@
 //! ([`admin`]), and [`run`], which serves the API through the middleware
 //! until shutdown, then drains.
 
+pub mod accept;
 pub mod admin;
 pub mod conn;
 pub mod one_write;
