@@ -187,3 +187,242 @@ async fn out_of_file_descriptors_the_accept_loops_pause_and_stay_quiet() {
     assert!(complaints <= 10, "at most once a second a listener: {log}");
     assert_eq!(status.code(), Some(0), "{log}");
 }
+
+#[tokio::test]
+async fn a_connection_that_never_sends_its_preface_is_closed_after_the_handshake_timeout() {
+    use tokio::io::AsyncReadExt;
+    let (url, _emulator) = start_emulator().await;
+    let settings = cognito_identity_gateway::server::ServerSettings {
+        handshake_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let gateway = TestGateway::start_with(emulator_upstream(&url).await, settings).await;
+    let mut silent = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    // The server may send its SETTINGS first; it then closes the connection.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match silent.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the silent connection is still open after 5 s"
+    );
+    let took = started.elapsed();
+    println!("a silent connection was closed after {took:?}");
+    assert!(took >= Duration::from_millis(450), "{took:?}");
+    // A client that speaks is served as before.
+    let mut client = gateway.client().await;
+    client
+        .get_id(support::get_id(DEFAULT_POOL_ID))
+        .await
+        .unwrap();
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn requests_past_the_largest_valid_one_are_refused_unread() {
+    use cognito_identity_gateway::domain::validate::LARGEST_REQUEST_BYTES;
+    use cognito_identity_gateway::server::MAX_REQUEST_BYTES;
+    use prost::Message;
+    // The largest valid request, in ASCII, fits the computed bound.
+    let largest = pb::GetOpenIdTokenForDeveloperIdentityRequest {
+        identity_pool_id: "x".repeat(55),
+        identity_id: "x".repeat(55),
+        logins: (0..10)
+            .map(|i| (format!("{i:0>128}"), "t".repeat(50_000)))
+            .collect(),
+        principal_tags: (0..50)
+            .map(|i| (format!("{i:0>128}"), "v".repeat(256)))
+            .collect(),
+        token_duration_seconds: Some(86_400),
+    };
+    let len = largest.encoded_len();
+    assert!(
+        len <= LARGEST_REQUEST_BYTES,
+        "{len} > {LARGEST_REQUEST_BYTES}"
+    );
+    assert!(
+        len * 100 >= LARGEST_REQUEST_BYTES * 99,
+        "{len}: the bound is tight"
+    );
+    let (url, emulator) = start_emulator().await;
+    let gateway = TestGateway::start(emulator_upstream(&url).await).await;
+    let mut grpc = tonic::client::Grpc::new(gateway.channel().await);
+    grpc.ready().await.unwrap();
+    let too_long = Bytes::from(vec![0u8; MAX_REQUEST_BYTES + 1]);
+    let err = grpc
+        .unary(
+            tonic::Request::new(too_long),
+            http::uri::PathAndQuery::from_static(GET_ID),
+            RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(
+        err.get_details_error_info().unwrap().reason,
+        "REQUEST_TOO_LARGE"
+    );
+    assert!(
+        err.message().contains(&MAX_REQUEST_BYTES.to_string()),
+        "{err:?}"
+    );
+    assert_eq!(emulator.calls("GetId"), 0);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn sigterm_with_idle_connections_open_exits_at_once() {
+    let port = support::loopback::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cognito-identity-gateway"))
+        .args([
+            "--emulator",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            "off",
+        ])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = support::binary::collect_stderr(&mut child);
+    let channel = support::binary::connect(port).await;
+    // One connection that made a call and is now idle, one that never
+    // said anything.
+    let mut client =
+        pb::cognito_identity_service_client::CognitoIdentityServiceClient::new(channel);
+    client
+        .get_id(support::get_id(DEFAULT_POOL_ID))
+        .await
+        .unwrap();
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let took = signalled.elapsed();
+    let log = log.join().unwrap();
+    println!("SIGTERM with an idle and a silent connection open: exited after {took:?}");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(took < Duration::from_secs(2), "{took:?}: {log}");
+    assert!(!log.contains("abandoning"), "{log}");
+}
+
+#[tokio::test]
+async fn the_stream_limit_is_advertised_in_settings() {
+    let (url, _emulator) = start_emulator().await;
+    let settings = cognito_identity_gateway::server::ServerSettings {
+        max_concurrent_streams: 16,
+        ..Default::default()
+    };
+    let gateway = TestGateway::start_with(emulator_upstream(&url).await, settings).await;
+    // A raw HTTP/2 client (the h2 crate) reads the server's SETTINGS.
+    let tcp = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let (_h2, mut connection) = h2::client::handshake(tcp).await.unwrap();
+    let started = Instant::now();
+    while connection.max_concurrent_send_streams() != 16
+        && started.elapsed() < Duration::from_secs(5)
+    {
+        // Drive the connection until the server's SETTINGS are read.
+        let _ = tokio::time::timeout(Duration::from_millis(20), &mut connection).await;
+    }
+    assert_eq!(connection.max_concurrent_send_streams(), 16);
+    drop(connection);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn streams_that_never_finish_their_message_hold_no_slot() {
+    let (url, _emulator) = start_emulator().await;
+    let settings = cognito_identity_gateway::server::ServerSettings {
+        concurrency_limit: 64,
+        request_body_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let gateway = TestGateway::start_with(emulator_upstream(&url).await, settings).await;
+    let mut client = gateway.client().await;
+    let hot = support::developer("hot", 900);
+    client
+        .get_open_id_token_for_developer_identity(hot.clone())
+        .await
+        .unwrap();
+    // Two connections of 100 streams each, each stream sending the 5-byte
+    // prefix of a message and nothing more: three times the limit.
+    let mut stalled = Vec::new();
+    let mut connections = Vec::new();
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+        let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
+        connections.push(tokio::spawn(connection));
+        for _ in 0..100 {
+            h2 = h2.ready().await.unwrap();
+            let request = http::Request::post(format!("http://x{GET_ID}"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .unwrap();
+            let (response, mut stream) = h2.send_request(request, false).unwrap();
+            stream
+                .send_data(Bytes::from_static(&[0, 0, 0, 0, 100]), false)
+                .unwrap();
+            stalled.push((response, stream));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Meanwhile a cache hit and a health check on another connection.
+    let started = Instant::now();
+    client
+        .get_open_id_token_for_developer_identity(hot)
+        .await
+        .expect("a cache hit is served");
+    let hit = started.elapsed();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(gateway.channel().await);
+    let started = Instant::now();
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health is answered")
+        .into_inner()
+        .status;
+    let checked = started.elapsed();
+    println!("with 200 stalled streams: a cache hit in {hit:?}, a health check in {checked:?}");
+    assert_eq!(status, 1);
+    assert!(hit < Duration::from_millis(250) && checked < Duration::from_millis(250));
+    // The stalled streams end with REQUEST_BODY_TIMEOUT.
+    let (response, _stream) = stalled.pop().unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), response)
+        .await
+        .expect("answered within the body timeout")
+        .unwrap();
+    let grpc_status = response
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        grpc_status.as_deref(),
+        Some("4"),
+        "DEADLINE_EXCEEDED: {response:?}"
+    );
+    drop(stalled);
+    for connection in connections {
+        connection.abort();
+    }
+    gateway.stop().await;
+}

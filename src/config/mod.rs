@@ -225,6 +225,10 @@ pub struct Cli {
     #[command(flatten)]
     pub guard: GuardArgs,
 
+    /// The API listener's connections.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+
     /// The audit log: a file appended to, or - for standard output. One
     /// JSON line per developer-identity call and per refused call.
     #[arg(long, env = "COGNITO_GATEWAY_AUDIT_LOG")]
@@ -246,11 +250,13 @@ pub struct Cli {
 }
 
 mod callers;
+mod connections;
 #[cfg(feature = "emulator")]
 mod emulator;
 mod guard;
 mod problems;
 
+pub use connections::ConnectionArgs;
 pub use guard::GuardArgs;
 
 #[cfg(feature = "emulator")]
@@ -419,6 +425,7 @@ impl Cli {
         let shutdown_grace = p.duration("shutdown-grace", &self.shutdown_grace);
         let cache = self.cache_settings(&mut p);
         let guard = self.guard.settings(&mut p, concurrency_limit);
+        let connections = self.connections.settings(&mut p);
         let traces = p.check_as_is(TraceSettings::from_env());
         let callers = listen.and_then(|listen| self.callers(listen, &mut p));
         if let (Some(attempt), Some(operation)) = (attempt_timeout, operation_timeout)
@@ -444,6 +451,7 @@ impl Cli {
             shutdown_grace,
             cache,
             guard,
+            connections,
             traces,
             callers,
         ) {
@@ -461,6 +469,7 @@ impl Cli {
                 Some(shutdown_grace),
                 Some(cache),
                 Some(guard),
+                Some(connections),
                 Some(traces),
                 Some(callers),
             ) if p.0.is_empty() => Ok(Settings {
@@ -481,6 +490,11 @@ impl Cli {
                     shutdown_grace,
                     caller_identity_header: callers.identity_header,
                     tls: callers.tls,
+                    max_concurrent_streams: connections.max_concurrent_streams,
+                    handshake_timeout: connections.handshake_timeout,
+                    request_body_timeout: connections.request_body_timeout,
+                    keepalive_interval: connections.keepalive_interval,
+                    keepalive_timeout: connections.keepalive_timeout,
                 },
                 policy: callers.policy,
                 audit: callers.audit,

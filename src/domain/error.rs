@@ -22,6 +22,21 @@ pub enum Error {
         detail: String,
     },
 
+    /// The request's message is longer than any valid one can be; it was
+    /// refused on its length prefix, unread.
+    #[error("the request message is longer than {limit} bytes, more than any valid request")]
+    RequestTooLarge {
+        /// The largest message the API reads.
+        limit: usize,
+    },
+
+    /// The request's message did not arrive in time.
+    #[error("the request message did not arrive within {} ms", after.as_millis())]
+    RequestBodyTimeout {
+        /// How long it was waited for.
+        after: std::time::Duration,
+    },
+
     /// Cognito answered with an error.
     #[error("Cognito Identity returned {code}: {message}")]
     Cognito {
@@ -147,6 +162,8 @@ impl Error {
         match self {
             Error::InvalidRequest(_) => "INVALID_REQUEST",
             Error::MalformedRequest { .. } => "MALFORMED_REQUEST",
+            Error::RequestTooLarge { .. } => "REQUEST_TOO_LARGE",
+            Error::RequestBodyTimeout { .. } => "REQUEST_BODY_TIMEOUT",
             Error::Cognito { code, .. } => code,
             Error::Unreachable(_) => "UPSTREAM_UNREACHABLE",
             Error::UpstreamTimeout => "UPSTREAM_TIMEOUT",
@@ -187,6 +204,8 @@ impl Error {
             Error::BadResponse { status, .. } => *status >= 500,
             Error::InvalidRequest(_)
             | Error::MalformedRequest { .. }
+            | Error::RequestTooLarge { .. }
+            | Error::RequestBodyTimeout { .. }
             | Error::PolicyDenied { .. }
             | Error::CallerUnauthenticated { .. }
             | Error::Internal(_) => false,

@@ -33,6 +33,41 @@ pub const ROLE_ARN_MAX_CHARS: usize = 2_048;
 /// AccountId: 1..=15 digits (model shape `AccountId`).
 pub const ACCOUNT_ID_MAX_CHARS: usize = 15;
 
+/// Protobuf bytes of a string field of `chars` ASCII characters: its tag
+/// (one byte for the fields of `proto/`) and its length (a varint).
+const fn string_field(chars: usize) -> usize {
+    let length = if chars < 1 << 7 {
+        1
+    } else if chars < 1 << 14 {
+        2
+    } else {
+        3
+    };
+    1 + length + chars
+}
+
+/// Protobuf bytes of a map of `entries` entries of keys and values of the
+/// given lengths: each entry a message field holding two string fields.
+const fn map_field(entries: usize, key: usize, value: usize) -> usize {
+    entries * string_field(string_field(key) + string_field(value))
+}
+
+/// The largest valid request of any operation, in protobuf bytes, with its
+/// strings in ASCII (ids, tokens and ARNs are): the developer operation's,
+/// with every field at its longest (about 0.52 MB).
+pub const LARGEST_REQUEST_BYTES: usize = string_field(ID_MAX_CHARS) * 2
+    + map_field(
+        LOGINS_MAX_ENTRIES,
+        PROVIDER_NAME_MAX_CHARS,
+        PROVIDER_TOKEN_MAX_CHARS,
+    )
+    + map_field(
+        PRINCIPAL_TAGS_MAX_ENTRIES,
+        TAG_KEY_MAX_CHARS,
+        TAG_VALUE_MAX_CHARS,
+    )
+    + 11;
+
 /// A request field, named both as the gRPC API and as the AWS API name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {

@@ -87,7 +87,10 @@ pub const DEFAULT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_s
 /// The gRPC code `err` is answered with.
 pub fn code_of(err: &Error) -> Code {
     match err {
-        Error::InvalidRequest(_) | Error::MalformedRequest { .. } => Code::InvalidArgument,
+        Error::InvalidRequest(_)
+        | Error::MalformedRequest { .. }
+        | Error::RequestTooLarge { .. } => Code::InvalidArgument,
+        Error::RequestBodyTimeout { .. } => Code::DeadlineExceeded,
         Error::Cognito { code, .. } => code_for_cognito_error(code),
         Error::PolicyDenied { .. } => Code::PermissionDenied,
         Error::CallerRateLimited { .. } => Code::ResourceExhausted,

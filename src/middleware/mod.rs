@@ -26,6 +26,8 @@ pub type GatewayStack<A> =
 pub fn stack<A>(
     request_timeout: Duration,
     concurrency_limit: usize,
+    body_timeout: Duration,
+    max_message: usize,
     api: A,
 ) -> ServiceBuilder<GatewayStack<A>> {
     ServiceBuilder::new()
@@ -37,10 +39,17 @@ pub fn stack<A>(
         // when it passes the whole call is dropped, its upstream request
         // with it. The only timer of the gateway's own on a call.
         .layer(DeadlineLayer::new(request_timeout))
-        // At most this many calls in the whole process, across connections;
-        // past that, refuse at once (RESOURCE_EXHAUSTED) rather than queue:
-        // a queue only adds latency that the caller's deadline then wastes.
-        .layer(AdmitLayer::new(concurrency_limit))
+        // At most this many API calls in the whole process, across
+        // connections, each counted once its message has arrived (read
+        // here, within `body_timeout`, at most `max_message` bytes); past
+        // that, refuse at once (RESOURCE_EXHAUSTED) rather than queue: a
+        // queue only adds latency that the caller's deadline then wastes.
+        // Health checks and reflection pass uncounted.
+        .layer(AdmitLayer::new(
+            concurrency_limit,
+            body_timeout,
+            max_message,
+        ))
         // API calls straight to the API; health and reflection through
         // tonic's router.
         .layer(DispatchLayer::new(api))

@@ -5,6 +5,7 @@
 //! write each ([`OneWrite`], above TLS so that a reply is one TLS write and
 //! one system call).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
@@ -26,10 +27,6 @@ use super::tls::{self, LiveTls};
 use crate::domain::{Caller, Peer};
 use crate::telemetry::metrics::metrics;
 
-/// A handshake that has not finished by then is abandoned: a client that
-/// connects and says nothing holds no task for longer.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Handshaken connections waiting for the server to take them.
 const ACCEPTED_QUEUE: usize = 64;
 
@@ -39,10 +36,37 @@ const ACCEPTED_QUEUE: usize = 64;
 const HANDSHAKES: usize = 512;
 
 /// One accepted connection.
-#[derive(Debug)]
 pub struct Connection {
     io: Io,
     peer: Peer,
+    /// Until its first bytes come: resolves when they must have come by
+    /// (the HTTP/2 preface), or when the server starts draining. A
+    /// connection that says nothing is closed then.
+    awaiting: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("io", &self.io)
+            .field("peer", &self.peer)
+            .field("awaiting_preface", &self.awaiting.is_some())
+            .finish()
+    }
+}
+
+/// What a connection that has not sent its first bytes waits for: the
+/// handshake timeout, or the server's draining, whichever comes first.
+fn preface_deadline(
+    handshake: Duration,
+    mut draining: watch::Receiver<bool>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        tokio::select! {
+            () = tokio::time::sleep(handshake) => {}
+            _ = draining.wait_for(|draining| *draining) => {}
+        }
+    })
 }
 
 #[derive(Debug)]
@@ -52,7 +76,7 @@ enum Io {
 }
 
 impl Connection {
-    fn plain(stream: TcpStream) -> Self {
+    fn plain(stream: TcpStream, awaiting: Pin<Box<dyn Future<Output = ()> + Send>>) -> Self {
         let peer = Peer {
             local: stream.local_addr().ok(),
             remote: stream.peer_addr().ok(),
@@ -61,6 +85,7 @@ impl Connection {
         Self {
             io: Io::Plain(stream),
             peer,
+            awaiting: Some(awaiting),
         }
     }
 }
@@ -69,13 +94,18 @@ impl Connection {
 /// one loop that pauses rather than spins when the process runs out of
 /// file descriptors ([`super::accept`]); TLS ones handshaken concurrently
 /// off that loop (a slow client delays no other), each within
-/// [`HANDSHAKE_TIMEOUT`].
+/// `handshake`; a connection whose HTTP/2 preface has not come `handshake`
+/// after it was accepted (or handshaken), or by the time `draining` turns
+/// true, is closed.
 pub fn incoming(
     listener: TcpListener,
     tls: Option<Arc<LiveTls>>,
+    handshake: Duration,
+    draining: watch::Receiver<bool>,
 ) -> impl Stream<Item = io::Result<OneWrite<Connection>>> + Send {
     let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
-    tokio::spawn(accept(Acceptor::new(listener, "api"), tls, tx));
+    let listener = Acceptor::new(listener, "api");
+    tokio::spawn(accept(listener, tls, handshake, draining, tx));
     futures_util::stream::unfold(rx, |mut rx| async move {
         let connection = rx.recv().await?;
         Some((Ok(connection), rx))
@@ -87,6 +117,8 @@ pub fn incoming(
 async fn accept(
     mut listener: Acceptor,
     tls: Option<Arc<LiveTls>>,
+    handshake: Duration,
+    draining: watch::Receiver<bool>,
     accepted: mpsc::Sender<OneWrite<Connection>>,
 ) {
     let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
@@ -101,7 +133,10 @@ async fn accept(
         let Some(tls) = &tls else {
             let _ = stream.set_nodelay(true);
             if accepted
-                .send(OneWrite::new(Connection::plain(stream)))
+                .send(OneWrite::new(Connection::plain(
+                    stream,
+                    preface_deadline(handshake, draining.clone()),
+                )))
                 .await
                 .is_err()
             {
@@ -111,14 +146,16 @@ async fn accept(
         };
         let acceptor = TlsAcceptor::from(tls.config());
         let accepted = accepted.clone();
+        let draining = draining.clone();
         tokio::spawn(async move {
             let _handshaking = handshaking;
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().ok();
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
                     metrics().tls_handshake("ok");
-                    let connection = handshaken(stream, local, remote);
+                    let awaiting = preface_deadline(handshake, draining);
+                    let connection = handshaken(stream, local, remote, awaiting);
                     let _ = accepted.send(OneWrite::new(connection)).await;
                 }
                 Ok(Err(e)) => {
@@ -138,6 +175,7 @@ fn handshaken(
     stream: TlsStream<TcpStream>,
     local: Option<SocketAddr>,
     remote: SocketAddr,
+    awaiting: Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> Connection {
     let certified = stream
         .get_ref()
@@ -152,6 +190,7 @@ fn handshaken(
             remote: Some(remote),
             certified: Some(certified),
         },
+        awaiting: Some(awaiting),
     }
 }
 
@@ -169,10 +208,27 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        };
+        if let Some(timer) = &mut this.awaiting {
+            match read {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => this.awaiting = None,
+                Poll::Pending if timer.as_mut().poll(cx).is_ready() => {
+                    this.awaiting = None;
+                    tracing::debug!(peer = ?this.peer.remote, "no HTTP/2 preface: closing");
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no HTTP/2 preface in time, or the server is draining",
+                    )));
+                }
+                _ => {}
+            }
         }
+        read
     }
 }
 

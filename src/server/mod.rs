@@ -25,6 +25,12 @@ use crate::{middleware, proto};
 
 use tls::LiveTls;
 
+/// The largest request message the API decodes: twice the largest valid
+/// request of the service model in ASCII (see
+/// [`crate::domain::validate::LARGEST_REQUEST_BYTES`]), for multi-byte
+/// characters. A longer one is refused on its length prefix, unread.
+pub const MAX_REQUEST_BYTES: usize = 2 * crate::domain::validate::LARGEST_REQUEST_BYTES;
+
 /// How often `gateway_upstream_up` is brought up to date.
 const UPSTREAM_CHECK: Duration = Duration::from_secs(10);
 
@@ -53,6 +59,17 @@ pub struct ServerSettings {
     /// TLS on the API listener (`--tls-cert`, `--tls-key`,
     /// `--tls-client-ca`); `None`: plaintext.
     pub tls: Option<Arc<LiveTls>>,
+    /// Streams a connection may have open at once, advertised in SETTINGS.
+    pub max_concurrent_streams: u32,
+    /// How long a new connection may take to finish its TLS handshake, and
+    /// then to send its HTTP/2 preface, before it is closed.
+    pub handshake_timeout: Duration,
+    /// How long a call's request message may take to arrive.
+    pub request_body_timeout: Duration,
+    /// How often an HTTP/2 PING checks a connection that has been quiet.
+    pub keepalive_interval: Duration,
+    /// How long a PING's answer may take before the connection is closed.
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -63,6 +80,11 @@ impl Default for ServerSettings {
             shutdown_grace: Duration::from_secs(20),
             caller_identity_header: None,
             tls: None,
+            max_concurrent_streams: 128,
+            handshake_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -126,7 +148,8 @@ pub async fn run<S: IdentityService>(
 
     let api = GrpcApi::new(service)
         .trusting_header(settings.caller_identity_header.clone())
-        .into_server();
+        .into_server()
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<Api<S>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -139,8 +162,11 @@ pub async fn run<S: IdentityService>(
         .build_v1alpha()?;
 
     let (draining_tx, draining_rx) = oneshot::channel::<()>();
+    // Connections that have not spoken yet are closed when draining starts.
+    let (drain_connections, connections_drain) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
+        drain_connections.send_replace(true);
         tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
         draining.store(true, Ordering::Release);
         health.set_not_serving::<Api<S>>().await;
@@ -150,11 +176,21 @@ pub async fn run<S: IdentityService>(
         let _ = draining_tx.send(());
     };
 
-    let incoming = conn::incoming(listeners.grpc, settings.tls.clone());
+    let incoming = conn::incoming(
+        listeners.grpc,
+        settings.tls.clone(),
+        settings.handshake_timeout,
+        connections_drain,
+    );
     let server = Server::builder()
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .http2_keepalive_interval(Some(settings.keepalive_interval))
+        .http2_keepalive_timeout(Some(settings.keepalive_timeout))
         .layer(middleware::stack(
             settings.request_timeout,
             settings.concurrency_limit,
+            settings.request_body_timeout,
+            MAX_REQUEST_BYTES,
             api,
         ))
         .add_service(health_service)

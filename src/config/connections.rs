@@ -1,0 +1,124 @@
+//! The flags of the API listener's connections: streams per connection,
+//! the handshake timeout, HTTP/2 keepalive pings.
+
+use std::time::Duration;
+
+use super::problems::Problems;
+
+/// Flags of the API listener's connections.
+#[derive(Debug, clap::Args)]
+pub struct ConnectionArgs {
+    /// Streams (calls) one connection may have open at once, advertised to
+    /// clients in HTTP/2 SETTINGS; clients queue the rest.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_MAX_CONCURRENT_STREAMS",
+        default_value = "128"
+    )]
+    pub max_concurrent_streams: String,
+
+    /// How long a new connection may take to finish its TLS handshake, and
+    /// then to send the HTTP/2 preface, before it is closed.
+    #[arg(long, env = "COGNITO_GATEWAY_HANDSHAKE_TIMEOUT", default_value = "10s")]
+    pub handshake_timeout: String,
+
+    /// How long a call's request message may take to arrive once its
+    /// stream is open (DEADLINE_EXCEEDED, REQUEST_BODY_TIMEOUT past it); a
+    /// call is admitted only once its message has come.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_REQUEST_BODY_TIMEOUT",
+        default_value = "5s"
+    )]
+    pub request_body_timeout: String,
+
+    /// How often an HTTP/2 PING checks a connection that has been quiet.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_HTTP2_KEEPALIVE_INTERVAL",
+        default_value = "60s"
+    )]
+    pub http2_keepalive_interval: String,
+
+    /// How long a PING's answer may take before the connection is closed.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_HTTP2_KEEPALIVE_TIMEOUT",
+        default_value = "20s"
+    )]
+    pub http2_keepalive_timeout: String,
+}
+
+/// The checked values.
+#[derive(Debug)]
+pub(super) struct Connections {
+    pub(super) max_concurrent_streams: u32,
+    pub(super) handshake_timeout: Duration,
+    pub(super) request_body_timeout: Duration,
+    pub(super) keepalive_interval: Duration,
+    pub(super) keepalive_timeout: Duration,
+}
+
+impl ConnectionArgs {
+    /// Checks the flags.
+    pub(super) fn settings(&self, p: &mut Problems) -> Option<Connections> {
+        let streams = p.number(
+            "max-concurrent-streams",
+            &self.max_concurrent_streams,
+            1..=u32::MAX,
+        );
+        let handshake = p.duration("handshake-timeout", &self.handshake_timeout);
+        let body = p.duration("request-body-timeout", &self.request_body_timeout);
+        let interval = p.duration("http2-keepalive-interval", &self.http2_keepalive_interval);
+        let timeout = p.duration("http2-keepalive-timeout", &self.http2_keepalive_timeout);
+        Some(Connections {
+            max_concurrent_streams: streams?,
+            handshake_timeout: handshake?,
+            request_body_timeout: body?,
+            keepalive_interval: interval?,
+            keepalive_timeout: timeout?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use crate::config::Cli;
+
+    fn server(args: &[&str]) -> Result<crate::server::ServerSettings, Vec<String>> {
+        let mut argv = vec!["cognito-identity-gateway", "--allow-all-callers"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .expect("flags parse")
+            .into_settings()
+            .map(|s| s.server)
+            .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn defaults_suit_a_kubernetes_service_and_bad_values_are_named() {
+        let s = server(&[]).unwrap();
+        assert_eq!(s.max_concurrent_streams, 128);
+        assert_eq!(s.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(s.request_body_timeout, Duration::from_secs(5));
+        assert_eq!(s.keepalive_interval, Duration::from_secs(60));
+        assert_eq!(s.keepalive_timeout, Duration::from_secs(20));
+        let s = server(&["--max-concurrent-streams=16", "--handshake-timeout=2s"]).unwrap();
+        assert_eq!(s.max_concurrent_streams, 16);
+        assert_eq!(s.handshake_timeout, Duration::from_secs(2));
+        let err = server(&[
+            "--max-concurrent-streams=0",
+            "--http2-keepalive-timeout=soon",
+        ])
+        .unwrap_err();
+        let flags: Vec<&str> = err.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(
+            flags,
+            ["--max-concurrent-streams", "--http2-keepalive-timeout"]
+        );
+    }
+}
