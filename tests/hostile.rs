@@ -281,20 +281,11 @@ async fn requests_past_the_largest_valid_one_are_refused_unread() {
 #[tokio::test]
 async fn sigterm_with_idle_connections_open_exits_at_once() {
     let port = support::loopback::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cognito-identity-gateway"))
-        .args([
-            "--emulator",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            "off",
-        ])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = support::binary::collect_stderr(&mut child);
+    let listen = format!("127.0.0.1:{port}");
+    let (mut child, log) = support::binary::gateway(
+        &["--emulator", "--listen", &listen, "--admin-listen", "off"],
+        &[],
+    );
     let channel = support::binary::connect(port).await;
     // One connection that made a call and is now idle, one that never
     // said anything.

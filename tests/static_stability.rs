@@ -13,7 +13,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -667,27 +667,23 @@ async fn sigterm_under_load_loses_no_call() {
         },
     );
     let port = support::loopback::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cognito-identity-gateway"))
-        .args([
+    let (listen, url) = (format!("127.0.0.1:{port}"), upstream.url());
+    let (mut child, log) = support::binary::gateway(
+        &[
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            &listen,
             "--admin-listen",
             "off",
-        ])
-        .args([
             "--endpoint-url",
-            &upstream.url(),
+            &url,
             "--region",
             support::REGION,
-        ])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = support::binary::collect_stderr(&mut child);
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    );
     let channel = support::binary::connect(port).await;
     let mut warm = CognitoIdentityServiceClient::new(channel);
     token(&mut warm, "hot", 900, Duration::from_secs(5))

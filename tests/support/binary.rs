@@ -7,6 +7,21 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
+/// The gateway's binary started with `args` and `env` (and no instance
+/// metadata lookups), its standard error read as it comes.
+pub fn gateway(args: &[&str], env: &[(&str, &str)]) -> (Child, JoinHandle<String>) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cognito-identity-gateway"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the gateway starts");
+    let log = collect_stderr(&mut child);
+    (child, log)
+}
+
 /// Reads the child's standard error (piped) until it ends, on a thread of
 /// its own: a full pipe would block the gateway.
 pub fn collect_stderr(child: &mut Child) -> JoinHandle<String> {
