@@ -417,3 +417,48 @@ async fn streams_that_never_finish_their_message_hold_no_slot() {
     }
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn admin_connections_half_sent_or_idle_are_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (url, _emulator) = start_emulator().await;
+    let settings = cognito_identity_gateway::server::ServerSettings {
+        admin_header_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let gateway = cognito_identity_gateway::service::Gateway::new(
+        emulator_upstream(&url).await,
+        cognito_identity_gateway::cache::CacheSettings::default(),
+        cognito_identity_gateway::clock::Clock::default(),
+    );
+    let gateway = TestGateway::serve_with_admin(std::sync::Arc::new(gateway), settings).await;
+    let admin = ("127.0.0.1", gateway.admin.unwrap());
+    /// Reads until the server closes the connection; how long it took.
+    async fn until_closed(stream: &mut tokio::net::TcpStream) -> Duration {
+        let started = Instant::now();
+        let mut buf = [0u8; 1024];
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+        })
+        .await;
+        assert!(closed.is_ok(), "still open after 5 s");
+        started.elapsed()
+    }
+    // Half a request's head.
+    let mut half = tokio::net::TcpStream::connect(admin).await.unwrap();
+    half.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let took = until_closed(&mut half).await;
+    println!("a half-sent admin request was closed after {took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // A whole request, answered, then nothing.
+    let mut idle = tokio::net::TcpStream::connect(admin).await.unwrap();
+    idle.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let took = until_closed(&mut idle).await;
+    println!("an idle kept-alive admin connection was closed after {took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    gateway.stop().await;
+}

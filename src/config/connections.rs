@@ -32,6 +32,16 @@ pub struct ConnectionArgs {
     )]
     pub request_body_timeout: String,
 
+    /// How long a request's head may take to arrive on the admin listener,
+    /// the first or the next on a kept-alive connection: a half-sent or
+    /// idle admin connection is closed then.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_ADMIN_HEADER_TIMEOUT",
+        default_value = "30s"
+    )]
+    pub admin_header_timeout: String,
+
     /// How often an HTTP/2 PING checks a connection that has been quiet.
     #[arg(
         long,
@@ -55,6 +65,7 @@ pub(super) struct Connections {
     pub(super) max_concurrent_streams: u32,
     pub(super) handshake_timeout: Duration,
     pub(super) request_body_timeout: Duration,
+    pub(super) admin_header_timeout: Duration,
     pub(super) keepalive_interval: Duration,
     pub(super) keepalive_timeout: Duration,
 }
@@ -69,12 +80,14 @@ impl ConnectionArgs {
         );
         let handshake = p.duration("handshake-timeout", &self.handshake_timeout);
         let body = p.duration("request-body-timeout", &self.request_body_timeout);
+        let admin_header = p.duration("admin-header-timeout", &self.admin_header_timeout);
         let interval = p.duration("http2-keepalive-interval", &self.http2_keepalive_interval);
         let timeout = p.duration("http2-keepalive-timeout", &self.http2_keepalive_timeout);
         Some(Connections {
             max_concurrent_streams: streams?,
             handshake_timeout: handshake?,
             request_body_timeout: body?,
+            admin_header_timeout: admin_header?,
             keepalive_interval: interval?,
             keepalive_timeout: timeout?,
         })
@@ -105,6 +118,7 @@ mod tests {
         assert_eq!(s.max_concurrent_streams, 128);
         assert_eq!(s.handshake_timeout, Duration::from_secs(10));
         assert_eq!(s.request_body_timeout, Duration::from_secs(5));
+        assert_eq!(s.admin_header_timeout, Duration::from_secs(30));
         assert_eq!(s.keepalive_interval, Duration::from_secs(60));
         assert_eq!(s.keepalive_timeout, Duration::from_secs(20));
         let s = server(&["--max-concurrent-streams=16", "--handshake-timeout=2s"]).unwrap();

@@ -50,6 +50,9 @@ pub struct AdminState {
     pub draining: Arc<AtomicBool>,
     /// The service.
     pub probe: Arc<dyn Probe>,
+    /// How long a request's head may take to arrive, the first or the next
+    /// on a kept-alive connection (`--admin-header-timeout`).
+    pub header_timeout: std::time::Duration,
 }
 
 fn text(status: u16, body: impl Into<Bytes>, content_type: &'static str) -> Response<Full<Bytes>> {
@@ -110,9 +113,18 @@ pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Futu
             (stream, _) = listener.accept() => stream,
         };
         let state = state.clone();
+        let header_timeout = state.header_timeout;
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| route(state.clone(), req));
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // A request's head must come within the timeout, the next one
+            // on a kept-alive connection too: a half-sent or idle connection
+            // is closed then.
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

@@ -66,6 +66,9 @@ pub struct ServerSettings {
     pub handshake_timeout: Duration,
     /// How long a call's request message may take to arrive.
     pub request_body_timeout: Duration,
+    /// How long an admin request's head may take to arrive, the first or
+    /// the next on a kept-alive connection.
+    pub admin_header_timeout: Duration,
     /// How often an HTTP/2 PING checks a connection that has been quiet.
     pub keepalive_interval: Duration,
     /// How long a PING's answer may take before the connection is closed.
@@ -83,6 +86,7 @@ impl Default for ServerSettings {
             max_concurrent_streams: 128,
             handshake_timeout: Duration::from_secs(10),
             request_body_timeout: Duration::from_secs(5),
+            admin_header_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
         }
@@ -140,6 +144,7 @@ pub async fn run<S: IdentityService>(
         let state = admin::AdminState {
             draining: draining.clone(),
             probe,
+            header_timeout: settings.admin_header_timeout,
         };
         tokio::spawn(admin::serve(admin, state, async {
             let _ = admin_stopped.await;
