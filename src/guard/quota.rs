@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::domain::{Error, FetchFor, OperationName};
+use crate::rate::TokenBucket;
 use crate::telemetry::metrics::metrics;
 
 /// Cognito Identity's default quotas, requests a second per account and
@@ -118,14 +119,11 @@ impl QuotaSettings {
 /// One operation's bucket.
 #[derive(Debug)]
 struct Budget {
-    rate: f64,
-    burst: f64,
-    /// When the calls of the last second went, at most `per_second`.
+    /// Spaces the calls out.
+    bucket: TokenBucket,
+    /// When the calls of the last [`WINDOW`] went, at most `per_second`.
     sent: VecDeque<Instant>,
     per_second: usize,
-    /// Below zero: slots promised to callers still waiting.
-    tokens: f64,
-    at: Instant,
 }
 
 impl Budget {
@@ -133,55 +131,31 @@ impl Budget {
     /// as the burst and the rest as the rate, so that no one-second window
     /// ever holds more than `quota` calls (for budgets of 2 a second and
     /// more; below, one call of burst is the least).
-    fn new(quota: f64, now: Instant) -> Self {
+    fn new(quota: f64) -> Self {
         let burst = (quota / 10.0).max(1.0);
         let rate = (quota - burst).max(quota / 2.0);
         let per_second = (quota.floor() as usize).max(1);
         Self {
-            rate,
-            burst,
+            bucket: TokenBucket::with_burst(rate, burst),
             sent: VecDeque::with_capacity(per_second),
             per_second,
-            tokens: burst,
-            at: now,
         }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.at = self.at.max(now);
     }
 
     /// A slot for a caller that may wait up to `max_wait`: how long to wait
     /// for it, or, refused, when one would have come.
     fn reserve(&mut self, now: Instant, max_wait: Duration) -> Result<Duration, Duration> {
-        self.refill(now);
-        self.tokens -= 1.0;
-        if self.tokens >= 0.0 {
-            return Ok(Duration::ZERO);
-        }
-        let wait = Duration::from_secs_f64(-self.tokens / self.rate);
-        if wait > max_wait {
-            self.tokens += 1.0;
-            return Err(wait);
-        }
-        Ok(wait)
+        self.bucket.reserve(now, max_wait)
     }
 
     /// A slot for a background refresh: only from an unused half of the
     /// burst, never waited for.
     fn spare(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens < 1.0 + self.burst / 2.0 {
-            return false;
-        }
-        self.tokens -= 1.0;
-        true
+        self.bucket.level(now) >= 1.0 + self.bucket.capacity() / 2.0 && self.bucket.try_take(now)
     }
 
     fn give_back(&mut self) {
-        self.tokens = (self.tokens + 1.0).min(self.burst);
+        self.bucket.give_back();
     }
 
     /// Records a call going at `now`, if the [`WINDOW`] before holds fewer
@@ -235,7 +209,6 @@ impl Drop for Reserved<'_> {
 impl Quotas {
     /// Full budgets, spent on `clock`'s time.
     pub fn new(settings: QuotaSettings, clock: Clock) -> Self {
-        let now = clock.now();
         for operation in OperationName::ALL {
             metrics().upstream_quota_rate(operation.as_str(), settings.rate(operation));
         }
@@ -243,7 +216,7 @@ impl Quotas {
             budgets: OperationName::ALL.map(|operation| {
                 settings
                     .rate(operation)
-                    .map(|rate| Mutex::new(Budget::new(rate, now)))
+                    .map(|rate| Mutex::new(Budget::new(rate)))
             }),
             clock,
         }
@@ -322,7 +295,7 @@ fn take(budget: &Mutex<Budget>, purpose: FetchFor, clock: &Clock) -> Taken {
     };
     match purpose {
         FetchFor::Refresh if bucket.spare(now) => Taken::Now,
-        FetchFor::Refresh => Taken::Refused(Duration::from_secs_f64(1.0 / bucket.rate)),
+        FetchFor::Refresh => Taken::Refused(Duration::from_secs_f64(1.0 / bucket.bucket.rate())),
         FetchFor::Caller(deadline) => {
             // Deadlines are real time; the budget is on the clock's.
             let max_wait = deadline.map_or(NO_DEADLINE_WAIT, |d| {
@@ -371,7 +344,7 @@ mod tests {
     fn callers_past_the_burst_wait_in_turn_and_are_refused_past_their_deadline() {
         let t0 = Instant::now();
         // 25 a second: 2.5 of burst, 22.5 a second after it.
-        let mut b = Budget::new(25.0, t0);
+        let mut b = Budget::new(25.0);
         let long = Duration::from_secs(10);
         let ms = |n: f64| Duration::from_secs_f64(n / 22.5);
         assert_eq!(b.reserve(t0, long), Ok(Duration::ZERO));
@@ -401,7 +374,7 @@ mod tests {
     #[test]
     fn no_second_holds_more_than_the_budget() {
         let t0 = Instant::now();
-        let mut b = Budget::new(50.0, t0);
+        let mut b = Budget::new(50.0);
         // Callers as fast as they come, for 10 s: when each call goes.
         let mut sent = Vec::new();
         let mut now = t0;
@@ -413,7 +386,7 @@ mod tests {
         }
         // However late the waiters wake (here: 150 ms), the calls that go
         // are held to the budget.
-        let mut held = Budget::new(50.0, t0);
+        let mut held = Budget::new(50.0);
         let mut went = Vec::new();
         for (i, &slot) in sent.iter().enumerate() {
             let mut at = slot + Duration::from_millis(if i % 7 == 0 { 150 } else { 0 });
@@ -431,7 +404,7 @@ mod tests {
     #[test]
     fn refreshes_take_only_what_callers_leave() {
         let t0 = Instant::now();
-        let mut b = Budget::new(200.0, t0);
+        let mut b = Budget::new(200.0);
         // A full bucket (20) has spare slots, down to half the burst.
         let spare = (0..20).filter(|_| b.spare(t0)).count();
         assert_eq!(spare, 10);
