@@ -63,38 +63,13 @@ impl<U: Upstream> Gateway<U> {
 
     /// Guards the upstream with `settings`: a limit on the callers waiting
     /// on it, the circuit breaker, the quota budgets.
-    pub fn with_guard(self, settings: GuardSettings) -> Self {
-        let Self {
-            backend,
-            cache,
-            policy,
-            audit,
-            clock,
-        } = self;
-        let upstream = match Arc::try_unwrap(backend) {
-            Ok(backend) => backend.upstream,
-            // Only ever called while the gateway is being built, when
-            // nothing else holds it yet.
-            Err(backend) => {
-                return Self {
-                    backend,
-                    cache,
-                    policy,
-                    audit,
-                    clock,
-                };
-            }
-        };
-        Self {
-            backend: Arc::new(Backend {
-                upstream,
-                guard: Guard::new(settings, clock.clone()),
-            }),
-            cache,
-            policy,
-            audit,
-            clock,
+    pub fn with_guard(mut self, settings: GuardSettings) -> Self {
+        // Only the gateway holds its backend until it serves, and this is
+        // called while it is being built.
+        if let Some(backend) = Arc::get_mut(&mut self.backend) {
+            backend.guard = Guard::new(settings, self.clock.clone());
         }
+        self
     }
 
     /// The upstream's guard.
