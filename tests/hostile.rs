@@ -190,7 +190,6 @@ async fn out_of_file_descriptors_the_accept_loops_pause_and_stay_quiet() {
 
 #[tokio::test]
 async fn a_connection_that_never_sends_its_preface_is_closed_after_the_handshake_timeout() {
-    use tokio::io::AsyncReadExt;
     let (url, _emulator) = start_emulator().await;
     let settings = cognito_identity_gateway::server::ServerSettings {
         handshake_timeout: Duration::from_millis(500),
@@ -198,23 +197,8 @@ async fn a_connection_that_never_sends_its_preface_is_closed_after_the_handshake
     };
     let gateway = TestGateway::start_with(emulator_upstream(&url).await, settings).await;
     let mut silent = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
-    let started = Instant::now();
-    let mut buf = [0u8; 64];
     // The server may send its SETTINGS first; it then closes the connection.
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match silent.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(
-        closed.is_ok(),
-        "the silent connection is still open after 5 s"
-    );
-    let took = started.elapsed();
+    let took = until_closed(&mut silent).await;
     println!("a silent connection was closed after {took:?}");
     assert!(took >= Duration::from_millis(450), "{took:?}");
     // A client that speaks is served as before.
@@ -420,7 +404,7 @@ async fn streams_that_never_finish_their_message_hold_no_slot() {
 
 #[tokio::test]
 async fn admin_connections_half_sent_or_idle_are_closed_after_the_header_timeout() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let (url, _emulator) = start_emulator().await;
     let settings = cognito_identity_gateway::server::ServerSettings {
         admin_header_timeout: Duration::from_millis(500),
@@ -433,17 +417,6 @@ async fn admin_connections_half_sent_or_idle_are_closed_after_the_header_timeout
     );
     let gateway = TestGateway::serve_with_admin(std::sync::Arc::new(gateway), settings).await;
     let admin = ("127.0.0.1", gateway.admin.unwrap());
-    /// Reads until the server closes the connection; how long it took.
-    async fn until_closed(stream: &mut tokio::net::TcpStream) -> Duration {
-        let started = Instant::now();
-        let mut buf = [0u8; 1024];
-        let closed = tokio::time::timeout(Duration::from_secs(5), async {
-            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
-        })
-        .await;
-        assert!(closed.is_ok(), "still open after 5 s");
-        started.elapsed()
-    }
     // Half a request's head.
     let mut half = tokio::net::TcpStream::connect(admin).await.unwrap();
     half.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
@@ -461,4 +434,18 @@ async fn admin_connections_half_sent_or_idle_are_closed_after_the_header_timeout
     println!("an idle kept-alive admin connection was closed after {took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
     gateway.stop().await;
+}
+
+/// Reads until the server closes the connection (5 s at most); how long
+/// it took.
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    assert!(closed.is_ok(), "still open after 5 s");
+    started.elapsed()
 }
