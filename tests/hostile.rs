@@ -145,7 +145,15 @@ async fn out_of_file_descriptors_the_accept_loops_pause_and_stay_quiet() {
         let _ = log.read_to_string(&mut text);
         text
     });
-    support::binary::connect(port).await;
+    let _serial = SERIAL.lock().await;
+    let channel = support::binary::connect(port).await;
+    let hot = support::developer("hot", 900);
+    pb::cognito_identity_service_client::CognitoIdentityServiceClient::new(channel)
+        .get_open_id_token_for_developer_identity(hot.clone())
+        .await
+        .unwrap();
+    // A client connected before the descriptors run out.
+    let probe = Probe::start(port, hot);
     // More connections than the process has descriptors left for.
     let mut held = Vec::new();
     for _ in 0..100 {
@@ -170,6 +178,7 @@ async fn out_of_file_descriptors_the_accept_loops_pause_and_stay_quiet() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let used = (cpu_ticks(child.id()) - before) as f64 / 100.0;
     let share = used / started.elapsed().as_secs_f64();
+    let (hit, checked, probes) = probe.stop();
     drop((held, admin_conn));
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -179,9 +188,12 @@ async fn out_of_file_descriptors_the_accept_loops_pause_and_stay_quiet() {
     let log = log.join().unwrap();
     let complaints = log.lines().filter(|l| l.contains("cannot accept")).count();
     println!(
-        "out of descriptors: {:.1} % of a core over 3 s; {complaints} log lines",
+        "out of descriptors: {:.1} % of a core over 3 s; {complaints} log lines; \
+         the slowest of {probes} cache hits {hit:?}, of health checks {checked:?}",
         share * 100.0
     );
+    assert!(hit < Duration::from_millis(50), "{hit:?}");
+    assert!(checked < Duration::from_millis(50), "{checked:?}");
     assert!(share < 0.30, "{:.1} % of a core", share * 100.0);
     assert!(complaints >= 1, "the condition is logged: {log}");
     assert!(complaints <= 10, "at most once a second a listener: {log}");
@@ -325,6 +337,7 @@ async fn the_stream_limit_is_advertised_in_settings() {
 
 #[tokio::test]
 async fn streams_that_never_finish_their_message_hold_no_slot() {
+    let _serial = SERIAL.lock().await;
     let (url, _emulator) = start_emulator().await;
     let settings = cognito_identity_gateway::server::ServerSettings {
         concurrency_limit: 64,
@@ -360,26 +373,15 @@ async fn streams_that_never_finish_their_message_hold_no_slot() {
             stalled.push((response, stream));
         }
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // Meanwhile a cache hit and a health check on another connection.
-    let started = Instant::now();
-    client
-        .get_open_id_token_for_developer_identity(hot)
-        .await
-        .expect("a cache hit is served");
-    let hit = started.elapsed();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(gateway.channel().await);
-    let started = Instant::now();
-    let status = health
-        .check(tonic_health::pb::HealthCheckRequest::default())
-        .await
-        .expect("health is answered")
-        .into_inner()
-        .status;
-    let checked = started.elapsed();
-    println!("with 200 stalled streams: a cache hit in {hit:?}, a health check in {checked:?}");
-    assert_eq!(status, 1);
-    assert!(hit < Duration::from_millis(250) && checked < Duration::from_millis(250));
+    let probe = Probe::start(gateway.addr.port(), hot);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (hit, checked, probes) = probe.stop();
+    println!(
+        "with 200 stalled streams: the slowest of {probes} cache hits {hit:?}, of health checks {checked:?}"
+    );
+    assert!(hit < Duration::from_millis(50), "{hit:?}");
+    assert!(checked < Duration::from_millis(50), "{checked:?}");
     // The stalled streams end with REQUEST_BODY_TIMEOUT.
     let (response, _stream) = stalled.pop().unwrap();
     let response = tokio::time::timeout(Duration::from_secs(5), response)
@@ -448,4 +450,348 @@ async fn until_closed(stream: &mut tokio::net::TcpStream) -> Duration {
     .await;
     assert!(closed.is_ok(), "still open after 5 s");
     started.elapsed()
+}
+
+/// Tests that measure how fast the gateway answers take turns, so that no
+/// other test of this file loads the machine meanwhile.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A client on a thread and a connection of its own that, until stopped,
+/// asks the gateway on 127.0.0.1:`port` for `hot` (a cache hit) and for
+/// its health every 100 ms, and keeps the slowest answers.
+struct Probe {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<(Duration, Duration, usize)>,
+}
+
+impl Probe {
+    fn start(port: u16, hot: pb::GetOpenIdTokenForDeveloperIdentityRequest) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let channel = support::binary::connect(port).await;
+                let mut client =
+                    pb::cognito_identity_service_client::CognitoIdentityServiceClient::new(
+                        channel.clone(),
+                    );
+                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+                ready_tx.send(()).unwrap();
+                let (mut hit, mut check, mut probes) = (Duration::ZERO, Duration::ZERO, 0);
+                while stopped.try_recv().is_err() {
+                    let asked = Instant::now();
+                    client
+                        .get_open_id_token_for_developer_identity(hot.clone())
+                        .await
+                        .expect("a cache hit is served");
+                    hit = hit.max(asked.elapsed());
+                    let asked = Instant::now();
+                    let status = health
+                        .check(tonic_health::pb::HealthCheckRequest::default())
+                        .await
+                        .expect("health is answered")
+                        .into_inner()
+                        .status;
+                    check = check.max(asked.elapsed());
+                    assert_eq!(status, 1, "SERVING");
+                    probes += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                (hit, check, probes)
+            })
+        });
+        ready.recv().expect("the probe connects");
+        Self { stop, thread }
+    }
+
+    /// The slowest cache hit, the slowest health check, and how many of
+    /// each were asked for.
+    fn stop(self) -> (Duration, Duration, usize) {
+        let _ = self.stop.send(());
+        self.thread.join().expect("the probe ran")
+    }
+}
+
+/// A gRPC call's stream on a raw HTTP/2 connection (the h2 crate): a
+/// client that does as it likes with its streams.
+fn grpc_stream(
+    h2: &mut h2::client::SendRequest<Bytes>,
+    path: &str,
+) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let request = http::Request::post(format!("http://x{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    h2.send_request(request, false).unwrap()
+}
+
+/// `message` behind its gRPC prefix.
+fn framed(message: &[u8]) -> Bytes {
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(message);
+    framed.into()
+}
+
+/// The grpc-status a call's response ends with, trailers-only or after
+/// its messages; `None` when its stream was reset instead.
+async fn grpc_status(response: h2::client::ResponseFuture) -> Option<String> {
+    let response = response.await.ok()?;
+    if let Some(status) = response.headers().get("grpc-status") {
+        return Some(status.to_str().unwrap().to_owned());
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.ok()?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await.ok()??;
+    Some(trailers.get("grpc-status")?.to_str().unwrap().to_owned())
+}
+
+/// A raw HTTP/2 connection to `addr`, driven on a task of its own.
+async fn raw_connection(
+    addr: std::net::SocketAddr,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    (h2, tokio::spawn(connection))
+}
+
+const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+
+#[tokio::test]
+async fn a_connection_with_no_call_in_flight_is_closed_after_the_idle_timeout() {
+    let (url, _emulator) = start_emulator().await;
+    let settings = cognito_identity_gateway::server::ServerSettings {
+        idle_timeout: Duration::from_millis(500),
+        request_body_timeout: Duration::from_millis(1500),
+        ..Default::default()
+    };
+    let gateway = TestGateway::start_with(emulator_upstream(&url).await, settings).await;
+
+    // A call, then nothing: closed the idle timeout after the call ended.
+    let (mut h2, connection) = raw_connection(gateway.addr).await;
+    let (response, mut stream) = grpc_stream(&mut h2, HEALTH_CHECK);
+    stream.send_data(framed(&[]), true).unwrap();
+    assert_eq!(grpc_status(response).await.as_deref(), Some("0"));
+    let answered = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("closed within 5 s")
+        .unwrap()
+        .expect("a clean close");
+    let idle = answered.elapsed();
+    println!("an idle connection was closed {idle:?} after its last call");
+    assert!(idle >= Duration::from_millis(450), "{idle:?}");
+
+    // A call in flight keeps its connection open past the idle timeout:
+    // a stream whose message never comes is answered at the body timeout
+    // (1.5 s), and only then does the idle timeout start.
+    let (mut h2, connection) = raw_connection(gateway.addr).await;
+    let (response, mut stream) = grpc_stream(&mut h2, GET_ID);
+    stream
+        .send_data(Bytes::from_static(&[0, 0, 0, 0, 9]), false)
+        .unwrap();
+    let opened = Instant::now();
+    assert_eq!(grpc_status(response).await.as_deref(), Some("4"));
+    let answered = opened.elapsed();
+    assert!(answered >= Duration::from_millis(1400), "{answered:?}");
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("closed within 5 s")
+        .unwrap()
+        .expect("a clean close");
+    let open = opened.elapsed();
+    println!("a connection with a call in flight for {answered:?} was closed after {open:?}");
+    assert!(open >= answered + Duration::from_millis(450), "{open:?}");
+
+    // A health Watch is a call in flight for as long as it streams.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(gateway.channel().await);
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().status, 1);
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), watch.message()).await;
+    assert!(quiet.is_err(), "the watch ended early: {quiet:?}");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_leaves_the_other_calls_on_its_connection_alone() {
+    use cognito_identity_gateway::server::MAX_REQUEST_BYTES;
+    let (url, _emulator) = start_emulator().await;
+    let gateway = TestGateway::start(emulator_upstream(&url).await).await;
+    let (mut h2, connection) = raw_connection(gateway.addr).await;
+    // Opened first, answered last: a health check whose message is sent
+    // once the others have broken.
+    let (survivor, mut survivor_stream) = grpc_stream(&mut h2, HEALTH_CHECK);
+    // Bytes that are no GetIdRequest.
+    let (malformed, mut stream) = grpc_stream(&mut h2, GET_ID);
+    stream.send_data(framed(&[0xff, 0xff, 0xff]), true).unwrap();
+    // A message longer than any valid request.
+    let (too_long, mut stream) = grpc_stream(&mut h2, GET_ID);
+    let prefix = u32::try_from(MAX_REQUEST_BYTES + 1).unwrap().to_be_bytes();
+    stream
+        .send_data(
+            Bytes::from(vec![0, prefix[0], prefix[1], prefix[2], prefix[3]]),
+            false,
+        )
+        .unwrap();
+    // Half a message, then the client resets the stream.
+    let (reset, mut stream) = grpc_stream(&mut h2, GET_ID);
+    stream
+        .send_data(Bytes::from_static(&[0, 0, 0, 0, 50, 10]), false)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream.send_reset(h2::Reason::CANCEL);
+    assert_eq!(grpc_status(malformed).await.as_deref(), Some("3"));
+    assert_eq!(grpc_status(too_long).await.as_deref(), Some("3"));
+    assert_eq!(grpc_status(reset).await, None);
+    // The connection and its first call are untouched.
+    survivor_stream.send_data(framed(&[]), true).unwrap();
+    assert_eq!(grpc_status(survivor).await.as_deref(), Some("0"));
+    let (response, mut stream) = grpc_stream(&mut h2, HEALTH_CHECK);
+    stream.send_data(framed(&[]), true).unwrap();
+    assert_eq!(grpc_status(response).await.as_deref(), Some("0"));
+    assert!(!connection.is_finished());
+    connection.abort();
+    gateway.stop().await;
+}
+
+/// The resident set of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// The RSS the gateway stays under while every attack of this file runs
+/// against it, with its default limits (README, "Broken and hostile
+/// clients").
+const RSS_BOUND: u64 = 256 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_largest_messages_on_every_stream_stay_within_the_memory_bound() {
+    use cognito_identity_gateway::server::MAX_REQUEST_BYTES;
+    let port = support::loopback::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut child, log) = support::binary::gateway(
+        &[
+            "--emulator",
+            "--listen",
+            &listen,
+            "--admin-listen",
+            "off",
+            "--request-body-timeout",
+            "3s",
+        ],
+        &[],
+    );
+    let pid = child.id();
+    let _serial = SERIAL.lock().await;
+    let channel = support::binary::connect(port).await;
+    let mut client =
+        pb::cognito_identity_service_client::CognitoIdentityServiceClient::new(channel);
+    let hot = support::developer("hot", 900);
+    client
+        .get_open_id_token_for_developer_identity(hot.clone())
+        .await
+        .unwrap();
+    let before = rss(pid);
+
+    // 8 connections of 128 streams, each declaring a message of the
+    // largest size decoded and sending all of it but its last byte:
+    // 1.1 GiB, were it all held.
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let mut prefixed = vec![0u8];
+    prefixed.extend_from_slice(&u32::try_from(MAX_REQUEST_BYTES).unwrap().to_be_bytes());
+    prefixed.resize(5 + MAX_REQUEST_BYTES - 1, b'x');
+    let almost = Bytes::from(prefixed);
+    let mut attackers = Vec::new();
+    for _ in 0..8 {
+        let almost = almost.clone();
+        attackers.push(tokio::spawn(async move {
+            let (mut h2, connection) = raw_connection(addr).await;
+            let mut answers = Vec::new();
+            let mut streams = Vec::new();
+            for _ in 0..128 {
+                h2 = h2.ready().await.unwrap();
+                let (response, mut stream) = grpc_stream(&mut h2, GET_ID);
+                let _ = stream.send_data(almost.clone(), false);
+                answers.push(tokio::spawn(grpc_status(response)));
+                streams.push(stream);
+            }
+            let mut statuses = Vec::new();
+            for answer in answers {
+                statuses.push(answer.await.unwrap());
+            }
+            drop(streams);
+            connection.abort();
+            statuses
+        }));
+    }
+    // Meanwhile: the peak RSS, and a cache hit and a health check on
+    // another connection every 100 ms.
+    let probe = Probe::start(port, hot);
+    let mut peak = before;
+    let started = Instant::now();
+    while attackers.iter().any(|a| !a.is_finished()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the attack never ended"
+        );
+        peak = peak.max(rss(pid));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (slowest_hit, slowest_check, probes) = probe.stop();
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    for attacker in attackers {
+        for status in attacker.await.unwrap() {
+            *statuses
+                .entry(status.unwrap_or_else(|| "reset".into()))
+                .or_default() += 1;
+        }
+    }
+    let after = rss(pid);
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let log = log.join().unwrap();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "1024 streams of near-largest messages: RSS {:.0} MiB before, {:.0} MiB at the peak, {:.0} MiB after; \
+         the slowest of {probes} cache hits {slowest_hit:?}, of health checks {slowest_check:?}; answers by grpc-status {statuses:?}",
+        mib(before),
+        mib(peak),
+        mib(after)
+    );
+    assert!(peak < RSS_BOUND, "{:.0} MiB", mib(peak));
+    assert!(slowest_hit < Duration::from_millis(50), "{slowest_hit:?}");
+    assert!(
+        slowest_check < Duration::from_millis(50),
+        "{slowest_check:?}"
+    );
+    // Past the budget, streams are refused at once (RESOURCE_EXHAUSTED);
+    // those within it wait out the body timeout (DEADLINE_EXCEEDED).
+    assert!(statuses.get("8").copied().unwrap_or(0) > 0, "{statuses:?}");
+    assert_eq!(statuses.values().sum::<usize>(), 1024);
+    assert_eq!(status.code(), Some(0), "{log}");
 }

@@ -32,6 +32,26 @@ pub struct ConnectionArgs {
     )]
     pub request_body_timeout: String,
 
+    /// Bytes that request messages still arriving may hold, all connections
+    /// together (B, KiB, MiB or GiB): a message that would need more is
+    /// refused at once (RESOURCE_EXHAUSTED, REQUEST_BUFFER_FULL). A message
+    /// that arrives whole holds nothing, so is never refused this way.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_MAX_BUFFERED_REQUEST_BYTES",
+        default_value = "64MiB"
+    )]
+    pub max_buffered_request_bytes: String,
+
+    /// How long a connection with no call in flight is kept open before the
+    /// gateway closes it (clients reconnect on their next call).
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CONNECTION_IDLE_TIMEOUT",
+        default_value = "5m"
+    )]
+    pub connection_idle_timeout: String,
+
     /// How long a request's head may take to arrive on the admin listener,
     /// the first or the next on a kept-alive connection: a half-sent or
     /// idle admin connection is closed then.
@@ -65,6 +85,8 @@ pub(super) struct Connections {
     pub(super) max_concurrent_streams: u32,
     pub(super) handshake_timeout: Duration,
     pub(super) request_body_timeout: Duration,
+    pub(super) max_buffered_request_bytes: usize,
+    pub(super) idle_timeout: Duration,
     pub(super) admin_header_timeout: Duration,
     pub(super) keepalive_interval: Duration,
     pub(super) keepalive_timeout: Duration,
@@ -80,6 +102,25 @@ impl ConnectionArgs {
         );
         let handshake = p.duration("handshake-timeout", &self.handshake_timeout);
         let body = p.duration("request-body-timeout", &self.request_body_timeout);
+        let buffered = p
+            .bytes(
+                "max-buffered-request-bytes",
+                &self.max_buffered_request_bytes,
+            )
+            .map(|b| usize::try_from(b).unwrap_or(usize::MAX))
+            .and_then(|b| {
+                // Room for one largest request message at least.
+                let least = crate::server::MAX_REQUEST_BYTES + 5;
+                let enough = if b >= least {
+                    Ok(b)
+                } else {
+                    Err(format!(
+                        "{b} bytes: must be at least {least}, room for the largest request message"
+                    ))
+                };
+                p.check("max-buffered-request-bytes", enough)
+            });
+        let idle = p.duration("connection-idle-timeout", &self.connection_idle_timeout);
         let admin_header = p.duration("admin-header-timeout", &self.admin_header_timeout);
         let interval = p.duration("http2-keepalive-interval", &self.http2_keepalive_interval);
         let timeout = p.duration("http2-keepalive-timeout", &self.http2_keepalive_timeout);
@@ -87,6 +128,8 @@ impl ConnectionArgs {
             max_concurrent_streams: streams?,
             handshake_timeout: handshake?,
             request_body_timeout: body?,
+            max_buffered_request_bytes: buffered?,
+            idle_timeout: idle?,
             admin_header_timeout: admin_header?,
             keepalive_interval: interval?,
             keepalive_timeout: timeout?,
@@ -118,11 +161,19 @@ mod tests {
         assert_eq!(s.max_concurrent_streams, 128);
         assert_eq!(s.handshake_timeout, Duration::from_secs(10));
         assert_eq!(s.request_body_timeout, Duration::from_secs(5));
+        assert_eq!(s.max_buffered_request_bytes, 64 << 20);
+        assert_eq!(s.idle_timeout, Duration::from_secs(300));
         assert_eq!(s.admin_header_timeout, Duration::from_secs(30));
         assert_eq!(s.keepalive_interval, Duration::from_secs(60));
         assert_eq!(s.keepalive_timeout, Duration::from_secs(20));
-        let s = server(&["--max-concurrent-streams=16", "--handshake-timeout=2s"]).unwrap();
+        let s = server(&[
+            "--max-concurrent-streams=16",
+            "--handshake-timeout=2s",
+            "--max-buffered-request-bytes=8MiB",
+        ])
+        .unwrap();
         assert_eq!(s.max_concurrent_streams, 16);
+        assert_eq!(s.max_buffered_request_bytes, 8 << 20);
         assert_eq!(s.handshake_timeout, Duration::from_secs(2));
         let err = server(&[
             "--max-concurrent-streams=0",

@@ -493,6 +493,8 @@ impl Cli {
                     max_concurrent_streams: connections.max_concurrent_streams,
                     handshake_timeout: connections.handshake_timeout,
                     request_body_timeout: connections.request_body_timeout,
+                    max_buffered_request_bytes: connections.max_buffered_request_bytes,
+                    idle_timeout: connections.idle_timeout,
                     admin_header_timeout: connections.admin_header_timeout,
                     keepalive_interval: connections.keepalive_interval,
                     keepalive_timeout: connections.keepalive_timeout,

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Who is calling, as the connection or the mesh in front of it says.
 /// Cheap to clone: a connection's caller travels with each of its calls.
@@ -27,6 +28,71 @@ pub struct Peer {
     /// `Some` on a TLS connection: the caller its client certificate names,
     /// [`Caller::Anonymous`] when it showed none. `None` on plaintext.
     pub certified: Option<Caller>,
+    /// The connection's calls in flight, which the server counts to close
+    /// connections that stay idle.
+    pub activity: Activity,
+}
+
+/// A connection's calls in flight and since when it has had none: each
+/// call holds an [`InFlight`] while it runs, and the connection reads
+/// [`Activity::idle_for`]. Cheap to clone (one shared count); the default
+/// counts nothing, for a call that came on no counted connection.
+#[derive(Clone, Debug, Default)]
+pub struct Activity(Option<Arc<Counts>>);
+
+#[derive(Debug)]
+struct Counts {
+    /// The connection's start, which `idle_since` counts from.
+    start: std::time::Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `start` to when the last call in flight ended.
+    idle_since: AtomicU64,
+}
+
+/// A call in flight on its connection, ended when dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<Counts>);
+
+impl Activity {
+    /// A count for a connection opened now.
+    pub fn new() -> Self {
+        Self(Some(Arc::new(Counts {
+            start: std::time::Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+        })))
+    }
+
+    /// Counts a call until the returned guard is dropped; `None` when
+    /// nothing is counted.
+    pub fn call(&self) -> Option<InFlight> {
+        let counts = self.0.as_ref()?;
+        counts.in_flight.fetch_add(1, Ordering::AcqRel);
+        Some(InFlight(counts.clone()))
+    }
+
+    /// How long the connection has had no call in flight at `now`; `None`
+    /// while one is (or when nothing is counted).
+    pub fn idle_for(&self, now: std::time::Instant) -> Option<std::time::Duration> {
+        let counts = self.0.as_ref()?;
+        if counts.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = counts.start
+            + std::time::Duration::from_millis(counts.idle_since.load(Ordering::Acquire));
+        Some(now.saturating_duration_since(since))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let counts = &self.0;
+        let millis = u64::try_from(counts.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // The time first, then the count: a reader that sees no call in
+        // flight sees when the last one ended.
+        counts.idle_since.fetch_max(millis, Ordering::AcqRel);
+        counts.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What travels with every request into the domain.

@@ -150,6 +150,17 @@ pub enum Error {
         limit: usize,
     },
 
+    /// Request messages still arriving hold as many bytes as
+    /// `--max-buffered-request-bytes` allows, all connections together;
+    /// this one was not complete when it came.
+    #[error(
+        "request messages still arriving hold the gateway's limit of {limit} bytes; retry with backoff"
+    )]
+    RequestBufferFull {
+        /// The limit.
+        limit: usize,
+    },
+
     /// A fault of the gateway itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -177,6 +188,7 @@ impl Error {
             Error::UpstreamQuota { .. } => "UPSTREAM_QUOTA",
             Error::UpstreamBusy { .. } => "UPSTREAM_CONCURRENCY_LIMIT",
             Error::Overloaded { .. } => "CONCURRENCY_LIMIT",
+            Error::RequestBufferFull { .. } => "REQUEST_BUFFER_FULL",
             Error::Internal(_) => "INTERNAL",
         }
     }
@@ -199,7 +211,8 @@ impl Error {
             | Error::CircuitOpen { .. }
             | Error::UpstreamQuota { .. }
             | Error::UpstreamBusy { .. }
-            | Error::Overloaded { .. } => true,
+            | Error::Overloaded { .. }
+            | Error::RequestBufferFull { .. } => true,
             // A server fault behind an unreadable body (a proxy's 502 page).
             Error::BadResponse { status, .. } => *status >= 500,
             Error::InvalidRequest(_)

@@ -15,7 +15,7 @@ pub mod validate;
 
 use std::future::Future;
 
-pub use context::{Caller, Deadline, Peer, RequestContext};
+pub use context::{Activity, Caller, Deadline, InFlight, Peer, RequestContext};
 pub use error::Error;
 pub use operation::{Answer, Caching, KeyFields, Lifetime, Operation, OperationName, Scope};
 pub use operations::{

@@ -211,7 +211,19 @@ impl Emulator {
                 ));
             }
         };
-        Ok(api::route(&self, &parts, &body).await)
+        Ok(self.answer(&parts, &body).await)
+    }
+
+    /// The answer to one request whose body has been read: the routing,
+    /// the parsing of the AWS JSON protocol and the SigV4 check, as a
+    /// connection's requests get them (public for the fuzz target, which
+    /// feeds it arbitrary requests).
+    pub async fn answer(
+        &self,
+        parts: &http::request::Parts,
+        body: &Bytes,
+    ) -> Response<Full<Bytes>> {
+        api::route(self, parts, body).await
     }
 }
 

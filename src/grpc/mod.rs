@@ -10,9 +10,7 @@ use std::time::SystemTime;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    Deadline, Error, GetCredentialsForIdentityInput, GetIdInput,
-    GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, IdentityService, OpenIdToken,
-    Operation, RequestContext, Violations,
+    Deadline, Error, IdentityService, OpenIdToken, Operation, RequestContext, Violations,
 };
 use crate::proto as pb;
 use crate::telemetry::rpc::CallNotes;
@@ -75,10 +73,57 @@ impl<S: IdentityService> GrpcApi<S> {
     }
 }
 
-/// proto3 cannot tell an empty string from an absent one; the model allows
-/// no empty strings, so empty means absent.
-fn present(value: String) -> Option<String> {
-    (!value.is_empty()).then_some(value)
+/// Each request message turned into its validated domain input: every
+/// check on a request's fields, in one place (public for the fuzz targets,
+/// which feed them what the decoder makes of arbitrary bytes).
+pub mod parse {
+    use super::pb;
+    use crate::domain::{
+        GetCredentialsForIdentityInput, GetIdInput, GetOpenIdTokenForDeveloperIdentityInput,
+        GetOpenIdTokenInput, Violations,
+    };
+
+    /// proto3 cannot tell an empty string from an absent one; the model
+    /// allows no empty strings, so empty means absent.
+    fn present(value: String) -> Option<String> {
+        (!value.is_empty()).then_some(value)
+    }
+
+    /// GetId.
+    pub fn get_id(m: pb::GetIdRequest) -> Result<GetIdInput, Violations> {
+        GetIdInput::parse(present(m.identity_pool_id), present(m.account_id), m.logins)
+    }
+
+    /// GetOpenIdToken.
+    pub fn get_open_id_token(
+        m: pb::GetOpenIdTokenRequest,
+    ) -> Result<GetOpenIdTokenInput, Violations> {
+        GetOpenIdTokenInput::parse(present(m.identity_id), m.logins)
+    }
+
+    /// GetOpenIdTokenForDeveloperIdentity.
+    pub fn get_open_id_token_for_developer_identity(
+        m: pb::GetOpenIdTokenForDeveloperIdentityRequest,
+    ) -> Result<GetOpenIdTokenForDeveloperIdentityInput, Violations> {
+        GetOpenIdTokenForDeveloperIdentityInput::parse(
+            present(m.identity_pool_id),
+            present(m.identity_id),
+            m.logins,
+            m.principal_tags,
+            m.token_duration_seconds,
+        )
+    }
+
+    /// GetCredentialsForIdentity.
+    pub fn get_credentials_for_identity(
+        m: pb::GetCredentialsForIdentityRequest,
+    ) -> Result<GetCredentialsForIdentityInput, Violations> {
+        GetCredentialsForIdentityInput::parse(
+            present(m.identity_id),
+            m.logins,
+            present(m.custom_role_arn),
+        )
+    }
 }
 
 fn timestamp(time: Option<SystemTime>) -> Option<prost_types::Timestamp> {
@@ -101,13 +146,9 @@ impl<S: IdentityService> pb::cognito_identity_service_server::CognitoIdentitySer
         &self,
         request: Request<pb::GetIdRequest>,
     ) -> Result<Response<pb::GetIdResponse>, Status> {
-        self.answer(
-            request,
-            |m| GetIdInput::parse(present(m.identity_pool_id), present(m.account_id), m.logins),
-            |out| pb::GetIdResponse {
-                identity_id: out.identity_id,
-            },
-        )
+        self.answer(request, parse::get_id, |out| pb::GetIdResponse {
+            identity_id: out.identity_id,
+        })
         .await
     }
 
@@ -115,18 +156,14 @@ impl<S: IdentityService> pb::cognito_identity_service_server::CognitoIdentitySer
         &self,
         request: Request<pb::GetOpenIdTokenRequest>,
     ) -> Result<Response<pb::GetOpenIdTokenResponse>, Status> {
-        self.answer(
-            request,
-            |m| GetOpenIdTokenInput::parse(present(m.identity_id), m.logins),
-            |token| {
-                let (identity_id, token, expires_at) = token_parts(token);
-                pb::GetOpenIdTokenResponse {
-                    identity_id,
-                    token,
-                    expires_at,
-                }
-            },
-        )
+        self.answer(request, parse::get_open_id_token, |token| {
+            let (identity_id, token, expires_at) = token_parts(token);
+            pb::GetOpenIdTokenResponse {
+                identity_id,
+                token,
+                expires_at,
+            }
+        })
         .await
     }
 
@@ -136,15 +173,7 @@ impl<S: IdentityService> pb::cognito_identity_service_server::CognitoIdentitySer
     ) -> Result<Response<pb::GetOpenIdTokenForDeveloperIdentityResponse>, Status> {
         self.answer(
             request,
-            |m| {
-                GetOpenIdTokenForDeveloperIdentityInput::parse(
-                    present(m.identity_pool_id),
-                    present(m.identity_id),
-                    m.logins,
-                    m.principal_tags,
-                    m.token_duration_seconds,
-                )
-            },
+            parse::get_open_id_token_for_developer_identity,
             |token| {
                 let (identity_id, token, expires_at) = token_parts(token);
                 pb::GetOpenIdTokenForDeveloperIdentityResponse {
@@ -161,28 +190,18 @@ impl<S: IdentityService> pb::cognito_identity_service_server::CognitoIdentitySer
         &self,
         request: Request<pb::GetCredentialsForIdentityRequest>,
     ) -> Result<Response<pb::GetCredentialsForIdentityResponse>, Status> {
-        self.answer(
-            request,
-            |m| {
-                GetCredentialsForIdentityInput::parse(
-                    present(m.identity_id),
-                    m.logins,
-                    present(m.custom_role_arn),
-                )
-            },
-            |out| {
-                let c = out.credentials;
-                pb::GetCredentialsForIdentityResponse {
-                    identity_id: out.identity_id,
-                    credentials: Some(pb::Credentials {
-                        access_key_id: c.access_key_id.into_exposed(),
-                        secret_key: c.secret_key.into_exposed(),
-                        session_token: c.session_token.into_exposed(),
-                        expiration: timestamp(c.expiration),
-                    }),
-                }
-            },
-        )
+        self.answer(request, parse::get_credentials_for_identity, |out| {
+            let c = out.credentials;
+            pb::GetCredentialsForIdentityResponse {
+                identity_id: out.identity_id,
+                credentials: Some(pb::Credentials {
+                    access_key_id: c.access_key_id.into_exposed(),
+                    secret_key: c.secret_key.into_exposed(),
+                    session_token: c.session_token.into_exposed(),
+                    expiration: timestamp(c.expiration),
+                }),
+            }
+        })
         .await
     }
 }

@@ -98,9 +98,10 @@ pub fn code_of(err: &Error) -> Code {
         Error::Unreachable(_) | Error::AuditUnavailable { .. } | Error::CircuitOpen { .. } => {
             Code::Unavailable
         }
-        Error::UpstreamQuota { .. } | Error::UpstreamBusy { .. } | Error::Overloaded { .. } => {
-            Code::ResourceExhausted
-        }
+        Error::UpstreamQuota { .. }
+        | Error::UpstreamBusy { .. }
+        | Error::Overloaded { .. }
+        | Error::RequestBufferFull { .. } => Code::ResourceExhausted,
         Error::UpstreamTimeout | Error::DeadlineExceeded => Code::DeadlineExceeded,
         // An unreadable 5xx is a server fault like InternalErrorException.
         Error::BadResponse { status, .. } if *status >= 500 => Code::Unavailable,
@@ -289,6 +290,11 @@ mod tests {
                 Error::Overloaded { limit: 1024 },
                 Code::ResourceExhausted,
                 "CONCURRENCY_LIMIT",
+            ),
+            (
+                Error::RequestBufferFull { limit: 1 << 26 },
+                Code::ResourceExhausted,
+                "REQUEST_BUFFER_FULL",
             ),
             (Error::Internal("x".into()), Code::Internal, "INTERNAL"),
         ];

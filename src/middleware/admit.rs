@@ -7,8 +7,18 @@
 //! no slot, and cannot deny service to everyone else. The body is read here
 //! within a timeout ([`AdmitLayer::new`]'s `body_timeout`, REQUEST_BODY_TIMEOUT
 //! past it), and refused unread past the largest message the API decodes
-//! (its gRPC length prefix says how long it will be). Health checks and
-//! reflection are never counted nor refused.
+//! (its gRPC length prefix says how long it will be). Health checks are read
+//! the same way but never counted nor refused a slot; reflection (a
+//! bidirectional stream) passes straight through.
+//!
+//! The bytes of messages that are still arriving are held against one
+//! budget for the whole process (`buffer_limit`): a message that needs
+//! more than is left is refused at once, RESOURCE_EXHAUSTED with the reason
+//! REQUEST_BUFFER_FULL, so that stalled bodies on any number of connections
+//! hold at most that much memory. A message that comes whole (the usual
+//! case: one DATA frame) is never held, so it is never refused this way,
+//! and a call goes on as soon as its message is complete, without waiting
+//! for the end of the stream.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,8 +34,12 @@ use tonic::Status;
 use tonic::body::Body;
 use tower::{BoxError, Layer, Service};
 
-use crate::domain::Error;
+use crate::domain::{Error, InFlight, Peer};
 use crate::proto::API_PREFIX;
+
+/// The path prefix of gRPC reflection, a bidirectional stream whose
+/// messages cannot be read ahead.
+const REFLECTION_PREFIX: &str = "/grpc.reflection.";
 
 /// The gRPC message prefix: a compression flag and a four-byte length.
 const PREFIX: usize = 5;
@@ -39,19 +53,34 @@ pub struct AdmitLayer {
     limit: usize,
     body_timeout: Duration,
     max_message: usize,
+    buffered: Arc<AtomicUsize>,
+    buffer_limit: usize,
 }
 
 impl AdmitLayer {
     /// At most `limit` calls at once, each admitted once its message (at
     /// most `max_message` bytes) has come, which it must within
-    /// `body_timeout`.
-    pub fn new(limit: usize, body_timeout: Duration, max_message: usize) -> Self {
+    /// `body_timeout`; messages still arriving hold at most `buffer_limit`
+    /// bytes together.
+    pub fn new(
+        limit: usize,
+        body_timeout: Duration,
+        max_message: usize,
+        buffer_limit: usize,
+    ) -> Self {
         Self {
             in_flight: Arc::new(AtomicUsize::new(0)),
             limit,
             body_timeout,
             max_message,
+            buffered: Arc::new(AtomicUsize::new(0)),
+            buffer_limit,
         }
+    }
+
+    /// Bytes held now by messages still arriving, all connections together.
+    pub fn buffered(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
     }
 
     /// A slot, if one is free.
@@ -90,6 +119,41 @@ impl Drop for Slot {
     }
 }
 
+/// What a message still arriving holds of the process's budget, given
+/// back when it is dropped. Nothing, and no reference to the budget, until
+/// a message is held incomplete.
+#[derive(Debug, Default)]
+pub struct Held {
+    budget: Option<Arc<AtomicUsize>>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Holds `bytes` in all, taking what more that needs from `budget`;
+    /// `false`, holding no more than before, when it would pass `limit`.
+    fn hold(&mut self, bytes: usize, budget: &Arc<AtomicUsize>, limit: usize) -> bool {
+        let Some(more) = bytes.checked_sub(self.bytes).filter(|&more| more > 0) else {
+            return true;
+        };
+        let before = budget.fetch_add(more, Ordering::AcqRel);
+        if before + more > limit {
+            budget.fetch_sub(more, Ordering::AcqRel);
+            return false;
+        }
+        self.budget.get_or_insert_with(|| budget.clone());
+        self.bytes = bytes;
+        true
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
+    }
+}
+
 /// The request body as it comes: usually one frame, kept as it is.
 #[derive(Debug, Default)]
 pub struct Received {
@@ -99,18 +163,29 @@ pub struct Received {
 }
 
 impl Received {
-    fn push(&mut self, data: Bytes) {
+    /// Adds what has come of a message that may be at most `max` bytes.
+    fn push(&mut self, data: Bytes, max: usize) {
         self.len += data.len();
+        let declared = self.declared();
         match (&mut self.first, &mut self.more) {
             (None, _) => self.first = Some(data),
             (Some(_), Some(more)) => more.extend_from_slice(&data),
             (Some(first), None) => {
-                let mut more = BytesMut::with_capacity(first.len() + data.len());
+                // Room for the whole message at once where its prefix has
+                // come: what is held is what the budget counts, with no
+                // doubling as it grows.
+                let whole = declared.map_or(0, |len| len.min(max).saturating_add(PREFIX));
+                let mut more = BytesMut::with_capacity(whole.max(self.len));
                 more.extend_from_slice(first);
                 more.extend_from_slice(&data);
                 self.more = Some(more);
             }
         }
+    }
+
+    /// The memory the message holds so far.
+    fn held(&self) -> usize {
+        self.more.as_ref().map_or(self.len, BytesMut::capacity)
     }
 
     /// The message's length as its prefix declares it, once it has come.
@@ -122,6 +197,12 @@ impl Received {
         };
         let bytes: [u8; 4] = head.get(1..PREFIX)?.try_into().ok()?;
         Some(u32::from_be_bytes(bytes) as usize)
+    }
+
+    /// Whether the whole first message has come.
+    fn complete(&self) -> bool {
+        self.declared()
+            .is_some_and(|len| self.len >= len.saturating_add(PREFIX))
     }
 
     fn into_bytes(self) -> Bytes {
@@ -145,15 +226,23 @@ pin_project_lite::pin_project! {
             parts: Option<http::request::Parts>,
             body: Option<Body>,
             received: Received,
+            held: Held,
             timer: Option<Pin<Box<Sleep>>>,
             inner: Option<S>,
             slots: AdmitLayer,
+            // Whether the call takes a slot (API calls, not health checks).
+            counted: bool,
+            in_flight: Option<InFlight>,
         },
-        /// The call, holding its slot (none for health and reflection).
+        /// The call, holding its slot (none for health and reflection) and
+        /// its place in its connection's count of calls in flight, which a
+        /// streamed reply (health and reflection) carries on to its end.
         Calling {
             #[pin]
             call: F,
             slot: Option<Slot>,
+            in_flight: Option<InFlight>,
+            streamed: bool,
         },
         /// Refused, with why.
         Refused {
@@ -162,10 +251,41 @@ pin_project_lite::pin_project! {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A streamed reply, which keeps its call counted in flight on its
+    /// connection until it ends.
+    struct Counted {
+        #[pin]
+        body: Body,
+        _in_flight: InFlight,
+    }
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// What reading a request's message came to.
 enum Read<S> {
-    /// All of it: the request to call, the service to call, its slot.
-    Admitted(http::Request<Body>, S, Slot),
+    /// All of it: the request to call, the service to call, its slot
+    /// (none for a health check), and whether it is an API call.
+    Admitted(http::Request<Body>, S, Option<Slot>, bool),
     /// A refusal, answered with a status.
     Refused(Error),
     /// The client reset the stream.
@@ -183,9 +303,12 @@ where
             parts,
             body,
             received,
+            held,
             timer,
             inner,
             slots,
+            counted,
+            ..
         } = self.project()
         else {
             return Poll::Ready(Read::Refused(Error::Internal(
@@ -201,7 +324,7 @@ where
             match Pin::new(&mut *stream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
-                        received.push(data);
+                        received.push(data, slots.max_message);
                         let too_long = received
                             .declared()
                             .is_some_and(|len| len > slots.max_message)
@@ -215,7 +338,15 @@ where
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Read::Reset(e.into())),
                 Poll::Ready(None) => break,
+                // The message is whole: the rest of the stream is not
+                // waited for.
+                Poll::Pending if received.complete() => break,
                 Poll::Pending => {
+                    if !held.hold(received.held(), &slots.buffered, slots.buffer_limit) {
+                        return Poll::Ready(Read::Refused(Error::RequestBufferFull {
+                            limit: slots.buffer_limit,
+                        }));
+                    }
                     let deadline = slots.body_timeout;
                     let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(deadline)));
                     return match timer.as_mut().poll(cx) {
@@ -227,8 +358,13 @@ where
                 }
             }
         }
-        let Some(slot) = slots.take() else {
-            return Poll::Ready(Read::Refused(Error::Overloaded { limit: slots.limit }));
+        let slot = if *counted {
+            let Some(slot) = slots.take() else {
+                return Poll::Ready(Read::Refused(Error::Overloaded { limit: slots.limit }));
+            };
+            Some(slot)
+        } else {
+            None
         };
         let (Some(parts), Some(inner)) = (parts.take(), inner.take()) else {
             return Poll::Ready(Read::Refused(Error::Internal(
@@ -242,6 +378,7 @@ where
             http::Request::from_parts(parts, body),
             inner,
             slot,
+            *counted,
         ))
     }
 }
@@ -256,7 +393,24 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             match self.as_mut().project() {
-                Proj::Calling { call, .. } => return call.poll(cx).map_err(Into::into),
+                Proj::Calling {
+                    call,
+                    in_flight,
+                    streamed,
+                    ..
+                } => {
+                    let response = std::task::ready!(call.poll(cx)).map_err(Into::into)?;
+                    return Poll::Ready(Ok(match in_flight.take() {
+                        Some(in_flight) if *streamed => response.map(|body| {
+                            Body::new(Counted {
+                                body,
+                                _in_flight: in_flight,
+                            })
+                        }),
+                        // A unary reply is whole: the call ends with it.
+                        _ => response,
+                    }));
+                }
                 Proj::Refused { error } => {
                     let error = error
                         .take()
@@ -266,11 +420,17 @@ where
                 Proj::Reading { .. } => {}
             }
             match std::task::ready!(self.as_mut().read(cx)) {
-                Read::Admitted(request, mut inner, slot) => {
+                Read::Admitted(request, mut inner, slot, api) => {
+                    let in_flight = match self.as_mut().project() {
+                        Proj::Reading { in_flight, .. } => in_flight.take(),
+                        _ => None,
+                    };
                     let call = inner.call(request);
                     self.set(AdmitFuture::Calling {
                         call,
-                        slot: Some(slot),
+                        slot,
+                        in_flight,
+                        streamed: !api,
                     });
                 }
                 Read::Refused(error) => self.set(AdmitFuture::Refused { error: Some(error) }),
@@ -294,13 +454,23 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // Health checks and reflection: never counted, never refused.
-        if !request.uri().path().starts_with(API_PREFIX) {
+        // The connection counts the call in flight until it ends.
+        let in_flight = request
+            .extensions()
+            .get::<Peer>()
+            .and_then(|peer| peer.activity.call());
+        // Reflection streams straight through; health checks are read
+        // ahead but never counted nor refused a slot.
+        let path = request.uri().path();
+        if path.starts_with(REFLECTION_PREFIX) {
             return AdmitFuture::Calling {
                 call: self.inner.call(request),
                 slot: None,
+                in_flight,
+                streamed: true,
             };
         }
+        let counted = path.starts_with(API_PREFIX);
         // The service made ready goes with the call; a clone stays.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
@@ -309,9 +479,12 @@ where
             parts: Some(parts),
             body: Some(body),
             received: Received::default(),
+            held: Held::default(),
             timer: None,
             inner: Some(inner),
             slots: self.slots.clone(),
+            counted,
+            in_flight,
         }
     }
 }

@@ -28,6 +28,7 @@ pub fn stack<A>(
     concurrency_limit: usize,
     body_timeout: Duration,
     max_message: usize,
+    buffer_limit: usize,
     api: A,
 ) -> ServiceBuilder<GatewayStack<A>> {
     ServiceBuilder::new()
@@ -41,14 +42,16 @@ pub fn stack<A>(
         .layer(DeadlineLayer::new(request_timeout))
         // At most this many API calls in the whole process, across
         // connections, each counted once its message has arrived (read
-        // here, within `body_timeout`, at most `max_message` bytes); past
-        // that, refuse at once (RESOURCE_EXHAUSTED) rather than queue: a
-        // queue only adds latency that the caller's deadline then wastes.
-        // Health checks and reflection pass uncounted.
+        // here, within `body_timeout`, at most `max_message` bytes, the
+        // messages still arriving at most `buffer_limit` bytes together);
+        // past that, refuse at once (RESOURCE_EXHAUSTED) rather than queue:
+        // a queue only adds latency that the caller's deadline then
+        // wastes. Health checks and reflection pass uncounted.
         .layer(AdmitLayer::new(
             concurrency_limit,
             body_timeout,
             max_message,
+            buffer_limit,
         ))
         // API calls straight to the API; health and reflection through
         // tonic's router.

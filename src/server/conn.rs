@@ -24,7 +24,7 @@ use tonic::transport::server::Connected;
 use super::accept::Acceptor;
 use super::one_write::OneWrite;
 use super::tls::{self, LiveTls};
-use crate::domain::{Caller, Peer};
+use crate::domain::{Activity, Caller, Peer};
 use crate::telemetry::metrics::metrics;
 
 /// Handshaken connections waiting for the server to take them.
@@ -43,6 +43,41 @@ pub struct Connection {
     /// (the HTTP/2 preface), or when the server starts draining. A
     /// connection that says nothing is closed then.
     awaiting: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// When to look again whether the connection has been idle too long.
+    idle: Idle,
+}
+
+/// The idle timeout of a connection: a timer that, each time it fires,
+/// looks at how long the connection has had no call in flight
+/// ([`Peer::activity`]), and either closes it or sets itself again.
+struct Idle {
+    timeout: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            timer: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    /// `Ready` when the connection is to be closed, having had no call in
+    /// flight for the timeout; otherwise the timer is set for when it next
+    /// may have.
+    fn poll_expired(&mut self, peer: &Peer, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            std::task::ready!(self.timer.as_mut().poll(cx));
+            let next = match peer.activity.idle_for(std::time::Instant::now()) {
+                Some(idle) if idle >= self.timeout => return Poll::Ready(()),
+                Some(idle) => self.timeout - idle,
+                None => self.timeout,
+            };
+            let at = tokio::time::Instant::now() + next;
+            self.timer.as_mut().reset(at);
+        }
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -51,6 +86,7 @@ impl std::fmt::Debug for Connection {
             .field("io", &self.io)
             .field("peer", &self.peer)
             .field("awaiting_preface", &self.awaiting.is_some())
+            .field("idle_timeout", &self.idle.timeout)
             .finish()
     }
 }
@@ -75,17 +111,32 @@ enum Io {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// How long a connection may take over what.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// To finish its TLS handshake, then to send its HTTP/2 preface.
+    pub handshake: Duration,
+    /// With no call in flight, before it is closed.
+    pub idle: Duration,
+}
+
 impl Connection {
-    fn plain(stream: TcpStream, awaiting: Pin<Box<dyn Future<Output = ()> + Send>>) -> Self {
+    fn plain(
+        stream: TcpStream,
+        awaiting: Pin<Box<dyn Future<Output = ()> + Send>>,
+        idle: Duration,
+    ) -> Self {
         let peer = Peer {
             local: stream.local_addr().ok(),
             remote: stream.peer_addr().ok(),
             certified: None,
+            activity: Activity::new(),
         };
         Self {
             io: Io::Plain(stream),
             peer,
             awaiting: Some(awaiting),
+            idle: Idle::new(idle),
         }
     }
 }
@@ -94,18 +145,19 @@ impl Connection {
 /// one loop that pauses rather than spins when the process runs out of
 /// file descriptors ([`super::accept`]); TLS ones handshaken concurrently
 /// off that loop (a slow client delays no other), each within
-/// `handshake`; a connection whose HTTP/2 preface has not come `handshake`
-/// after it was accepted (or handshaken), or by the time `draining` turns
-/// true, is closed.
+/// the handshake timeout; a connection whose HTTP/2 preface has not come
+/// that long after it was accepted (or handshaken), or by the time
+/// `draining` turns true, is closed; so is one that has had no call in
+/// flight for the idle timeout.
 pub fn incoming(
     listener: TcpListener,
     tls: Option<Arc<LiveTls>>,
-    handshake: Duration,
+    timeouts: Timeouts,
     draining: watch::Receiver<bool>,
 ) -> impl Stream<Item = io::Result<OneWrite<Connection>>> + Send {
     let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
     let listener = Acceptor::new(listener, "api");
-    tokio::spawn(accept(listener, tls, handshake, draining, tx));
+    tokio::spawn(accept(listener, tls, timeouts, draining, tx));
     futures_util::stream::unfold(rx, |mut rx| async move {
         let connection = rx.recv().await?;
         Some((Ok(connection), rx))
@@ -117,7 +169,7 @@ pub fn incoming(
 async fn accept(
     mut listener: Acceptor,
     tls: Option<Arc<LiveTls>>,
-    handshake: Duration,
+    timeouts: Timeouts,
     draining: watch::Receiver<bool>,
     accepted: mpsc::Sender<OneWrite<Connection>>,
 ) {
@@ -135,7 +187,8 @@ async fn accept(
             if accepted
                 .send(OneWrite::new(Connection::plain(
                     stream,
-                    preface_deadline(handshake, draining.clone()),
+                    preface_deadline(timeouts.handshake, draining.clone()),
+                    timeouts.idle,
                 )))
                 .await
                 .is_err()
@@ -151,11 +204,11 @@ async fn accept(
             let _handshaking = handshaking;
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().ok();
-            match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+            match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
                     metrics().tls_handshake("ok");
-                    let awaiting = preface_deadline(handshake, draining);
-                    let connection = handshaken(stream, local, remote, awaiting);
+                    let awaiting = preface_deadline(timeouts.handshake, draining);
+                    let connection = handshaken(stream, local, remote, awaiting, timeouts.idle);
                     let _ = accepted.send(OneWrite::new(connection)).await;
                 }
                 Ok(Err(e)) => {
@@ -176,6 +229,7 @@ fn handshaken(
     local: Option<SocketAddr>,
     remote: SocketAddr,
     awaiting: Pin<Box<dyn Future<Output = ()> + Send>>,
+    idle: Duration,
 ) -> Connection {
     let certified = stream
         .get_ref()
@@ -189,8 +243,10 @@ fn handshaken(
             local,
             remote: Some(remote),
             certified: Some(certified),
+            activity: Activity::new(),
         },
         awaiting: Some(awaiting),
+        idle: Idle::new(idle),
     }
 }
 
@@ -227,6 +283,11 @@ impl AsyncRead for Connection {
                 }
                 _ => {}
             }
+        } else if read.is_pending() && this.idle.poll_expired(&this.peer, cx).is_ready() {
+            // An end of stream: the server closes the connection as if the
+            // client had. No call is in flight to lose.
+            tracing::debug!(peer = ?this.peer.remote, "idle connection: closing");
+            return Poll::Ready(Ok(()));
         }
         read
     }

@@ -31,6 +31,10 @@ use tls::LiveTls;
 /// characters. A longer one is refused on its length prefix, unread.
 pub const MAX_REQUEST_BYTES: usize = 2 * crate::domain::validate::LARGEST_REQUEST_BYTES;
 
+/// The largest message health checks and reflection decode: their requests
+/// are a service or symbol name.
+const MAX_SUPPORT_REQUEST_BYTES: usize = 64 * 1024;
+
 /// How often `gateway_upstream_up` is brought up to date.
 const UPSTREAM_CHECK: Duration = Duration::from_secs(10);
 
@@ -66,6 +70,11 @@ pub struct ServerSettings {
     pub handshake_timeout: Duration,
     /// How long a call's request message may take to arrive.
     pub request_body_timeout: Duration,
+    /// Bytes that request messages still arriving may hold, all
+    /// connections together.
+    pub max_buffered_request_bytes: usize,
+    /// How long a connection with no call in flight is kept open.
+    pub idle_timeout: Duration,
     /// How long an admin request's head may take to arrive, the first or
     /// the next on a kept-alive connection.
     pub admin_header_timeout: Duration,
@@ -86,6 +95,8 @@ impl Default for ServerSettings {
             max_concurrent_streams: 128,
             handshake_timeout: Duration::from_secs(10),
             request_body_timeout: Duration::from_secs(5),
+            max_buffered_request_bytes: 64 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(300),
             admin_header_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
@@ -156,15 +167,18 @@ pub async fn run<S: IdentityService>(
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let (health, health_service) = tonic_health::server::health_reporter();
+    let health_service = health_service.max_decoding_message_size(MAX_SUPPORT_REQUEST_BYTES);
     health.set_serving::<Api<S>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+        .build_v1()?
+        .max_decoding_message_size(MAX_SUPPORT_REQUEST_BYTES);
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+        .build_v1alpha()?
+        .max_decoding_message_size(MAX_SUPPORT_REQUEST_BYTES);
 
     let (draining_tx, draining_rx) = oneshot::channel::<()>();
     // Connections that have not spoken yet are closed when draining starts.
@@ -184,7 +198,10 @@ pub async fn run<S: IdentityService>(
     let incoming = conn::incoming(
         listeners.grpc,
         settings.tls.clone(),
-        settings.handshake_timeout,
+        conn::Timeouts {
+            handshake: settings.handshake_timeout,
+            idle: settings.idle_timeout,
+        },
         connections_drain,
     );
     let server = Server::builder()
@@ -196,6 +213,7 @@ pub async fn run<S: IdentityService>(
             settings.concurrency_limit,
             settings.request_body_timeout,
             MAX_REQUEST_BYTES,
+            settings.max_buffered_request_bytes,
             api,
         ))
         .add_service(health_service)
