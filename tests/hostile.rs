@@ -68,6 +68,7 @@ const GET_ID: &str = "/cognito_identity_gateway.v1.CognitoIdentityService/GetId"
 
 #[tokio::test]
 async fn malformed_request_bytes_are_invalid_argument_naming_the_field() {
+    let _shared = MACHINE.read().await;
     let (url, emulator) = start_emulator().await;
     let gateway = TestGateway::start(emulator_upstream(&url).await).await;
     let channel = gateway.channel().await;
@@ -112,6 +113,24 @@ async fn malformed_request_bytes_are_invalid_argument_naming_the_field() {
 }
 
 /// User and system CPU ticks of process `pid` so far.
+/// Sends the gateway SIGTERM and waits for it to exit: its exit status and
+/// its log.
+fn terminate(
+    mut child: std::process::Child,
+    log: std::thread::JoinHandle<String>,
+) -> (std::process::ExitStatus, String) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    (status, log.join().unwrap())
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after_name = &stat[stat.rfind(')').unwrap() + 2..];
@@ -122,6 +141,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn out_of_file_descriptors_the_accept_loops_pause_and_stay_quiet() {
+    let _alone = MACHINE.write().await;
     let (port, admin) = (
         support::loopback::free_port(),
         support::loopback::free_port(),
@@ -145,7 +165,6 @@ async fn out_of_file_descriptors_the_accept_loops_pause_and_stay_quiet() {
         let _ = log.read_to_string(&mut text);
         text
     });
-    let _serial = SERIAL.lock().await;
     let channel = support::binary::connect(port).await;
     let hot = support::developer("hot", 900);
     pb::cognito_identity_service_client::CognitoIdentityServiceClient::new(channel)
@@ -180,12 +199,7 @@ async fn out_of_file_descriptors_the_accept_loops_pause_and_stay_quiet() {
     let share = used / started.elapsed().as_secs_f64();
     let (hit, checked, probes) = probe.stop();
     drop((held, admin_conn));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    let log = log.join().unwrap();
+    let (status, log) = terminate(child, log);
     let complaints = log.lines().filter(|l| l.contains("cannot accept")).count();
     println!(
         "out of descriptors: {:.1} % of a core over 3 s; {complaints} log lines; \
@@ -202,6 +216,7 @@ async fn out_of_file_descriptors_the_accept_loops_pause_and_stay_quiet() {
 
 #[tokio::test]
 async fn a_connection_that_never_sends_its_preface_is_closed_after_the_handshake_timeout() {
+    let _shared = MACHINE.read().await;
     let (url, _emulator) = start_emulator().await;
     let settings = cognito_identity_gateway::server::ServerSettings {
         handshake_timeout: Duration::from_millis(500),
@@ -224,6 +239,7 @@ async fn a_connection_that_never_sends_its_preface_is_closed_after_the_handshake
 
 #[tokio::test]
 async fn requests_past_the_largest_valid_one_are_refused_unread() {
+    let _shared = MACHINE.read().await;
     use cognito_identity_gateway::domain::validate::LARGEST_REQUEST_BYTES;
     use cognito_identity_gateway::server::MAX_REQUEST_BYTES;
     use prost::Message;
@@ -276,6 +292,7 @@ async fn requests_past_the_largest_valid_one_are_refused_unread() {
 
 #[tokio::test]
 async fn sigterm_with_idle_connections_open_exits_at_once() {
+    let _shared = MACHINE.read().await;
     let port = support::loopback::free_port();
     let listen = format!("127.0.0.1:{port}");
     let (mut child, log) = support::binary::gateway(
@@ -314,6 +331,7 @@ async fn sigterm_with_idle_connections_open_exits_at_once() {
 
 #[tokio::test]
 async fn the_stream_limit_is_advertised_in_settings() {
+    let _shared = MACHINE.read().await;
     let (url, _emulator) = start_emulator().await;
     let settings = cognito_identity_gateway::server::ServerSettings {
         max_concurrent_streams: 16,
@@ -337,7 +355,7 @@ async fn the_stream_limit_is_advertised_in_settings() {
 
 #[tokio::test]
 async fn streams_that_never_finish_their_message_hold_no_slot() {
-    let _serial = SERIAL.lock().await;
+    let _alone = MACHINE.write().await;
     let (url, _emulator) = start_emulator().await;
     let settings = cognito_identity_gateway::server::ServerSettings {
         concurrency_limit: 64,
@@ -406,6 +424,7 @@ async fn streams_that_never_finish_their_message_hold_no_slot() {
 
 #[tokio::test]
 async fn admin_connections_half_sent_or_idle_are_closed_after_the_header_timeout() {
+    let _shared = MACHINE.read().await;
     use tokio::io::AsyncWriteExt;
     let (url, _emulator) = start_emulator().await;
     let settings = cognito_identity_gateway::server::ServerSettings {
@@ -452,9 +471,10 @@ async fn until_closed(stream: &mut tokio::net::TcpStream) -> Duration {
     started.elapsed()
 }
 
-/// Tests that measure how fast the gateway answers take turns, so that no
-/// other test of this file loads the machine meanwhile.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The machine: tests that time the gateway's answers hold it alone (write),
+/// the others share it (read), so that no other test of this file loads
+/// the two cores while one is timing.
+static MACHINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// A client on a thread and a connection of its own that, until stopped,
 /// asks the gateway on 127.0.0.1:`port` for `hot` (a cache hit) and for
@@ -571,6 +591,7 @@ const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 
 #[tokio::test]
 async fn a_connection_with_no_call_in_flight_is_closed_after_the_idle_timeout() {
+    let _shared = MACHINE.read().await;
     let (url, _emulator) = start_emulator().await;
     let settings = cognito_identity_gateway::server::ServerSettings {
         idle_timeout: Duration::from_millis(500),
@@ -630,6 +651,7 @@ async fn a_connection_with_no_call_in_flight_is_closed_after_the_idle_timeout() 
 
 #[tokio::test]
 async fn a_stream_that_breaks_leaves_the_other_calls_on_its_connection_alone() {
+    let _shared = MACHINE.read().await;
     use cognito_identity_gateway::server::MAX_REQUEST_BYTES;
     let (url, _emulator) = start_emulator().await;
     let gateway = TestGateway::start(emulator_upstream(&url).await).await;
@@ -688,10 +710,11 @@ const RSS_BOUND: u64 = 256 * 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn near_largest_messages_on_every_stream_stay_within_the_memory_bound() {
+    let _alone = MACHINE.write().await;
     use cognito_identity_gateway::server::MAX_REQUEST_BYTES;
     let port = support::loopback::free_port();
     let listen = format!("127.0.0.1:{port}");
-    let (mut child, log) = support::binary::gateway(
+    let (child, log) = support::binary::gateway(
         &[
             "--emulator",
             "--listen",
@@ -704,7 +727,6 @@ async fn near_largest_messages_on_every_stream_stay_within_the_memory_bound() {
         &[],
     );
     let pid = child.id();
-    let _serial = SERIAL.lock().await;
     let channel = support::binary::connect(port).await;
     let mut client =
         pb::cognito_identity_service_client::CognitoIdentityServiceClient::new(channel);
@@ -769,13 +791,7 @@ async fn near_largest_messages_on_every_stream_stay_within_the_memory_bound() {
         }
     }
     let after = rss(pid);
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    let log = log.join().unwrap();
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let (status, log) = terminate(child, log);
     println!(
         "1024 streams of near-largest messages: RSS {:.0} MiB before, {:.0} MiB at the peak, {:.0} MiB after; \
          the slowest of {probes} cache hits {slowest_hit:?}, of health checks {slowest_check:?}; answers by grpc-status {statuses:?}",
@@ -794,4 +810,160 @@ async fn near_largest_messages_on_every_stream_stay_within_the_memory_bound() {
     assert!(statuses.get("8").copied().unwrap_or(0) > 0, "{statuses:?}");
     assert_eq!(statuses.values().sum::<usize>(), 1024);
     assert_eq!(status.code(), Some(0), "{log}");
+}
+
+/// An HTTP/2 frame: its 9-byte header, then `payload`.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut frame = vec![len[1], len[2], len[3], kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Writes `frames` to a new connection to `addr` until the server closes
+/// it or 30 s pass; how many bytes it took, and whether it was closed.
+async fn flood(
+    addr: std::net::SocketAddr,
+    mut frames: impl FnMut(usize) -> Vec<u8>,
+) -> (usize, bool) {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut sent = 0;
+    let started = Instant::now();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(frame(4, 0, 0, &[]));
+    if tcp.write_all(&hello).await.is_err() {
+        return (0, true);
+    }
+    for i in 0.. {
+        if started.elapsed() > Duration::from_secs(30) {
+            return (sent, false);
+        }
+        let bytes = frames(i);
+        match tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&bytes)).await {
+            Ok(Ok(())) => sent += bytes.len(),
+            // Reset or closed by the server.
+            Ok(Err(_)) => return (sent, true),
+            // The server stopped reading: it is done with this connection.
+            Err(_) => return (sent, true),
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_level_floods_leave_the_gateway_serving_others_within_its_memory_bound() {
+    let _alone = MACHINE.write().await;
+    let port = support::loopback::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (child, log) = support::binary::gateway(
+        &["--emulator", "--listen", &listen, "--admin-listen", "off"],
+        &[],
+    );
+    let pid = child.id();
+    let channel = support::binary::connect(port).await;
+    let hot = support::developer("hot", 900);
+    pb::cognito_identity_service_client::CognitoIdentityServiceClient::new(channel)
+        .get_open_id_token_for_developer_identity(hot.clone())
+        .await
+        .unwrap();
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let probe = Probe::start(port, hot);
+    let before = rss(pid);
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    // CONTINUATION flood: one request's header block that never ends, in
+    // 16 KiB frames; and a header block of one huge header, the same way.
+    let continuations = tokio::spawn(flood(addr, |i| {
+        if i == 0 {
+            // :method POST, :scheme http, :path /, no END_HEADERS.
+            frame(1, 0, 1, &[0x83, 0x86, 0x84])
+        } else {
+            frame(9, 0, 1, &[b'a'; 16_384])
+        }
+    }));
+    let huge_header = tokio::spawn(flood(addr, |i| {
+        if i == 0 {
+            // A literal header "x" whose value claims a megabyte.
+            let mut block = vec![0x83, 0x86, 0x84, 0x00, 0x01, b'x', 0x7f];
+            let mut rest = (1 << 20) - 127;
+            while rest >= 128 {
+                block.push(u8::try_from(rest % 128).unwrap() | 0x80);
+                rest /= 128;
+            }
+            block.push(u8::try_from(rest).unwrap());
+            frame(1, 0, 1, &block)
+        } else {
+            frame(9, 0, 1, &[b'v'; 16_384])
+        }
+    }));
+    // Rapid reset: streams opened and reset at once, as fast as the client
+    // can, on two connections.
+    let mut resets = Vec::new();
+    for _ in 0..2 {
+        resets.push(tokio::spawn(async move {
+            let (mut h2, connection) = raw_connection(addr).await;
+            let mut opened = 0;
+            let started = Instant::now();
+            while opened < 10_000 && started.elapsed() < Duration::from_secs(20) {
+                let Ok(ready) = h2.clone().ready().await else {
+                    break;
+                };
+                h2 = ready;
+                let request = http::Request::post(format!("http://x{GET_ID}"))
+                    .header("content-type", "application/grpc")
+                    .body(())
+                    .unwrap();
+                let Ok((_response, mut stream)) = h2.send_request(request, false) else {
+                    break;
+                };
+                stream.send_reset(h2::Reason::CANCEL);
+                opened += 1;
+            }
+            let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
+            (opened, ended.is_ok())
+        }));
+    }
+    // And 500 connections that never send a byte.
+    let mut silent = Vec::new();
+    for _ in 0..500 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+
+    let (continued, continuation_closed) = continuations.await.unwrap();
+    let (header_bytes, header_closed) = huge_header.await.unwrap();
+    let mut reset_streams = Vec::new();
+    for reset in resets {
+        reset_streams.push(reset.await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (hit, checked, probes) = probe.stop();
+    sampler.abort();
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    drop(silent);
+    let (status, log) = terminate(child, log);
+    println!(
+        "frame floods: CONTINUATION closed {continuation_closed} after {continued} bytes, huge header closed \
+         {header_closed} after {header_bytes} bytes; rapid reset (streams, connection ended) {reset_streams:?}; \
+         RSS {:.0} MiB before, {:.0} MiB at the peak; the slowest of {probes} cache hits {hit:?}, of health checks {checked:?}",
+        mib(before),
+        mib(peak)
+    );
+    assert!(continuation_closed && continued < 4 << 20, "{continued}");
+    assert!(header_closed && header_bytes < 4 << 20, "{header_bytes}");
+    assert!(peak < RSS_BOUND, "{:.0} MiB", mib(peak));
+    assert!(hit < Duration::from_millis(50), "{hit:?}");
+    assert!(checked < Duration::from_millis(50), "{checked:?}");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
 }

@@ -115,3 +115,33 @@ pub struct RequestContext {
 /// the gRPC layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deadline(pub std::time::Instant);
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Activity;
+
+    #[test]
+    fn a_connection_is_idle_from_when_its_last_call_ended() {
+        let activity = Activity::new();
+        let start = Instant::now();
+        assert!(activity.idle_for(start).is_some(), "idle from the start");
+        let first = activity.call().unwrap();
+        let second = activity.clone().call().unwrap();
+        assert_eq!(activity.idle_for(Instant::now()), None);
+        drop(first);
+        assert_eq!(activity.idle_for(Instant::now()), None, "one still runs");
+        std::thread::sleep(Duration::from_millis(20));
+        drop(second);
+        let ended = Instant::now();
+        let idle = activity.idle_for(ended + Duration::from_secs(1)).unwrap();
+        assert!(
+            idle >= Duration::from_secs(1) && idle <= Duration::from_millis(1010),
+            "{idle:?}"
+        );
+        // Nothing counted on no connection.
+        assert!(Activity::default().call().is_none());
+        assert_eq!(Activity::default().idle_for(ended), None);
+    }
+}

@@ -488,3 +488,59 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix(len: u32) -> Bytes {
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(&len.to_be_bytes());
+        bytes.into()
+    }
+
+    #[test]
+    fn a_message_that_comes_in_pieces_is_given_its_whole_size_once() {
+        let mut received = Received::default();
+        received.push(prefix(1000), 2000);
+        // One frame, kept as it came.
+        assert_eq!((received.held(), received.complete()), (5, false));
+        received.push(Bytes::from(vec![b'x'; 100]), 2000);
+        assert_eq!(received.held(), 1005, "the declared message, no more");
+        received.push(Bytes::from(vec![b'x'; 900]), 2000);
+        assert!(received.complete());
+        assert_eq!(received.held(), 1005, "never grown");
+        assert_eq!(received.into_bytes().len(), 1005);
+        // A prefix declaring more than the largest message gets no more
+        // room than that (it is refused on its prefix anyway).
+        let mut received = Received::default();
+        received.push(prefix(u32::MAX), 2000);
+        received.push(Bytes::from_static(b"x"), 2000);
+        assert_eq!(received.held(), 2005);
+    }
+
+    #[test]
+    fn held_bytes_count_against_one_budget_and_come_back_when_dropped() {
+        let budget = Arc::new(AtomicUsize::new(0));
+        let mut first = Held::default();
+        let mut second = Held::default();
+        assert!(first.hold(600, &budget, 1000));
+        assert!(first.hold(400, &budget, 1000), "holding less takes nothing");
+        assert!(!second.hold(500, &budget, 1000), "past the limit");
+        assert_eq!(
+            budget.load(Ordering::Relaxed),
+            600,
+            "a refusal takes nothing"
+        );
+        assert!(second.hold(400, &budget, 1000));
+        assert!(first.hold(600, &budget, 1000));
+        assert!(!first.hold(601, &budget, 1000));
+        drop(first);
+        assert_eq!(budget.load(Ordering::Relaxed), 400);
+        drop(second);
+        assert_eq!(budget.load(Ordering::Relaxed), 0);
+        // Nothing held, nothing to give back: no reference to the budget.
+        let idle = Held::default();
+        assert!(idle.budget.is_none());
+    }
+}
