@@ -34,9 +34,12 @@ pub struct Peer {
 }
 
 /// A connection's calls in flight and since when it has had none: each
-/// call holds an [`InFlight`] while it runs, and the connection reads
-/// [`Activity::idle_for`]. Cheap to clone (one shared count); the default
-/// counts nothing, for a call that came on no counted connection.
+/// call holds an [`InFlight`] from when its stream is first served until
+/// its reply is made (a streamed reply: until it ends), and the connection
+/// reads [`Activity::idle_for`]. Cheap to clone (one shared count); the
+/// default counts nothing, for a call that came on no counted connection.
+/// Times are the system's monotonic clock, not tokio's (a paused test
+/// clock does not move them).
 #[derive(Clone, Debug, Default)]
 pub struct Activity(Option<Arc<Counts>>);
 

@@ -7,9 +7,10 @@
 //! no slot, and cannot deny service to everyone else. The body is read here
 //! within a timeout ([`AdmitLayer::new`]'s `body_timeout`, REQUEST_BODY_TIMEOUT
 //! past it), and refused unread past the largest message the API decodes
-//! (its gRPC length prefix says how long it will be). Health checks are read
-//! the same way but never counted nor refused a slot; reflection (a
-//! bidirectional stream) passes straight through.
+//! (its gRPC length prefix says how long it will be). Every other call
+//! (health checks, and paths no service serves) is read the same way but
+//! never counted nor refused a slot; reflection (a bidirectional stream)
+//! passes straight through.
 //!
 //! The bytes of messages that are still arriving are held against one
 //! budget for the whole process (`buffer_limit`): a message that needs
@@ -135,9 +136,10 @@ impl Held {
         let Some(more) = bytes.checked_sub(self.bytes).filter(|&more| more > 0) else {
             return true;
         };
-        let before = budget.fetch_add(more, Ordering::AcqRel);
-        if before + more > limit {
-            budget.fetch_sub(more, Ordering::AcqRel);
+        let taken = budget.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            held.checked_add(more).filter(|&after| after <= limit)
+        });
+        if taken.is_err() {
             return false;
         }
         self.budget.get_or_insert_with(|| budget.clone());
@@ -154,6 +156,12 @@ impl Drop for Held {
     }
 }
 
+/// The length a gRPC message's prefix at the start of `head` declares.
+fn declared_in(head: &[u8]) -> Option<usize> {
+    let bytes: [u8; 4] = head.get(1..PREFIX)?.try_into().ok()?;
+    Some(u32::from_be_bytes(bytes) as usize)
+}
+
 /// The request body as it comes: usually one frame, kept as it is.
 #[derive(Debug, Default)]
 pub struct Received {
@@ -164,22 +172,40 @@ pub struct Received {
 
 impl Received {
     /// Adds what has come of a message that may be at most `max` bytes.
+    /// The buffer grows by doubling, never past the whole message its
+    /// prefix declares: what it holds, which the budget counts, is at most
+    /// twice what has come, so filling the budget takes sending half of it.
     fn push(&mut self, data: Bytes, max: usize) {
         self.len += data.len();
-        let declared = self.declared();
-        match (&mut self.first, &mut self.more) {
-            (None, _) => self.first = Some(data),
-            (Some(_), Some(more)) => more.extend_from_slice(&data),
-            (Some(first), None) => {
-                // Room for the whole message at once where its prefix has
-                // come: what is held is what the budget counts, with no
-                // doubling as it grows.
-                let whole = declared.map_or(0, |len| len.min(max).saturating_add(PREFIX));
-                let mut more = BytesMut::with_capacity(whole.max(self.len));
-                more.extend_from_slice(first);
-                more.extend_from_slice(&data);
-                self.more = Some(more);
+        if self.more.is_none() {
+            match self.first.take() {
+                None => {
+                    self.first = Some(data);
+                    return;
+                }
+                Some(first) => self.more = Some(BytesMut::from(&first[..])),
             }
+        }
+        let Some(more) = &mut self.more else {
+            return;
+        };
+        let need = more.len() + data.len();
+        if more.capacity() < need {
+            let whole = declared_in(more).map_or(need, |len| len.min(max).saturating_add(PREFIX));
+            let room = more.capacity().saturating_mul(2).min(whole).max(need);
+            let mut grown = BytesMut::with_capacity(room);
+            grown.extend_from_slice(more);
+            *more = grown;
+        }
+        more.extend_from_slice(&data);
+    }
+
+    /// Holds what has come in memory of its own: a lone frame is a slice of
+    /// the connection's read buffer, which it would keep alive whole while
+    /// the budget counted only the slice.
+    fn own(&mut self) {
+        if let Some(first) = self.first.take() {
+            self.more = Some(BytesMut::from(&first[..]));
         }
     }
 
@@ -190,13 +216,11 @@ impl Received {
 
     /// The message's length as its prefix declares it, once it has come.
     fn declared(&self) -> Option<usize> {
-        let head = match (&self.more, &self.first) {
-            (Some(more), _) => &more[..],
-            (None, Some(first)) => &first[..],
-            (None, None) => return None,
-        };
-        let bytes: [u8; 4] = head.get(1..PREFIX)?.try_into().ok()?;
-        Some(u32::from_be_bytes(bytes) as usize)
+        match (&self.more, &self.first) {
+            (Some(more), _) => declared_in(more),
+            (None, Some(first)) => declared_in(first),
+            (None, None) => None,
+        }
     }
 
     /// Whether the whole first message has come.
@@ -342,6 +366,7 @@ where
                 // waited for.
                 Poll::Pending if received.complete() => break,
                 Poll::Pending => {
+                    received.own();
                     if !held.hold(received.held(), &slots.buffered, slots.buffer_limit) {
                         return Poll::Ready(Read::Refused(Error::RequestBufferFull {
                             limit: slots.buffer_limit,
@@ -500,23 +525,42 @@ mod tests {
     }
 
     #[test]
-    fn a_message_that_comes_in_pieces_is_given_its_whole_size_once() {
+    fn a_message_that_comes_in_pieces_holds_at_most_twice_what_came_never_past_its_size() {
+        let frame = |n: usize| Bytes::from(vec![b'x'; n]);
         let mut received = Received::default();
-        received.push(prefix(1000), 2000);
-        // One frame, kept as it came.
+        received.push(prefix(100_000), 200_000);
+        // One frame, kept as it came until it must wait: then owned.
         assert_eq!((received.held(), received.complete()), (5, false));
-        received.push(Bytes::from(vec![b'x'; 100]), 2000);
-        assert_eq!(received.held(), 1005, "the declared message, no more");
-        received.push(Bytes::from(vec![b'x'; 900]), 2000);
+        received.own();
+        assert_eq!(received.held(), 5);
+        let mut came = 5;
+        while came < 100_005 {
+            let piece = 16_384.min(100_005 - came);
+            received.push(frame(piece), 200_000);
+            came += piece;
+            let held = received.held();
+            assert!(held >= came && held <= 2 * came, "{held} for {came}");
+            assert!(held <= 100_005, "{held}: past the declared message");
+        }
         assert!(received.complete());
-        assert_eq!(received.held(), 1005, "never grown");
-        assert_eq!(received.into_bytes().len(), 1005);
-        // A prefix declaring more than the largest message gets no more
-        // room than that (it is refused on its prefix anyway).
+        assert_eq!(received.held(), 100_005);
+        assert_eq!(received.into_bytes().len(), 100_005);
+        // A first frame shorter than the prefix: the size is learnt later.
+        let mut received = Received::default();
+        received.push(Bytes::from_static(&[0, 0]), 200_000);
+        received.push(Bytes::from_static(&[0, 0, 50]), 200_000);
+        received.push(frame(20), 200_000);
+        assert_eq!(received.declared(), Some(50));
+        assert!(received.held() <= 55, "{}", received.held());
+        // A prefix declaring more than the largest message: no doubling
+        // past the largest, only room for what has come (it is refused on
+        // its prefix anyway).
         let mut received = Received::default();
         received.push(prefix(u32::MAX), 2000);
-        received.push(Bytes::from_static(b"x"), 2000);
-        assert_eq!(received.held(), 2005);
+        for _ in 0..10 {
+            received.push(frame(1000), 2000);
+        }
+        assert_eq!(received.held(), 10_005);
     }
 
     #[test]

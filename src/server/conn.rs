@@ -50,29 +50,55 @@ pub struct Connection {
 /// The idle timeout of a connection: a timer that, each time it fires,
 /// looks at how long the connection has had no call in flight
 /// ([`Peer::activity`]), and either closes it or sets itself again.
+///
+/// A call is counted once its stream's task first runs, a moment after its
+/// HEADERS were read: so a connection idle for the timeout is closed only
+/// if nothing more was read in the last [`IDLE_QUIET`] either (a keepalive
+/// PING's answer, rarely in that second, only puts the close off by one).
 struct Idle {
     timeout: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// Reads that brought bytes, all told, and as many when last looked at.
+    reads: u64,
+    reads_seen: Option<u64>,
 }
+
+/// How long a connection idle for its timeout must also have read nothing.
+const IDLE_QUIET: Duration = Duration::from_secs(1);
 
 impl Idle {
     fn new(timeout: Duration) -> Self {
         Self {
             timeout,
             timer: Box::pin(tokio::time::sleep(timeout)),
+            reads: 0,
+            reads_seen: None,
         }
     }
 
     /// `Ready` when the connection is to be closed, having had no call in
-    /// flight for the timeout; otherwise the timer is set for when it next
-    /// may have.
+    /// flight for the timeout and read nothing for [`IDLE_QUIET`];
+    /// otherwise the timer is set for when it next may have.
     fn poll_expired(&mut self, peer: &Peer, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             std::task::ready!(self.timer.as_mut().poll(cx));
             let next = match peer.activity.idle_for(std::time::Instant::now()) {
-                Some(idle) if idle >= self.timeout => return Poll::Ready(()),
-                Some(idle) => self.timeout - idle,
-                None => self.timeout,
+                Some(idle) if idle >= self.timeout => {
+                    if self.reads_seen == Some(self.reads) {
+                        return Poll::Ready(());
+                    }
+                    // Quiet for a second more, and it is closed.
+                    self.reads_seen = Some(self.reads);
+                    IDLE_QUIET
+                }
+                Some(idle) => {
+                    self.reads_seen = None;
+                    self.timeout - idle
+                }
+                None => {
+                    self.reads_seen = None;
+                    self.timeout
+                }
             };
             let at = tokio::time::Instant::now() + next;
             self.timer.as_mut().reset(at);
@@ -270,6 +296,9 @@ impl AsyncRead for Connection {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
         };
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.idle.reads += 1;
+        }
         if let Some(timer) = &mut this.awaiting {
             match read {
                 Poll::Ready(Ok(())) if buf.filled().len() > before => this.awaiting = None,
@@ -285,7 +314,8 @@ impl AsyncRead for Connection {
             }
         } else if read.is_pending() && this.idle.poll_expired(&this.peer, cx).is_ready() {
             // An end of stream: the server closes the connection as if the
-            // client had. No call is in flight to lose.
+            // client had. No call is in flight, and nothing has come for
+            // the last second that could be one.
             tracing::debug!(peer = ?this.peer.remote, "idle connection: closing");
             return Poll::Ready(Ok(()));
         }
