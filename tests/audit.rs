@@ -490,13 +490,23 @@ async fn a_sink_that_blocks_never_holds_a_call() {
     let _held_open = reader.join().unwrap();
     let mut client = CognitoIdentityServiceClient::new(support::binary::connect(grpc).await);
     let mut served = 0;
+    // Calls until one is refused; then, once the writer has had time to
+    // put what the pipe still takes into it, until one is refused again
+    // right after the pause: by then the pipe is full and the writer
+    // stuck, not merely behind.
     let refused = loop {
         let status = developer_code(&mut client).await;
-        if status.code() != Code::Ok {
-            break status;
+        if status.code() == Code::Ok {
+            served += 1;
+            assert!(served < 5_000, "the queue never filled");
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again = developer_code(&mut client).await;
+        if again.code() != Code::Ok {
+            break again;
         }
         served += 1;
-        assert!(served < 5_000, "the queue never filled");
     };
     assert_audit_unavailable(&refused);
     // Still refused, still at once, while the sink stays blocked.
