@@ -79,11 +79,6 @@ impl AdmitLayer {
         }
     }
 
-    /// Bytes held now by messages still arriving, all connections together.
-    pub fn buffered(&self) -> usize {
-        self.buffered.load(Ordering::Relaxed)
-    }
-
     /// A slot, if one is free.
     fn take(&self) -> Option<Slot> {
         let taken = self.in_flight.fetch_add(1, Ordering::Acquire);
@@ -260,13 +255,13 @@ pin_project_lite::pin_project! {
         },
         /// The call, holding its slot (none for health and reflection) and
         /// its place in its connection's count of calls in flight, which a
-        /// streamed reply (health and reflection) carries on to its end.
+        /// call with no slot (health and reflection, whose replies may
+        /// stream) carries on to the end of its reply.
         Calling {
             #[pin]
             call: F,
             slot: Option<Slot>,
             in_flight: Option<InFlight>,
-            streamed: bool,
         },
         /// Refused, with why.
         Refused {
@@ -308,8 +303,8 @@ impl http_body::Body for Counted {
 /// What reading a request's message came to.
 enum Read<S> {
     /// All of it: the request to call, the service to call, its slot
-    /// (none for a health check), and whether it is an API call.
-    Admitted(http::Request<Body>, S, Option<Slot>, bool),
+    /// (none for a health check), its place among its connection's calls.
+    Admitted(http::Request<Body>, S, Option<Slot>, Option<InFlight>),
     /// A refusal, answered with a status.
     Refused(Error),
     /// The client reset the stream.
@@ -332,7 +327,7 @@ where
             inner,
             slots,
             counted,
-            ..
+            in_flight,
         } = self.project()
         else {
             return Poll::Ready(Read::Refused(Error::Internal(
@@ -403,7 +398,7 @@ where
             http::Request::from_parts(parts, body),
             inner,
             slot,
-            *counted,
+            in_flight.take(),
         ))
     }
 }
@@ -420,19 +415,18 @@ where
             match self.as_mut().project() {
                 Proj::Calling {
                     call,
+                    slot,
                     in_flight,
-                    streamed,
-                    ..
                 } => {
                     let response = std::task::ready!(call.poll(cx)).map_err(Into::into)?;
                     return Poll::Ready(Ok(match in_flight.take() {
-                        Some(in_flight) if *streamed => response.map(|body| {
+                        Some(in_flight) if slot.is_none() => response.map(|body| {
                             Body::new(Counted {
                                 body,
                                 _in_flight: in_flight,
                             })
                         }),
-                        // A unary reply is whole: the call ends with it.
+                        // An API call's reply is whole: the call ends with it.
                         _ => response,
                     }));
                 }
@@ -445,17 +439,12 @@ where
                 Proj::Reading { .. } => {}
             }
             match std::task::ready!(self.as_mut().read(cx)) {
-                Read::Admitted(request, mut inner, slot, api) => {
-                    let in_flight = match self.as_mut().project() {
-                        Proj::Reading { in_flight, .. } => in_flight.take(),
-                        _ => None,
-                    };
+                Read::Admitted(request, mut inner, slot, in_flight) => {
                     let call = inner.call(request);
                     self.set(AdmitFuture::Calling {
                         call,
                         slot,
                         in_flight,
-                        streamed: !api,
                     });
                 }
                 Read::Refused(error) => self.set(AdmitFuture::Refused { error: Some(error) }),
@@ -492,7 +481,6 @@ where
                 call: self.inner.call(request),
                 slot: None,
                 in_flight,
-                streamed: true,
             };
         }
         let counted = path.starts_with(API_PREFIX);
