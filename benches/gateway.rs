@@ -69,6 +69,8 @@ mod loopback;
 mod mtls;
 #[path = "gateway/production.rs"]
 mod production;
+#[path = "gateway/rng.rs"]
+mod rng;
 
 use loopback::{free_port, http_get, series};
 

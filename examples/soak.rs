@@ -57,12 +57,10 @@ const FAULTS: [(&str, &str); 3] = [
 ];
 const NO_FAULTS: &str = r#"{"operations":{}}"#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
+// The tests' loopback helpers: a free port, a GET, a metric's series.
+#[path = "../tests/support/loopback.rs"]
+mod loopback;
+use loopback::{free_port, http_get, series};
 
 /// A child process killed when dropped.
 struct Process(Child);
@@ -90,29 +88,11 @@ async fn set_faults(emulator: u16, json: &str) {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
-/// `GET /metrics` of the admin listener on `port`.
-async fn metrics(port: u16) -> String {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    answer
-}
-
 /// The sum of a metric's samples, all labels together.
 fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .fold(0.0, |sum, v| sum + v)
+    series(text, name)
+        .filter(|(labels, _)| labels.is_empty() || labels.starts_with('{'))
+        .fold(0.0, |sum, (_, v)| sum + v)
 }
 
 /// Resident bytes, open descriptors, and sockets among them, of `pid`.
@@ -138,21 +118,10 @@ fn sample(pid: u32) -> (u64, usize, usize) {
     (rss, fds, sockets)
 }
 
-/// A small, fast, good-enough generator (xorshift64*), one per worker.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+// The benchmark's generator, one per worker.
+#[path = "../benches/gateway/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn developer(user: u64, seconds: i64) -> pb::GetOpenIdTokenForDeveloperIdentityRequest {
     pb::GetOpenIdTokenForDeveloperIdentityRequest {
@@ -161,6 +130,18 @@ fn developer(user: u64, seconds: i64) -> pb::GetOpenIdTokenForDeveloperIdentityR
         token_duration_seconds: Some(seconds),
         ..Default::default()
     }
+}
+
+/// A developer token for `user`, asked for as `caller`.
+async fn developer_call(
+    client: &mut CognitoIdentityServiceClient<Channel>,
+    user: u64,
+    seconds: i64,
+    caller: &'static str,
+) -> Result<tonic::Response<pb::GetOpenIdTokenForDeveloperIdentityResponse>, tonic::Status> {
+    client
+        .get_open_id_token_for_developer_identity(as_caller(developer(user, seconds), caller))
+        .await
 }
 
 fn as_caller<T>(message: T, caller: &'static str) -> tonic::Request<T> {
@@ -191,31 +172,21 @@ async fn worker(
     while !stop.load(Ordering::Relaxed) {
         next += gap;
         tokio::time::sleep_until(next).await;
-        let roll = rng.unit();
+        let roll = rng.uniform();
         let (kind, result) = if roll < 0.65 {
-            let user = rng.next() % HOT_USERS;
-            let answer = client
-                .get_open_id_token_for_developer_identity(as_caller(
-                    developer(user, HOT_TOKEN_SECONDS),
-                    "soak.svc",
-                ))
-                .await;
+            let user = rng.below(HOT_USERS);
+            let answer = developer_call(&mut client, user, HOT_TOKEN_SECONDS, "soak.svc").await;
             if let Ok(reply) = &answer {
                 let reply = reply.get_ref();
                 identities.insert(user, (reply.identity_id.clone(), reply.token.clone()));
             }
             ("hot", answer.map(|_| ()))
         } else if roll < 0.80 {
-            let user = HOT_USERS + rng.next() % COLD_USERS;
-            let answer = client
-                .get_open_id_token_for_developer_identity(as_caller(
-                    developer(user, COLD_TOKEN_SECONDS),
-                    "soak.svc",
-                ))
-                .await;
+            let user = HOT_USERS + rng.below(COLD_USERS);
+            let answer = developer_call(&mut client, user, COLD_TOKEN_SECONDS, "soak.svc").await;
             ("cold", answer.map(|_| ()))
         } else if roll < 0.88 {
-            let user = rng.next() % HOT_USERS;
+            let user = rng.below(HOT_USERS);
             let Some((identity_id, token)) = identities.get(&user).cloned() else {
                 continue;
             };
@@ -245,13 +216,8 @@ async fn worker(
                 .await;
             ("get_id", answer.map(|_| ()))
         } else {
-            let user = rng.next() % HOT_USERS;
-            let answer = client
-                .get_open_id_token_for_developer_identity(as_caller(
-                    developer(user, HOT_TOKEN_SECONDS),
-                    "intruder.svc",
-                ))
-                .await;
+            let user = rng.below(HOT_USERS);
+            let answer = developer_call(&mut client, user, HOT_TOKEN_SECONDS, "intruder.svc").await;
             ("denied", answer.map(|_| ()))
         };
         let (code, message) = match result {
@@ -448,7 +414,7 @@ async fn main() {
             slope(&hours, ys)
         );
     }
-    let text = metrics(admin).await;
+    let (_, text) = http_get(admin, "/metrics").await;
     println!("\nthe gateway's own count (/metrics):");
     for name in [
         "gateway_cache_hits_total",

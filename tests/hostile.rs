@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -159,12 +158,7 @@ async fn out_of_file_descriptors_the_accept_loops_pause_and_stay_quiet() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut log = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = log.read_to_string(&mut text);
-        text
-    });
+    let log = support::binary::collect_stderr(&mut child);
     let channel = support::binary::connect(port).await;
     let hot = support::developer("hot", 900);
     pb::cognito_identity_service_client::CognitoIdentityServiceClient::new(channel)

@@ -34,6 +34,8 @@ use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POO
 use cognito_identity_gateway::guard::{BreakerSettings, GuardSettings, QuotaSettings};
 use cognito_identity_gateway::service::Gateway;
 
+use crate::rng::Rng;
+
 /// How much faster than real time the gateway's clock runs. Faster, and
 /// the scheduling jitter of a loaded two-core machine, multiplied, becomes
 /// a sizeable share of a second.
@@ -153,19 +155,6 @@ impl Upstream for Stand {
                 expiration,
             },
         }))
-    }
-}
-
-/// xorshift64*: enough randomness for a workload, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let n = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (n >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
