@@ -626,6 +626,7 @@ mod tests {
         .unwrap();
         let ctx = RequestContext {
             caller: Caller::Dns("checkout.shop.svc".into()),
+            peer: None,
             trace_id: Some([0xab; 16]),
             deadline: None,
         };
@@ -675,6 +676,7 @@ mod tests {
         let _held_open = reader.join().unwrap();
         let ctx = RequestContext {
             caller: Caller::Anonymous,
+            peer: None,
             trace_id: None,
             deadline: None,
         };

@@ -9,7 +9,7 @@
 //! has, and do nothing when they are the same.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
@@ -60,19 +60,21 @@ impl<T> InForce<T> {
     /// they are now) differs from the one in force. Files that do not
     /// build keep the value in force, and are not tried again until they
     /// change once more (half a rotation, then the other half).
+    ///
+    /// No lock is held while `build` runs, and a panic in it is caught and
+    /// refused like any bad file: whatever a file holds, the value in force
+    /// stays usable and the next good file still takes effect.
     pub fn replace_if_changed(
         &self,
         digest: [u8; 32],
         build: impl FnOnce() -> Result<T, String>,
     ) -> Reloaded {
-        let Ok(mut in_force) = self.digest.lock() else {
-            return Reloaded::Refused("the state in force is poisoned".to_owned());
-        };
-        if *in_force == digest {
+        if *self.digest() == digest {
             return Reloaded::Unchanged;
         }
-        *in_force = digest;
-        match build() {
+        let built = catching_panics(build);
+        *self.digest() = digest;
+        match built {
             Ok(value) => {
                 self.current.store(Arc::new(value));
                 Reloaded::Replaced
@@ -80,6 +82,27 @@ impl<T> InForce<T> {
             Err(why) => Reloaded::Refused(why),
         }
     }
+
+    /// The digest in force. A panic while it was held (there is nothing in
+    /// the few lines that hold it that could) would leave a digest still
+    /// worth reading: poisoning is not an error here.
+    fn digest(&self) -> std::sync::MutexGuard<'_, [u8; 32]> {
+        self.digest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What `build` returns, or its panic as an error: a value in a file that
+/// the checks missed must cost that file, not the process or every later
+/// reload.
+pub fn catching_panics<T>(build: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Err(format!("could not be built ({what})"))
+    })
 }
 
 /// Events come in bursts (a write is several; a Secret's update is a
@@ -128,8 +151,12 @@ pub fn spawn(paths: &[PathBuf], every: Duration, changed: impl FnMut() + Send + 
             }
             let changed = changed.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                if let Ok(mut changed) = changed.lock() {
-                    changed();
+                let mut changed = changed.lock().unwrap_or_else(PoisonError::into_inner);
+                // A reload that panics (its file's building is caught
+                // already; this is for anything else) ends that reload,
+                // never the watch.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *changed)).is_err() {
+                    tracing::error!("a reload failed unexpectedly; the watch goes on");
                 }
             })
             .await;
@@ -137,11 +164,33 @@ pub fn spawn(paths: &[PathBuf], every: Duration, changed: impl FnMut() + Send + 
     }))
 }
 
+/// The name Kubernetes swaps to update a mounted Secret or ConfigMap: the
+/// files are links through it, so their own names see no event.
+const KUBERNETES_DATA: &str = "..data";
+
+/// Whether `event` concerns one of the watched files: a change (not a read)
+/// of a path whose name is one of `names` (or Kubernetes' `..data`). Other
+/// files in the same directories (a log kept beside the policy, an
+/// editor's swap file) are none of the watch's business.
+fn concerns(event: &notify::Event, names: &[std::ffi::OsString]) -> bool {
+    // Reading a file is an event too (inotify's open, access and close):
+    // the reload's own reads must not set off another reload.
+    if matches!(event.kind, notify::EventKind::Access(_)) {
+        return false;
+    }
+    event.paths.iter().any(|path| {
+        path.file_name()
+            .is_some_and(|name| name == KUBERNETES_DATA || names.iter().any(|n| n == name))
+    })
+}
+
 fn watch(paths: &[PathBuf], tx: mpsc::UnboundedSender<()>) -> Option<RecommendedWatcher> {
+    let names: Vec<std::ffi::OsString> = paths
+        .iter()
+        .filter_map(|path| path.file_name().map(ToOwned::to_owned))
+        .collect();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Reading a file is an event too (inotify's open, access and
-        // close): the reload's own reads must not set off another reload.
-        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+        if event.is_ok_and(|e| concerns(&e, &names)) {
             let _ = tx.send(());
         }
     })
@@ -196,6 +245,54 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         // One change, and the reads of its reload set off nothing more.
         assert_eq!(calls.load(Ordering::Relaxed), 1);
+        drop(task);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn writes_to_other_files_in_the_directory_are_no_change() {
+        let dir = std::env::temp_dir().join(format!("reload-beside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("policy.yaml");
+        std::fs::write(&file, "a").unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let task = spawn(
+            std::slice::from_ref(&file),
+            Duration::from_secs(3600),
+            move || {
+                counted.fetch_add(1, Ordering::Relaxed);
+            },
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A log file kept beside the policy, written line by line, and an
+        // editor's swap file.
+        let log = dir.join("gateway.log");
+        for i in 0..200 {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap();
+            writeln!(f, "line {i}").unwrap();
+        }
+        std::fs::write(dir.join(".policy.yaml.swp"), "x").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            0,
+            "other files are not the policy"
+        );
+        // Kubernetes' swap of `..data` is a change of every file through it.
+        std::os::unix::fs::symlink(".", dir.join("..data_tmp")).unwrap();
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        std::fs::write(&file, "b").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
         drop(task);
         std::fs::remove_dir_all(&dir).unwrap();
     }

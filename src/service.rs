@@ -105,7 +105,8 @@ impl<U: Upstream> Gateway<U> {
             };
         };
         let operation = O::NAME;
-        let (caller, refusal, dry_run) = match policy.decide(&ctx.caller, &input.scope()) {
+        let (caller, refusal, dry_run) = match policy.decide(&ctx.caller, ctx.peer, &input.scope())
+        {
             Decision::Allow { caller } => {
                 metrics().policy_decision(&caller, operation.as_str(), "allow");
                 return Checked {

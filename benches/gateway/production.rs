@@ -229,6 +229,7 @@ pub async fn section(real: Duration) {
             tasks.spawn(async move {
                 let ctx = RequestContext {
                     caller: Caller::Anonymous,
+                    peer: None,
                     trace_id: None,
                     deadline: Some(Instant::now() + clock.real(DEADLINE)),
                 };

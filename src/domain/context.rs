@@ -103,6 +103,9 @@ impl Drop for InFlight {
 pub struct RequestContext {
     /// Who is calling.
     pub caller: Caller,
+    /// The address the call's connection came from, when known: callers
+    /// the policy cannot tell apart by name are rate-limited per peer.
+    pub peer: Option<std::net::IpAddr>,
     /// The trace the call's span belongs to, when it is traced.
     pub trace_id: Option<[u8; 16]>,
     /// When the caller stops waiting. The tower stack enforces it around the

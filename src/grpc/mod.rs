@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    Deadline, Error, IdentityService, OpenIdToken, Operation, RequestContext, Violations,
+    Deadline, Error, IdentityService, OpenIdToken, Operation, Peer, RequestContext, Violations,
 };
 use crate::proto as pb;
 use crate::telemetry::rpc::CallNotes;
@@ -61,6 +61,11 @@ impl<S: IdentityService> GrpcApi<S> {
         let notes = request.extensions().get::<CallNotes>().cloned();
         let ctx = RequestContext {
             caller: caller::caller(&request, self.identity_header.as_ref()),
+            peer: request
+                .extensions()
+                .get::<Peer>()
+                .and_then(|peer| peer.remote)
+                .map(|addr| addr.ip().to_canonical()),
             trace_id: notes.as_ref().map(CallNotes::trace_id),
             deadline: request.extensions().get::<Deadline>().map(|d| d.0),
         };

@@ -1,8 +1,11 @@
 //! The policy file as written: YAML, read with `serde-saphyr` (pure Rust,
 //! panic-free on bad input). Unknown fields are refused: a misspelt
 //! `principal_tag_keys` must not quietly mean "no tags allowed" or worse.
+//! Every value that is checked beyond its type keeps where it was written
+//! ([`Spanned`]), so that a refusal names the line.
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -16,6 +19,10 @@ pub(super) struct PolicyFile {
     /// What callers with no identity may do; absent: nothing.
     #[serde(default)]
     pub(super) anonymous: Option<AnonymousEntry>,
+    /// Identified callers that no entry names: they are refused, and may
+    /// be held to a rate per peer address.
+    #[serde(default)]
+    pub(super) unknown: Option<UnknownEntry>,
 }
 
 /// The file's `mode`.
@@ -30,11 +37,11 @@ pub(super) enum ModeName {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CallerEntry {
-    pub(super) name: String,
+    pub(super) name: Spanned<String>,
     #[serde(default)]
-    pub(super) spiffe_ids: Vec<String>,
+    pub(super) spiffe_ids: Vec<Spanned<String>>,
     #[serde(default)]
-    pub(super) dns_names: Vec<String>,
+    pub(super) dns_names: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) rate_limit: Option<RateLimitEntry>,
     #[serde(default)]
@@ -45,25 +52,41 @@ pub(super) struct CallerEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AnonymousEntry {
+    /// Per peer address.
+    #[serde(default)]
+    pub(super) rate_limit: Option<RateLimitEntry>,
     #[serde(default)]
     pub(super) allow: Vec<RuleEntry>,
+}
+
+/// `unknown:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UnknownEntry {
+    /// Per peer address.
+    #[serde(default)]
+    pub(super) rate_limit: Option<RateLimitEntry>,
 }
 
 /// `rate_limit:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RateLimitEntry {
-    pub(super) per_second: f64,
-    pub(super) burst: Option<u32>,
+    pub(super) per_second: Spanned<f64>,
+    pub(super) burst: Option<Spanned<u32>>,
 }
 
 /// One `allow` rule.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RuleEntry {
-    pub(super) operations: Vec<String>,
-    pub(super) identity_pools: Vec<String>,
-    pub(super) login_providers: Option<Vec<String>>,
-    pub(super) principal_tag_keys: Option<Vec<String>>,
-    pub(super) max_token_duration: Option<String>,
+    pub(super) operations: Spanned<Vec<Spanned<String>>>,
+    pub(super) identity_pools: Spanned<Vec<Spanned<String>>>,
+    pub(super) login_providers: Option<Vec<Spanned<String>>>,
+    pub(super) principal_tag_keys: Option<Vec<Spanned<String>>>,
+    pub(super) max_token_duration: Option<Spanned<String>>,
+    /// Whether a developer call may name an existing identity
+    /// (`identity_id`), which Cognito then links the developer user to.
+    #[serde(default)]
+    pub(super) link_existing_identities: bool,
 }

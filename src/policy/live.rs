@@ -88,8 +88,12 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("policy {}: {e}", path.display()))
 }
 
+/// The policy `bytes` hold, or why not, naming the file. A panic while
+/// checking it is a refusal too: at start-up a bad configuration (exit 2),
+/// on a reload a file refused.
 fn parse(path: &Path, bytes: &[u8]) -> Result<Policy, String> {
     let text =
         std::str::from_utf8(bytes).map_err(|_| format!("policy {}: not UTF-8", path.display()))?;
-    Policy::parse(text).map_err(|e| format!("policy {}: {e}", path.display()))
+    reload::catching_panics(|| Policy::parse(text))
+        .map_err(|e| format!("policy {}: {e}", path.display()))
 }

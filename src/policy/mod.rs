@@ -16,11 +16,15 @@
 
 mod file;
 mod live;
+mod load;
+mod peers;
 
 pub use live::LivePolicy;
+use peers::PeerLimits;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -29,7 +33,6 @@ use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::domain::{Caller, OperationName, Scope};
 use crate::jwt;
-use file::{ModeName, PolicyFile, RuleEntry};
 
 /// The Logins key of a Cognito OpenID token.
 const COGNITO_LOGIN: &str = "cognito-identity.amazonaws.com";
@@ -54,6 +57,10 @@ pub struct Policy {
     /// Which entry names a caller, found without reading every entry.
     index: CallerIndex,
     anonymous: Vec<Rule>,
+    /// The rate of callers with no identity, per peer address.
+    anonymous_limit: Option<PeerLimits>,
+    /// The rate of identified callers no entry names, per peer address.
+    unknown_limit: Option<PeerLimits>,
 }
 
 /// The callers' names, indexed: an exact SPIFFE id or a DNS name (stored
@@ -163,6 +170,8 @@ struct Rule {
     login_providers: Option<HashSet<String>>,
     principal_tag_keys: HashSet<String>,
     max_token_duration: Option<Duration>,
+    /// A developer call may name an existing identity to link to.
+    link_existing_identities: bool,
 }
 
 /// The policy's answer for one call.
@@ -207,75 +216,6 @@ pub const ANONYMOUS: &str = "anonymous";
 pub const UNKNOWN: &str = "unknown";
 
 impl Policy {
-    /// Parses and checks a policy; on failure says where and why.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let file: PolicyFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
-        let mut problems = Vec::new();
-        let mut callers = Vec::with_capacity(file.callers.len());
-        let mut names = HashSet::new();
-        for (i, entry) in file.callers.into_iter().enumerate() {
-            let at = format!("callers[{i}]");
-            if entry.name.trim().is_empty() {
-                problems.push(format!("{at}.name: must not be empty"));
-            } else if !names.insert(entry.name.clone()) {
-                problems.push(format!("{at}.name: {:?} is named twice", entry.name));
-            }
-            if entry.spiffe_ids.is_empty() && entry.dns_names.is_empty() {
-                problems.push(format!("{at}: names no spiffe_ids and no dns_names"));
-            }
-            let spiffe_ids = entry
-                .spiffe_ids
-                .iter()
-                .filter_map(|id| {
-                    id_pattern(id)
-                        .map_err(|e| problems.push(format!("{at}.spiffe_ids: {e}")))
-                        .ok()
-                })
-                .collect();
-            let rate_limit = entry.rate_limit.and_then(|r| {
-                let burst = r
-                    .burst
-                    .unwrap_or_else(|| r.per_second.ceil().max(1.0) as u32);
-                if r.per_second > 0.0 && r.per_second.is_finite() && burst >= 1 {
-                    Some(RateLimit {
-                        per_second: r.per_second,
-                        burst,
-                    })
-                } else {
-                    problems.push(format!(
-                        "{at}.rate_limit: per_second must be more than 0 and burst at least 1"
-                    ));
-                    None
-                }
-            });
-            let rules = rules(&format!("{at}.allow"), entry.allow, &mut problems);
-            callers.push(NamedCaller {
-                name: entry.name,
-                spiffe_ids,
-                dns_names: entry.dns_names,
-                limiter: rate_limit.and_then(limiter),
-                rate_limit,
-                rules,
-            });
-        }
-        let anonymous = match file.anonymous {
-            Some(a) => rules("anonymous.allow", a.allow, &mut problems),
-            None => Vec::new(),
-        };
-        if !problems.is_empty() {
-            return Err(problems.join("; "));
-        }
-        Ok(Self {
-            mode: match file.mode {
-                ModeName::Enforce => Mode::Enforce,
-                ModeName::DryRun => Mode::DryRun,
-            },
-            index: CallerIndex::new(&callers),
-            callers,
-            anonymous,
-        })
-    }
-
     /// Enforcing, or trying.
     pub fn mode(&self) -> Mode {
         self.mode
@@ -286,11 +226,23 @@ impl Policy {
         self.callers.iter().find(|c| c.name == name)?.rate_limit
     }
 
-    /// The policy's answer for `caller` asking for `scope`.
-    pub fn decide(&self, caller: &Caller, scope: &Scope<'_>) -> Decision {
+    /// The policy's answer for `caller`, on a connection from `peer`,
+    /// asking for `scope`. Callers with no identity and identified callers
+    /// no entry names are held to their limits per peer address.
+    pub fn decide(&self, caller: &Caller, peer: Option<IpAddr>, scope: &Scope<'_>) -> Decision {
         let dry_run = self.mode == Mode::DryRun;
         let (name, rules) = match caller {
-            Caller::Anonymous => (ANONYMOUS, &self.anonymous),
+            Caller::Anonymous => {
+                if let Some(retry_after) = self.anonymous_limit.as_ref().and_then(|l| l.over(peer))
+                {
+                    return Decision::RateLimited {
+                        caller: ANONYMOUS.to_owned(),
+                        retry_after,
+                        dry_run,
+                    };
+                }
+                (ANONYMOUS, &self.anonymous)
+            }
             identified => match self.index.find(identified).map(|i| &self.callers[i]) {
                 Some(entry) => {
                     if let Some(retry_after) = entry.over_its_rate() {
@@ -303,6 +255,15 @@ impl Policy {
                     (entry.name.as_str(), &entry.rules)
                 }
                 None => {
+                    if let Some(retry_after) =
+                        self.unknown_limit.as_ref().and_then(|l| l.over(peer))
+                    {
+                        return Decision::RateLimited {
+                            caller: UNKNOWN.to_owned(),
+                            retry_after,
+                            dry_run,
+                        };
+                    }
                     return Decision::Deny {
                         caller: UNKNOWN.to_owned(),
                         why: "the caller's identity is not in the policy".to_owned(),
@@ -327,22 +288,33 @@ impl Policy {
     }
 }
 
-/// A rate limiter for `limit`; `None` if governor cannot express it.
-fn limiter(limit: RateLimit) -> Option<DefaultDirectRateLimiter> {
-    let period = Duration::from_secs_f64(1.0 / limit.per_second);
-    let quota = Quota::with_period(period)?.allow_burst(NonZeroU32::new(limit.burst)?);
-    Some(DefaultDirectRateLimiter::direct(quota))
+/// A rate limiter for `limit`, whose values [`load`] checked: a rate of at
+/// least one call an hour, a burst of at least one.
+fn limiter(limit: RateLimit) -> DefaultDirectRateLimiter {
+    let period = Duration::try_from_secs_f64(1.0 / limit.per_second)
+        .unwrap_or(Duration::from_secs(3600))
+        .max(Duration::from_nanos(1));
+    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN))
+        .allow_burst(burst);
+    DefaultDirectRateLimiter::direct(quota)
+}
+
+/// How long until `limiter` admits a call, when it does not admit this
+/// one (counted if it does).
+fn over(limiter: &DefaultDirectRateLimiter) -> Option<Duration> {
+    limiter
+        .check()
+        .err()
+        .map(|not_until| not_until.wait_time_from(limiter.clock().now()))
 }
 
 impl NamedCaller {
     /// Counts a call: `Some(wait)` when it is past the caller's rate, with
     /// how long until a call would be admitted.
     fn over_its_rate(&self) -> Option<Duration> {
-        let limiter = self.limiter.as_ref()?;
-        limiter
-            .check()
-            .err()
-            .map(|not_until| not_until.wait_time_from(limiter.clock().now()))
+        over(self.limiter.as_ref()?)
     }
 
     /// Whether this entry names `caller`, read plainly: the index must
@@ -355,67 +327,6 @@ impl NamedCaller {
             Caller::Dns(name) => self.dns_names.iter().any(|n| n.eq_ignore_ascii_case(name)),
         }
     }
-}
-
-fn id_pattern(id: &str) -> Result<IdPattern, String> {
-    if !id.starts_with("spiffe://") {
-        return Err(format!("{id:?} is not a spiffe:// id"));
-    }
-    Ok(match id.strip_suffix('*') {
-        Some(prefix) if prefix.ends_with('/') => IdPattern::Prefix(prefix.to_owned()),
-        Some(_) => {
-            return Err(format!(
-                "{id:?}: a wildcard must be a whole last segment, /*"
-            ));
-        }
-        None => IdPattern::Exact(id.to_owned()),
-    })
-}
-
-fn rules(at: &str, entries: Vec<RuleEntry>, problems: &mut Vec<String>) -> Vec<Rule> {
-    let mut rules = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.into_iter().enumerate() {
-        let at = format!("{at}[{i}]");
-        let mut operations = HashSet::new();
-        for name in &entry.operations {
-            match OperationName::from_name(name) {
-                Some(op) => {
-                    operations.insert(op);
-                }
-                None => problems.push(format!(
-                    "{at}.operations: {name:?} is not one of GetId, GetOpenIdToken, \
-                     GetOpenIdTokenForDeveloperIdentity, GetCredentialsForIdentity"
-                )),
-            }
-        }
-        if entry.operations.is_empty() {
-            problems.push(format!("{at}.operations: must name at least one"));
-        }
-        if entry.identity_pools.is_empty() {
-            problems.push(format!(
-                "{at}.identity_pools: must name at least one, or \"*\""
-            ));
-        }
-        let identity_pools = (!entry.identity_pools.iter().any(|p| p == "*"))
-            .then(|| entry.identity_pools.into_iter().collect());
-        let max_token_duration = entry.max_token_duration.and_then(|d| {
-            humantime::parse_duration(&d)
-                .map_err(|e| problems.push(format!("{at}.max_token_duration: {d:?}: {e}")))
-                .ok()
-        });
-        rules.push(Rule {
-            operations,
-            identity_pools,
-            login_providers: entry.login_providers.map(|p| p.into_iter().collect()),
-            principal_tag_keys: entry
-                .principal_tag_keys
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            max_token_duration,
-        });
-    }
-    rules
 }
 
 /// The pool a call is about: the one it names, or else (GetOpenIdToken and
@@ -490,6 +401,17 @@ impl Rule {
             return Err((3, format!("no rule allows the principal tag {key:?}")));
         }
         if scope.operation == OperationName::GetOpenIdTokenForDeveloperIdentity
+            && scope.identity_id.is_some()
+            && !self.link_existing_identities
+        {
+            return Err((
+                4,
+                "no rule allows identity_id: linking the developer user to an existing \
+                 identity needs link_existing_identities: true"
+                    .to_owned(),
+            ));
+        }
+        if scope.operation == OperationName::GetOpenIdTokenForDeveloperIdentity
             && let Some(max) = self.max_token_duration
         {
             let asked = scope
@@ -499,7 +421,7 @@ impl Rule {
                 });
             if asked > max {
                 return Err((
-                    4,
+                    5,
                     format!(
                         "a token of {} s is longer than the {} s allowed",
                         asked.as_secs(),

@@ -73,7 +73,9 @@ fn checkout() -> Caller {
 }
 
 fn decide(caller: &Caller, op: &impl Operation) -> Decision {
-    Policy::parse(POLICY).unwrap().decide(caller, &op.scope())
+    Policy::parse(POLICY)
+        .unwrap()
+        .decide(caller, None, &op.scope())
 }
 
 fn allowed(caller: &str) -> Decision {
@@ -185,7 +187,7 @@ fn dry_run_decides_the_same_and_says_so() {
     assert_eq!(policy.mode(), Mode::DryRun);
     let other = developer(OTHER_POOL, &[("login.shop.example", "u")], &[], None);
     assert!(matches!(
-        policy.decide(&checkout(), &other.scope()),
+        policy.decide(&checkout(), None, &other.scope()),
         Decision::Deny { dry_run: true, .. }
     ));
 }
@@ -260,9 +262,9 @@ callers:
     let slow = Caller::Dns("slow.svc".into());
     let get_id = GetIdInput::parse(Some(POOL.into()), None, vec![]).unwrap();
     for _ in 0..2 {
-        assert_eq!(policy.decide(&slow, &get_id.scope()), allowed("slow"));
+        assert_eq!(policy.decide(&slow, None, &get_id.scope()), allowed("slow"));
     }
-    match policy.decide(&slow, &get_id.scope()) {
+    match policy.decide(&slow, None, &get_id.scope()) {
         Decision::RateLimited {
             caller,
             retry_after,
@@ -276,7 +278,10 @@ callers:
     }
     // Each caller has a budget of its own.
     let other = Caller::Dns("other.svc".into());
-    assert_eq!(policy.decide(&other, &get_id.scope()), allowed("other"));
+    assert_eq!(
+        policy.decide(&other, None, &get_id.scope()),
+        allowed("other")
+    );
 }
 
 #[test]
@@ -360,5 +365,150 @@ callers:
             None,
             None
         ]
+    );
+}
+
+#[test]
+fn values_no_limiter_or_rule_could_use_are_refused_with_their_line() {
+    let bad = r#"mode: enforce
+callers:
+  - name: tiny
+    dns_names: ["tiny.svc"]
+    rate_limit: {per_second: 1.0e-20}
+  - name: huge
+    dns_names: ["huge.svc"]
+    rate_limit: {per_second: .inf, burst: 0}
+  - name: ""
+    dns_names: ["bad name.svc"]
+    allow:
+      - operations: [GetId]
+        identity_pools: ["not-a-pool"]
+        max_token_duration: 48h
+        principal_tag_keys: [""]
+  - name: anonymous
+    dns_names: ["x.svc"]
+anonymous:
+  rate_limit: {per_second: -1}
+unknown:
+  rate_limit: {per_second: 0}
+"#;
+    let err = Policy::parse(bad).unwrap_err();
+    for expected in [
+        "line 5: callers[0].rate_limit.per_second: 0.00000000000000000001 is below one call an hour",
+        "line 8: callers[1].rate_limit.per_second: inf is below one call an hour",
+        "line 8: callers[1].rate_limit.burst: 0 is not between 1",
+        "line 9: callers[2].name: must not be empty",
+        "line 10: callers[2].dns_names: \"bad name.svc\" is not a DNS name",
+        "line 13: callers[2].allow[0].identity_pools:",
+        "line 14: callers[2].allow[0].max_token_duration: \"48h\" is longer than Cognito's 24 hours",
+        "line 15: callers[2].allow[0].principal_tag_keys: must not be empty",
+        "line 16: callers[3].name: \"anonymous\" is the name of callers no entry names",
+        "line 19: anonymous.rate_limit.per_second: -1 is below",
+        "line 21: unknown.rate_limit.per_second: 0 is below",
+    ] {
+        assert!(err.contains(expected), "{expected}\n in: {err}");
+    }
+    // Just inside the bounds, everything loads.
+    let edge = r#"mode: enforce
+callers:
+  - name: hourly
+    dns_names: ["hourly.svc"]
+    rate_limit: {per_second: 0.000278, burst: 1000000}
+    allow:
+      - operations: [GetOpenIdTokenForDeveloperIdentity]
+        identity_pools: ["*"]
+        max_token_duration: 24h
+"#;
+    Policy::parse(edge).unwrap();
+}
+
+#[test]
+fn a_developer_call_naming_an_identity_needs_link_existing_identities() {
+    let policy = |link: bool| {
+        Policy::parse(&format!(
+            r#"mode: enforce
+callers:
+  - name: checkout
+    spiffe_ids: ["spiffe://example.org/ns/shop/sa/checkout"]
+    allow:
+      - operations: [GetOpenIdTokenForDeveloperIdentity]
+        identity_pools: ["{POOL}"]
+        link_existing_identities: {link}
+"#
+        ))
+        .unwrap()
+    };
+    let fresh = developer(POOL, &[("login.shop.example", "u")], &[], None);
+    let linking = GetOpenIdTokenForDeveloperIdentityInput::parse(
+        Some(POOL.into()),
+        Some(IDENTITY.into()),
+        pairs(&[("login.shop.example", "u")]),
+        [],
+        None,
+    )
+    .unwrap();
+    let denied = policy(false);
+    assert_eq!(
+        denied.decide(&checkout(), None, &fresh.scope()),
+        allowed("checkout")
+    );
+    let why = denied_because(denied.decide(&checkout(), None, &linking.scope()));
+    assert!(
+        why.contains("identity_id") && why.contains("link_existing_identities"),
+        "{why}"
+    );
+    assert_eq!(
+        policy(true).decide(&checkout(), None, &linking.scope()),
+        allowed("checkout")
+    );
+}
+
+#[test]
+fn anonymous_and_unknown_callers_are_limited_per_peer_address() {
+    let policy = Policy::parse(
+        r#"mode: enforce
+anonymous:
+  rate_limit: {per_second: 0.001, burst: 2}
+  allow:
+    - operations: [GetId]
+      identity_pools: ["*"]
+unknown:
+  rate_limit: {per_second: 0.001, burst: 1}
+"#,
+    )
+    .unwrap();
+    let get_id = GetIdInput::parse(Some(POOL.to_owned()), None, []).unwrap();
+    let (a, b) = (
+        Some(std::net::IpAddr::from([10, 0, 0, 1])),
+        Some(std::net::IpAddr::from([10, 0, 0, 2])),
+    );
+    let anonymous = Caller::Anonymous;
+    for _ in 0..2 {
+        assert_eq!(
+            policy.decide(&anonymous, a, &get_id.scope()),
+            allowed(ANONYMOUS)
+        );
+    }
+    match policy.decide(&anonymous, a, &get_id.scope()) {
+        Decision::RateLimited { caller, .. } => assert_eq!(caller, ANONYMOUS),
+        other => panic!("{other:?}"),
+    }
+    // Another peer has a limit of its own.
+    assert_eq!(
+        policy.decide(&anonymous, b, &get_id.scope()),
+        allowed(ANONYMOUS)
+    );
+    let stranger = Caller::Dns("stranger.svc".into());
+    assert!(matches!(
+        policy.decide(&stranger, a, &get_id.scope()),
+        Decision::Deny { .. }
+    ));
+    match policy.decide(&stranger, a, &get_id.scope()) {
+        Decision::RateLimited { caller, .. } => assert_eq!(caller, UNKNOWN),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        policy.anonymous_limit.as_ref().map(PeerLimits::held),
+        Some(2)
     );
 }

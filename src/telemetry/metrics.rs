@@ -202,6 +202,8 @@ pub struct Metrics {
     upstream_latency: Latency,
     policy_decisions: Family<PolicyLabels, Counter>,
     rate_limited: Family<CallerLabel, Counter>,
+    peer_limits_held: Family<CallerLabel, Gauge>,
+    peer_limits_evicted: Family<CallerLabel, Counter>,
     policy_reloads: Family<ExportLabels, Counter>,
     upstream_up: Gauge,
     circuit_state: Family<StateLabel, Gauge>,
@@ -278,6 +280,20 @@ impl Metrics {
             "gateway_caller_rate_limited",
             "Calls refused because their caller was past its rate limit, by caller",
             rate_limited.clone(),
+        );
+        let peer_limits_held = Family::<CallerLabel, Gauge>::default();
+        registry.register(
+            "gateway_caller_rate_limit_peers",
+            "Peer addresses whose rate limit is kept, by the policy's name for their callers \
+             (anonymous, unknown); bounded, the least recently seen forgotten first",
+            peer_limits_held.clone(),
+        );
+        let peer_limits_evicted = Family::<CallerLabel, Counter>::default();
+        registry.register(
+            "gateway_caller_rate_limit_peer_evictions",
+            "Peer addresses whose rate limit was forgotten to keep the number of peers \
+             bounded, by the policy's name for their callers",
+            peer_limits_evicted.clone(),
         );
         let policy_reloads = Family::<ExportLabels, Counter>::default();
         registry.register(
@@ -399,6 +415,8 @@ impl Metrics {
             upstream_latency,
             policy_decisions,
             rate_limited,
+            peer_limits_held,
+            peer_limits_evicted,
             policy_reloads,
             upstream_up,
             circuit_state,
@@ -478,6 +496,24 @@ impl Metrics {
     /// A caller was past its rate limit.
     pub fn caller_rate_limited(&self, caller: &str) {
         self.rate_limited
+            .get_or_create(&CallerLabel {
+                caller: caller.to_owned(),
+            })
+            .inc();
+    }
+
+    /// `peers` peer addresses have a rate limit kept for `caller`.
+    pub fn peer_limits_held(&self, caller: &str, peers: u64) {
+        self.peer_limits_held
+            .get_or_create(&CallerLabel {
+                caller: caller.to_owned(),
+            })
+            .set(i64::try_from(peers).unwrap_or(i64::MAX));
+    }
+
+    /// A peer's rate limit for `caller` was forgotten to bound their number.
+    pub fn peer_limit_evicted(&self, caller: &str) {
+        self.peer_limits_evicted
             .get_or_create(&CallerLabel {
                 caller: caller.to_owned(),
             })

@@ -1,0 +1,405 @@
+//! The caller policy held against what an attacker tried, through the real
+//! binary over its embedded emulator, callers named by Linkerd's header
+//! from loopback (where a sidecar connects from):
+//! - a policy value no limiter can use is refused with its file, line and
+//!   field, at start (exit 2) and on a reload, and the next good policy
+//!   (one that revokes a caller) still takes effect; files written beside
+//!   the policy never set off a reload;
+//! - a developer call naming an existing identity is linked to it only
+//!   when a rule says `link_existing_identities: true`;
+//! - a flood of anonymous calls is held to `anonymous.rate_limit` per peer
+//!   address, and a named caller's calls are answered as before.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
+use cognito_identity_gateway::proto as pb;
+use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
+use support::loopback::{free_port, http_get, series};
+use support::temp_dir;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+const DEVELOPER: &str = "GetOpenIdTokenForDeveloperIdentity";
+const CHECKOUT: &str = "checkout.shop.svc";
+
+/// The gateway binary over its emulator, with the policy at `policy`,
+/// callers named by `l5d-client-id`.
+struct Running {
+    child: Child,
+    log: Option<std::thread::JoinHandle<String>>,
+    grpc: u16,
+    admin: u16,
+}
+
+impl Running {
+    fn start(policy: &Path, extra: &[&str]) -> Self {
+        let (grpc, admin) = (free_port(), free_port());
+        let listen = format!("127.0.0.1:{grpc}");
+        let admin_listen = format!("127.0.0.1:{admin}");
+        let policy = policy.display().to_string();
+        let mut args = vec![
+            "--emulator",
+            "--listen",
+            &listen,
+            "--admin-listen",
+            &admin_listen,
+            "--policy",
+            &policy,
+            "--caller-identity-header",
+            "l5d-client-id",
+        ];
+        args.extend_from_slice(extra);
+        let (child, log) = support::binary::gateway(&args, &[]);
+        Self {
+            child,
+            log: Some(log),
+            grpc,
+            admin,
+        }
+    }
+
+    async fn client(&self) -> CognitoIdentityServiceClient<Channel> {
+        CognitoIdentityServiceClient::new(support::binary::connect(self.grpc).await)
+    }
+
+    async fn metric(&self, prefix: &str) -> f64 {
+        let (_, body) = http_get(self.admin, "/metrics").await;
+        series(&body, prefix).map(|(_, v)| v).sum()
+    }
+
+    /// Stops it (SIGTERM) and returns its log.
+    fn stop(mut self) -> String {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        self.log.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn as_caller<T>(message: T, identity: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("l5d-client-id", identity.parse().unwrap());
+    request
+}
+
+fn developer(user: &str, identity_id: &str) -> pb::GetOpenIdTokenForDeveloperIdentityRequest {
+    pb::GetOpenIdTokenForDeveloperIdentityRequest {
+        identity_pool_id: DEFAULT_POOL_ID.into(),
+        identity_id: identity_id.into(),
+        logins: HashMap::from([(DEFAULT_DEVELOPER_PROVIDER.into(), user.into())]),
+        ..Default::default()
+    }
+}
+
+fn checkout_may_mint(extra: &str) -> String {
+    format!(
+        r#"mode: enforce
+callers:
+  - name: checkout
+    dns_names: ["{CHECKOUT}"]
+    allow:
+      - operations: [{DEVELOPER}, GetId]
+        identity_pools: ["{DEFAULT_POOL_ID}"]
+{extra}
+anonymous:
+  allow:
+    - operations: [GetId]
+      identity_pools: ["*"]
+"#
+    )
+}
+
+/// Polls `check` every 50 ms for up to `within`.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    within: Duration,
+    mut check: impl FnMut() -> F,
+) -> bool {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+const TOO_SLOW: &str =
+    "  - name: tiny\n    dns_names: [\"tiny.svc\"]\n    rate_limit: {per_second: 1.0e-20}\n";
+
+#[tokio::test]
+async fn a_policy_that_cannot_be_used_is_refused_and_the_next_good_one_takes_effect() {
+    let dir = temp_dir("callers-reload");
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, checkout_may_mint("")).unwrap();
+    let gateway = Running::start(&path, &[]);
+    let mut client = gateway.client().await;
+    client
+        .get_open_id_token_for_developer_identity(as_caller(developer("u-1", ""), CHECKOUT))
+        .await
+        .expect("checkout may mint");
+
+    // A log kept beside the policy, written to again and again: no reload.
+    let log = dir.join("gateway.log");
+    for i in 0..500 {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writeln!(f, "a log line {i}").unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(gateway.metric("gateway_policy_reloads_total").await, 0.0);
+
+    // A rate no limiter can hold: refused, counted, the policy in force
+    // stays.
+    std::fs::write(
+        &path,
+        checkout_may_mint("").replace("callers:\n", &format!("callers:\n{TOO_SLOW}")),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            gateway
+                .metric("gateway_policy_reloads_total{outcome=\"error\"}")
+                .await
+                == 1.0
+        })
+        .await,
+        "the bad policy was never refused"
+    );
+    client
+        .get_open_id_token_for_developer_identity(as_caller(developer("u-2", ""), CHECKOUT))
+        .await
+        .expect("the policy in force stays");
+
+    // The next good file revokes checkout, and takes effect.
+    std::fs::write(&path, checkout_may_mint("").replace(DEVELOPER, "GetId")).unwrap();
+    let revoked = eventually(Duration::from_secs(15), || {
+        let mut client = client.clone();
+        async move {
+            let call = client
+                .get_open_id_token_for_developer_identity(as_caller(developer("u-3", ""), CHECKOUT))
+                .await;
+            matches!(call, Err(status) if status.code() == Code::PermissionDenied)
+        }
+    })
+    .await;
+    assert!(revoked, "the revoking policy never took effect");
+    assert_eq!(
+        gateway
+            .metric("gateway_policy_reloads_total{outcome=\"ok\"}")
+            .await,
+        1.0
+    );
+    let log = gateway.stop();
+    assert!(
+        log.contains("line 5: callers[0].rate_limit.per_second"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_policy_that_cannot_be_used_stops_the_start_with_exit_2_and_one_message() {
+    let dir = temp_dir("callers-start");
+    let path = dir.join("policy.yaml");
+    std::fs::write(
+        &path,
+        checkout_may_mint("").replace("callers:\n", &format!("callers:\n{TOO_SLOW}")),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cognito-identity-gateway"))
+        .args([
+            "--emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+        ])
+        .arg("--policy")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "policy {}: line 5: callers[0].rate_limit.per_second",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn linking_to_an_existing_identity_needs_a_rule_that_allows_it() {
+    let dir = temp_dir("callers-link");
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, checkout_may_mint("")).unwrap();
+    let gateway = Running::start(&path, &[]);
+    let mut client = gateway.client().await;
+    // Someone else's identity, made without the developer provider.
+    let foreign = client
+        .get_id(tonic::Request::new(support::get_id(DEFAULT_POOL_ID)))
+        .await
+        .expect("an unauthenticated identity")
+        .into_inner()
+        .identity_id;
+
+    let refused = client
+        .get_open_id_token_for_developer_identity(as_caller(developer("u-9", &foreign), CHECKOUT))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("identity_id")
+            && refused.message().contains("link_existing_identities"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        refused.get_error_details().error_info().unwrap().reason,
+        "POLICY_DENIED"
+    );
+    assert_eq!(
+        gateway
+            .metric("cognito_upstream_calls_total{operation=\"GetOpenIdTokenForDeveloperIdentity\"")
+            .await,
+        0.0,
+        "a refused link reaches no upstream"
+    );
+
+    // Allowed by the rule: the developer user is linked to that identity.
+    std::fs::write(
+        &path,
+        checkout_may_mint("        link_existing_identities: true"),
+    )
+    .unwrap();
+    let linked = eventually(Duration::from_secs(15), || {
+        let (mut client, foreign) = (client.clone(), foreign.clone());
+        async move {
+            client
+                .get_open_id_token_for_developer_identity(as_caller(
+                    developer("u-9", &foreign),
+                    CHECKOUT,
+                ))
+                .await
+                .is_ok_and(|reply| reply.into_inner().identity_id == foreign)
+        }
+    })
+    .await;
+    assert!(
+        linked,
+        "link_existing_identities: true never allowed the link"
+    );
+    drop(gateway);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_anonymous_flood_is_held_per_peer_and_a_named_caller_is_served_as_before() {
+    let dir = temp_dir("callers-flood");
+    let path = dir.join("policy.yaml");
+    std::fs::write(
+        &path,
+        checkout_may_mint("").replace(
+            "anonymous:\n",
+            "anonymous:\n  rate_limit: {per_second: 5, burst: 5}\n",
+        ),
+    )
+    .unwrap();
+    let gateway = Running::start(&path, &[]);
+    let flooder = gateway.client().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Eight anonymous callers asking for new (uncached) identities as fast
+    // as they are answered.
+    let floods: Vec<_> = (0..8)
+        .map(|_| {
+            let (mut client, stop) = (flooder.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut limited) = (0u32, 0u32);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match client
+                        .get_id(tonic::Request::new(support::get_id(DEFAULT_POOL_ID)))
+                        .await
+                    {
+                        Ok(_) => ok += 1,
+                        Err(status) => {
+                            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                            let reason = status
+                                .get_error_details()
+                                .error_info()
+                                .unwrap()
+                                .reason
+                                .clone();
+                            assert_eq!(reason, "CALLER_RATE_LIMITED");
+                            limited += 1;
+                        }
+                    }
+                }
+                (ok, limited)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The named caller, on a connection of its own, meanwhile.
+    let mut named = gateway.client().await;
+    for _ in 0..30 {
+        named
+            .get_id(as_caller(support::get_id(DEFAULT_POOL_ID), CHECKOUT))
+            .await
+            .expect("the named caller is answered");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut limited) = (0, 0);
+    for flood in floods {
+        let (o, l) = flood.await.unwrap();
+        ok += o;
+        limited += l;
+    }
+    println!("anonymous flood: {ok} answered, {limited} refused CALLER_RATE_LIMITED");
+    assert!(limited > 0, "the flood was never limited");
+    assert_eq!(
+        gateway
+            .metric("gateway_caller_rate_limited_total{caller=\"anonymous\"}")
+            .await,
+        f64::from(limited)
+    );
+    assert_eq!(
+        gateway
+            .metric(
+                "gateway_upstream_quota_decisions_total{operation=\"GetId\",outcome=\"refused\"}"
+            )
+            .await,
+        0.0,
+        "nobody's GetId was refused for want of quota"
+    );
+    drop(gateway);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
