@@ -8,7 +8,10 @@
 //! - a developer call naming an existing identity is linked to it only
 //!   when a rule says `link_existing_identities: true`;
 //! - a flood of anonymous calls is held to `anonymous.rate_limit` per peer
-//!   address, and a named caller's calls are answered as before.
+//!   address, and a named caller's calls are answered as before;
+//! - values from a request that reach a log line (a pool read from an
+//!   unverified token's `aud`, a caller's header) cannot forge a line or
+//!   send escape sequences, in text and in JSON logs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -56,6 +59,8 @@ impl Running {
             &policy,
             "--caller-identity-header",
             "l5d-client-id",
+            "--shutdown-grace",
+            "1s",
         ];
         args.extend_from_slice(extra);
         let (child, log) = support::binary::gateway(&args, &[]);
@@ -401,5 +406,90 @@ async fn an_anonymous_flood_is_held_per_peer_and_a_named_caller_is_served_as_bef
         "nobody's GetId was refused for want of quota"
     );
     drop(gateway);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A JWT (unsigned: the policy reads `aud` without verifying it) whose
+/// audience is `aud`.
+fn token_with_audience(aud: &str) -> String {
+    use base64::Engine;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    format!(
+        "{}.{}.c2ln",
+        b64(serde_json::json!({"alg": "RS512", "kid": "x"})),
+        b64(serde_json::json!({"aud": aud, "sub": "x", "exp": 4_000_000_000u64}))
+    )
+}
+
+#[tokio::test]
+async fn values_from_requests_cannot_forge_log_lines() {
+    const FORGED: &str = "FORGED-LINE";
+    let dir = temp_dir("callers-logs");
+    let path = dir.join("policy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"mode: dry-run
+anonymous:
+  allow:
+    - operations: [GetOpenIdToken]
+      identity_pools: ["{DEFAULT_POOL_ID}"]
+"#
+        ),
+    )
+    .unwrap();
+    let evil = format!(
+        "us-east-1:evil\n2026-12-04T00:00:00.000000Z  INFO {FORGED} caller=admin\r\n\u{1b}[31mred\u{1b}[0m\u{2028}"
+    );
+    for format in ["text", "json"] {
+        let gateway = Running::start(&path, &["--log-format", format]);
+        let mut client = gateway.client().await;
+        let request = pb::GetOpenIdTokenRequest {
+            identity_id: "us-east-1:0a0a0a0a-0000-4000-8000-0000000000ff".into(),
+            logins: HashMap::from([(
+                "cognito-identity.amazonaws.com".into(),
+                token_with_audience(&evil),
+            )]),
+        };
+        // The dry run lets it through (and the emulator refuses the token);
+        // what matters is the line that says the policy would refuse it.
+        let _ = client.get_open_id_token(tonic::Request::new(request)).await;
+        // A caller name from a header, with a tab (the one control
+        // character a header value may hold).
+        let _ = client
+            .get_id(as_caller(support::get_id(DEFAULT_POOL_ID), "a\tb.svc"))
+            .await;
+        let log = gateway.stop();
+        assert!(log.contains("dry run"), "{format}: {log}");
+        assert!(
+            !log.contains('\u{1b}'),
+            "{format}: an escape sequence in {log}"
+        );
+        if format == "text" {
+            // JSON may carry it raw (valid JSON, and no line break to a
+            // reader of lines); text shows it escaped.
+            assert!(!log.contains('\u{2028}'), "{format}: {log}");
+        }
+        for line in log.lines().filter(|l| !l.is_empty()) {
+            match format {
+                "text" => assert!(
+                    line.starts_with("20") && !line.contains("\tb.svc"),
+                    "a line not made by the gateway: {line:?}"
+                ),
+                _ => {
+                    let _: serde_json::Value = serde_json::from_str(line)
+                        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line:?}"));
+                }
+            }
+        }
+        let forged: Vec<&str> = log.lines().filter(|l| l.contains(FORGED)).collect();
+        assert_eq!(forged.len(), 1, "{format}: {log}");
+        assert!(
+            forged[0].contains("dry run: the policy would refuse this call"),
+            "{format}: the forged text made a line of its own: {log}"
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,6 +10,7 @@
 //! ids and counts, never a token, a Logins value, a principal tag value or a
 //! credential.
 
+mod escape;
 pub mod export;
 pub mod metrics;
 pub mod otlp;
@@ -91,9 +92,14 @@ pub fn start(settings: TelemetrySettings) -> Telemetry {
     let exporter = settings.traces.and_then(traces::start);
     let filter =
         log_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a terminal: a file or a log collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let fmt = match settings.log_format {
-        LogFormat::Text => fmt.boxed(),
+        // Every field escaped: a request's values cannot forge a line.
+        LogFormat::Text => fmt.fmt_fields(escape::EscapedFields).boxed(),
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     };
     let _already_set = tracing_subscriber::registry()
