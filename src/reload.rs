@@ -51,11 +51,6 @@ impl<T> InForce<T> {
         self.current.load()
     }
 
-    /// The value in force now, owned.
-    pub fn current_full(&self) -> Arc<T> {
-        self.current.load_full()
-    }
-
     /// Puts what `build` makes in force when `digest` (of the files as
     /// they are now) differs from the one in force. Files that do not
     /// build keep the value in force, and are not tried again until they

@@ -342,6 +342,14 @@ fn counted(metric: &str, outcome: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A series of this process's `metric` with the label `reason`.
+fn counted_reason(metric: &str, reason: &str) -> f64 {
+    let text = metrics().encode(None);
+    series(&text, metric)
+        .find_map(|(l, v)| (l == format!(r#"{{reason="{reason}"}}"#)).then_some(v))
+        .unwrap_or(0.0)
+}
+
 /// The certificate the gateway shows a new handshake, DER.
 async fn served_certificate(server: &TestGateway, ca: &str, identity: &Pem) -> Vec<u8> {
     use rustls::pki_types::ServerName;
@@ -394,13 +402,21 @@ async fn certificates_and_policy_change_under_load_and_no_call_fails() {
     let new_identity = Arc::new(std::sync::Mutex::new(checkout1.clone()));
 
     let stop = Arc::new(AtomicBool::new(false));
+    // The kept connections' callers stop before CA 1 leaves the bundle:
+    // their connections are closed then, and their certificate refused.
+    let stop_kept = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicUsize::new(0));
     let mut load = Vec::new();
     let request = developer(DEFAULT_POOL_ID, DEFAULT_DEVELOPER_PROVIDER, "team", 3600);
-    // Two callers on connections kept open throughout, and one that opens
-    // a new connection for every call.
+    // Two callers on connections kept open, and one that opens a new
+    // connection for every call.
     for fresh in [false, false, true] {
-        let (stop, calls, request) = (stop.clone(), calls.clone(), request.clone());
+        let stop = if fresh {
+            stop.clone()
+        } else {
+            stop_kept.clone()
+        };
+        let (calls, request) = (calls.clone(), request.clone());
         let new_identity = new_identity.clone();
         let server_addr = server.addr;
         let trusted = trusted.clone();
@@ -465,8 +481,8 @@ async fn certificates_and_policy_change_under_load_and_no_call_fails() {
     );
 
     // 3. The client CA rotates, through a bundle of both: CA 2's clients
-    // are let in, then CA 1's are refused at new handshakes while the
-    // connections they opened before go on.
+    // are let in, then CA 1's are refused at new handshakes, and the
+    // connections they opened before are closed (GOAWAY).
     let both = format!("{}{}", ca1.pem(), ca2.pem());
     let third = ca2.server();
     write_tls(secret, &third.cert, &third.key, &both);
@@ -475,7 +491,22 @@ async fn certificates_and_policy_change_under_load_and_no_call_fails() {
     })
     .await;
     *new_identity.lock().unwrap() = checkout2.clone();
+    let mut kept_across = client(server, &trusted, Some(&checkout1)).await;
+    assert_eq!(request.clone().send(&mut kept_across).await, Code::Ok);
+    stop_kept.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for task in load.drain(..2) {
+        failures.extend(task.await.unwrap());
+    }
+    let closed_before = counted_reason("gateway_connections_closed_total", "client_ca_changed");
     write_tls(secret, &third.cert, &third.key, &ca2.pem());
+    eventually(Duration::from_secs(5), || async {
+        counted_reason("gateway_connections_closed_total", "client_ca_changed")
+            >= closed_before + 1.0
+    })
+    .await;
+    // Its client reconnects, showing CA 1's certificate: refused.
+    assert_ne!(request.clone().send(&mut kept_across).await, Code::Ok);
     eventually(Duration::from_secs(3), || async {
         let mut probe = match channel(server, &trusted, Some(&checkout1)).await {
             Err(_) => return true,
@@ -501,7 +532,6 @@ async fn certificates_and_policy_change_under_load_and_no_call_fails() {
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut failures = Vec::new();
     for task in load {
         failures.extend(task.await.unwrap());
     }
@@ -513,5 +543,73 @@ async fn certificates_and_policy_change_under_load_and_no_call_fails() {
     );
     assert!(calls > 50, "only {calls} calls under load");
     assert!(counted("gateway_tls_reloads_total", "ok") >= ok_before + 3.0);
+    mounted.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_is_closed_when_its_certificate_expires() {
+    let ca = Ca::new("shop CA");
+    let mounted = serve("expiry", &ca.server(), &ca.pem()).await;
+    let short = ca.client_expiring_in(CHECKOUT, Duration::from_secs(3));
+    let mut kept = client(&mounted.server, &ca.pem(), Some(&short)).await;
+    let request = developer(DEFAULT_POOL_ID, DEFAULT_DEVELOPER_PROVIDER, "team", 3600);
+    assert_eq!(request.clone().send(&mut kept).await, Code::Ok);
+    let before = counted_reason("gateway_connections_closed_total", "certificate_expired");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Closed at the expiry; the client's reconnection shows the expired
+    // certificate, which the handshake refuses.
+    assert_eq!(
+        counted_reason("gateway_connections_closed_total", "certificate_expired"),
+        before + 1.0
+    );
+    assert_ne!(request.send(&mut kept).await, Code::Ok);
+    mounted.server.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_are_never_resumed_so_an_expired_certificate_is_refused() {
+    use rustls::pki_types::ServerName;
+    use tokio::io::AsyncReadExt;
+    let ca = Ca::new("shop CA");
+    let mounted = serve("resume", &ca.server(), &ca.pem()).await;
+    let short = ca.client_expiring_in(CHECKOUT, Duration::from_secs(3));
+    // One client configuration, whose session cache would resume.
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(support::certs::client_config(
+        &ca.pem(),
+        &short,
+    )));
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(mounted.server.addr)
+            .await
+            .unwrap();
+        connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+    };
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let mut tls = connect().await.expect("a certificate in date is taken");
+        // Whatever the server sends after the handshake (tickets, if it
+        // issued any) is read into the client's session cache.
+        let _ = tokio::time::timeout(Duration::from_millis(200), tls.read(&mut [0; 64])).await;
+        kinds.push(tls.get_ref().1.handshake_kind());
+    }
+    assert!(
+        kinds
+            .iter()
+            .all(|kind| *kind == Some(rustls::HandshakeKind::Full)),
+        "{kinds:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Expired: a full handshake, refused (TLS 1.3 says so at the first
+    // read, after the client's side of the handshake is done).
+    let refused = match connect().await {
+        Err(_) => true,
+        Ok(mut tls) => matches!(
+            tokio::time::timeout(Duration::from_secs(2), tls.read(&mut [0; 64])).await,
+            Ok(Err(_)) | Ok(Ok(0))
+        ),
+    };
+    assert!(refused, "an expired certificate was taken");
     mounted.server.stop().await;
 }

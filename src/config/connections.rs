@@ -77,7 +77,21 @@ pub struct ConnectionArgs {
         default_value = "20s"
     )]
     pub http2_keepalive_timeout: String,
+
+    /// How long a connection is kept at most, less a jitter of up to a
+    /// tenth (1m to 30d): it is then told to close (GOAWAY; its calls in
+    /// flight finish) and its client reconnects, so that the caller's
+    /// certificate and the TLS files in force are checked again at least
+    /// this often.
+    #[arg(long, env = "COGNITO_GATEWAY_MAX_CONNECTION_AGE", default_value = "1h")]
+    pub max_connection_age: String,
 }
+
+/// The bounds of `--max-connection-age`: at least a minute (a client that
+/// reconnects every few seconds pays a handshake a call), at most thirty
+/// days (past which a timer is no bound at all).
+const CONNECTION_AGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(60)..=Duration::from_secs(30 * 24 * 3600);
 
 /// The checked values.
 #[derive(Debug)]
@@ -90,6 +104,7 @@ pub(super) struct Connections {
     pub(super) admin_header_timeout: Duration,
     pub(super) keepalive_interval: Duration,
     pub(super) keepalive_timeout: Duration,
+    pub(super) max_connection_age: Duration,
 }
 
 impl ConnectionArgs {
@@ -124,6 +139,19 @@ impl ConnectionArgs {
         let admin_header = p.duration("admin-header-timeout", &self.admin_header_timeout);
         let interval = p.duration("http2-keepalive-interval", &self.http2_keepalive_interval);
         let timeout = p.duration("http2-keepalive-timeout", &self.http2_keepalive_timeout);
+        let max_age = p
+            .duration("max-connection-age", &self.max_connection_age)
+            .and_then(|age| {
+                let within = if CONNECTION_AGE.contains(&age) {
+                    Ok(age)
+                } else {
+                    Err(format!(
+                        "{}: must be between 1m and 30d",
+                        humantime::format_duration(age)
+                    ))
+                };
+                p.check("max-connection-age", within)
+            });
         Some(Connections {
             max_concurrent_streams: streams?,
             handshake_timeout: handshake?,
@@ -133,6 +161,7 @@ impl ConnectionArgs {
             admin_header_timeout: admin_header?,
             keepalive_interval: interval?,
             keepalive_timeout: timeout?,
+            max_connection_age: max_age?,
         })
     }
 }
@@ -166,6 +195,8 @@ mod tests {
         assert_eq!(s.admin_header_timeout, Duration::from_secs(30));
         assert_eq!(s.keepalive_interval, Duration::from_secs(60));
         assert_eq!(s.keepalive_timeout, Duration::from_secs(20));
+        assert_eq!(s.max_connection_age, Duration::from_secs(3600));
+        assert!(server(&["--max-connection-age=2s"]).is_err());
         let s = server(&[
             "--max-concurrent-streams=16",
             "--handshake-timeout=2s",

@@ -498,6 +498,7 @@ impl Cli {
                     admin_header_timeout: connections.admin_header_timeout,
                     keepalive_interval: connections.keepalive_interval,
                     keepalive_timeout: connections.keepalive_timeout,
+                    max_connection_age: connections.max_connection_age,
                 },
                 policy: callers.policy,
                 audit: callers.audit,

@@ -11,9 +11,10 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::Stream;
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -45,6 +46,121 @@ pub struct Connection {
     awaiting: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// When to look again whether the connection has been idle too long.
     idle: Idle,
+    /// When its caller's identity ends, and what else may end it.
+    close: Close,
+}
+
+/// Why a connection is closed while its caller still uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// It reached `--max-connection-age` (less its jitter).
+    MaxAge,
+    /// Its client certificate expired.
+    CertificateExpired,
+    /// The client CA in force no longer vouches for its certificate.
+    ClientCaChanged,
+}
+
+impl Reason {
+    /// Its name in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MaxAge => "max_age",
+            Reason::CertificateExpired => "certificate_expired",
+            Reason::ClientCaChanged => "client_ca_changed",
+        }
+    }
+}
+
+/// What ends a connection whatever happens on it: a time (its maximum age,
+/// or its certificate's expiry if that comes first), and on TLS with a
+/// client certificate, each new client CA that does not vouch for it.
+#[derive(Clone)]
+pub struct Close {
+    at: (tokio::time::Instant, Reason),
+    recheck: Option<Recheck>,
+}
+
+/// A certificate to check again against each new TLS configuration.
+#[derive(Clone)]
+struct Recheck {
+    tls: Arc<LiveTls>,
+    changes: watch::Receiver<u64>,
+    chain: Arc<[CertificateDer<'static>]>,
+}
+
+impl Close {
+    /// Closed at `max_age` from now at the latest, less a jitter of up to a
+    /// tenth, so that connections opened together are not all closed (and
+    /// reopened) together.
+    fn new(max_age: Duration) -> Self {
+        use std::hash::BuildHasher;
+        let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+        let jitter = max_age.mul_f64(0.1 * (random % 10_000) as f64 / 10_000.0);
+        Self {
+            at: (
+                tokio::time::Instant::now() + (max_age - jitter),
+                Reason::MaxAge,
+            ),
+            recheck: None,
+        }
+    }
+
+    /// Also closed when the certificate `chain` (leaf first) expires, or
+    /// when a new configuration of `tls` does not vouch for it.
+    fn certificate(mut self, tls: Arc<LiveTls>, chain: Vec<CertificateDer<'static>>) -> Self {
+        if let Some(expires) = chain.first().and_then(tls::not_after) {
+            let left = expires
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            if let Some(at) = tokio::time::Instant::now().checked_add(left)
+                && at < self.at.0
+            {
+                self.at = (at, Reason::CertificateExpired);
+            }
+        }
+        self.recheck = Some(Recheck {
+            changes: tls.changes(),
+            tls,
+            chain: chain.into(),
+        });
+        self
+    }
+
+    /// Resolves when the connection is to be closed, with why.
+    pub async fn due(&mut self) -> Reason {
+        let (at, reason) = self.at;
+        let sleep = tokio::time::sleep_until(at);
+        tokio::pin!(sleep);
+        loop {
+            let Some(recheck) = &mut self.recheck else {
+                sleep.as_mut().await;
+                return reason;
+            };
+            let changed = tokio::select! {
+                () = sleep.as_mut() => return reason,
+                changed = recheck.changes.changed() => changed.is_ok(),
+            };
+            if !changed {
+                // The configuration is gone with the server.
+                self.recheck = None;
+            } else if !recheck.tls.vouches_for(&recheck.chain) {
+                return Reason::ClientCaChanged;
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// What the connection says about its calls.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// What ends it.
+    pub fn close(&self) -> Close {
+        self.close.clone()
+    }
 }
 
 /// The idle timeout of a connection: a timer that, each time it fires,
@@ -144,13 +260,15 @@ pub struct Timeouts {
     pub handshake: Duration,
     /// With no call in flight, before it is closed.
     pub idle: Duration,
+    /// At most, whatever happens on it (less a jitter).
+    pub max_age: Duration,
 }
 
 impl Connection {
     fn plain(
         stream: TcpStream,
         awaiting: Pin<Box<dyn Future<Output = ()> + Send>>,
-        idle: Duration,
+        timeouts: Timeouts,
     ) -> Self {
         let peer = Peer {
             local: stream.local_addr().ok(),
@@ -162,7 +280,8 @@ impl Connection {
             io: Io::Plain(stream),
             peer,
             awaiting: Some(awaiting),
-            idle: Idle::new(idle),
+            idle: Idle::new(timeouts.idle),
+            close: Close::new(timeouts.max_age),
         }
     }
 }
@@ -214,7 +333,7 @@ async fn accept(
                 .send(OneWrite::new(Connection::plain(
                     stream,
                     preface_deadline(timeouts.handshake, draining.clone()),
-                    timeouts.idle,
+                    timeouts,
                 )))
                 .await
                 .is_err()
@@ -224,6 +343,7 @@ async fn accept(
             continue;
         };
         let acceptor = TlsAcceptor::from(tls.config());
+        let tls = tls.clone();
         let accepted = accepted.clone();
         let draining = draining.clone();
         tokio::spawn(async move {
@@ -234,7 +354,7 @@ async fn accept(
                 Ok(Ok(stream)) => {
                     metrics().tls_handshake("ok");
                     let awaiting = preface_deadline(timeouts.handshake, draining);
-                    let connection = handshaken(stream, local, remote, awaiting, timeouts.idle);
+                    let connection = handshaken(stream, tls, local, remote, awaiting, timeouts);
                     let _ = accepted.send(OneWrite::new(connection)).await;
                 }
                 Ok(Err(e)) => {
@@ -252,17 +372,27 @@ async fn accept(
 
 fn handshaken(
     stream: TlsStream<TcpStream>,
+    tls: Arc<LiveTls>,
     local: Option<SocketAddr>,
     remote: SocketAddr,
     awaiting: Pin<Box<dyn Future<Output = ()> + Send>>,
-    idle: Duration,
+    timeouts: Timeouts,
 ) -> Connection {
-    let certified = stream
-        .get_ref()
-        .1
-        .peer_certificates()
+    let chain = stream.get_ref().1.peer_certificates().map(|chain| {
+        chain
+            .iter()
+            .map(|der| der.clone().into_owned())
+            .collect::<Vec<_>>()
+    });
+    let certified = chain
+        .as_ref()
         .and_then(|chain| chain.first())
         .map_or(Caller::Anonymous, tls::caller);
+    let close = Close::new(timeouts.max_age);
+    let close = match chain {
+        Some(chain) if !chain.is_empty() => close.certificate(tls, chain),
+        _ => close,
+    };
     Connection {
         io: Io::Tls(Box::new(stream)),
         peer: Peer {
@@ -272,7 +402,8 @@ fn handshaken(
             activity: Activity::new(),
         },
         awaiting: Some(awaiting),
-        idle: Idle::new(idle),
+        idle: Idle::new(timeouts.idle),
+        close,
     }
 }
 

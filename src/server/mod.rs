@@ -7,6 +7,7 @@ pub mod accept;
 pub mod admin;
 pub mod conn;
 pub mod one_write;
+mod serve;
 pub mod tls;
 
 use std::future::Future;
@@ -14,9 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::domain::IdentityService;
@@ -82,6 +83,10 @@ pub struct ServerSettings {
     pub keepalive_interval: Duration,
     /// How long a PING's answer may take before the connection is closed.
     pub keepalive_timeout: Duration,
+    /// How long a connection is kept at most (less a jitter of up to a
+    /// tenth), so that its caller's identity and the TLS files in force are
+    /// checked again at least that often.
+    pub max_connection_age: Duration,
 }
 
 impl Default for ServerSettings {
@@ -100,6 +105,7 @@ impl Default for ServerSettings {
             admin_header_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
+            max_connection_age: Duration::from_secs(3600),
         }
     }
 }
@@ -110,9 +116,6 @@ pub enum RunError {
     /// The reflection service could not read the descriptor set.
     #[error("gRPC reflection could not be built: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The server failed.
-    #[error("gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
 }
 
 /// Where the gateway listens.
@@ -181,11 +184,12 @@ pub async fn run<S: IdentityService>(
         .max_decoding_message_size(MAX_SUPPORT_REQUEST_BYTES);
 
     let (draining_tx, draining_rx) = oneshot::channel::<()>();
-    // Connections that have not spoken yet are closed when draining starts.
+    // The one drain signal connections follow: turned true when shutdown
+    // starts. Connections that have not spoken yet are closed then; the
+    // others are told to finish (GOAWAY).
     let (drain_connections, connections_drain) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
-        drain_connections.send_replace(true);
         tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
         draining.store(true, Ordering::Release);
         health.set_not_serving::<Api<S>>().await;
@@ -201,25 +205,32 @@ pub async fn run<S: IdentityService>(
         conn::Timeouts {
             handshake: settings.handshake_timeout,
             idle: settings.idle_timeout,
+            max_age: settings.max_connection_age,
         },
         connections_drain,
-    );
-    let server = Server::builder()
-        .max_concurrent_streams(settings.max_concurrent_streams)
-        .http2_keepalive_interval(Some(settings.keepalive_interval))
-        .http2_keepalive_timeout(Some(settings.keepalive_timeout))
-        .layer(middleware::stack(
-            settings.request_timeout,
-            settings.concurrency_limit,
-            settings.request_body_timeout,
-            MAX_REQUEST_BYTES,
-            settings.max_buffered_request_bytes,
-            api,
-        ))
-        .add_service(health_service)
+    )
+    .filter_map(|accepted| std::future::ready(accepted.ok()));
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(incoming, signal);
+        .add_service(reflection_v1alpha);
+    let service = middleware::stack(
+        settings.request_timeout,
+        settings.concurrency_limit,
+        settings.request_body_timeout,
+        MAX_REQUEST_BYTES,
+        settings.max_buffered_request_bytes,
+        api,
+    )
+    .service(routes);
+    let http2 = serve::Http2 {
+        max_concurrent_streams: settings.max_concurrent_streams,
+        keepalive_interval: settings.keepalive_interval,
+        keepalive_timeout: settings.keepalive_timeout,
+        // A connection told to close keeps its calls in flight for as long
+        // as a call may take.
+        close_grace: settings.request_timeout + Duration::from_secs(1),
+    };
+    let server = serve::serve(incoming, service, http2, drain_connections, signal);
 
     let grace = settings.shutdown_grace;
     let grace_over = async move {
@@ -231,7 +242,7 @@ pub async fn run<S: IdentityService>(
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        served = server => served?,
+        () = server => {}
         () = grace_over => tracing::warn!(?grace, "grace period over: abandoning calls still in flight"),
     }
     let _ = admin_stop.send(());

@@ -65,6 +65,11 @@ impl<T> OneWrite<T> {
             deferred: false,
         }
     }
+
+    /// The connection it wraps.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
 }
 
 /// Whether `bytes`, read as whole HTTP/2 frames, end with a DATA frame that

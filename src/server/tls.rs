@@ -9,6 +9,12 @@
 //! With a client CA, callers are asked for a certificate: one that chains to
 //! the CA and is in date identifies its caller ([`caller`]); none leaves the
 //! caller anonymous; any other is refused in the handshake.
+//!
+//! An identity lasts no longer than its certificate: sessions are never
+//! resumed (a resumed session skips the certificate's check, and would
+//! carry an expired certificate's caller on), and a connection is closed
+//! when its certificate expires or when the CA in force no longer vouches
+//! for it ([`LiveTls::vouches_for`], asked on every change of the files).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +23,10 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use tokio::sync::watch;
 use x509_parser::extensions::GeneralName;
 
 use crate::domain::Caller;
@@ -50,7 +58,17 @@ impl TlsFiles {
 /// `Debug` names the files, and shows nothing of the key.
 pub struct LiveTls {
     files: TlsFiles,
-    in_force: InForce<ServerConfig>,
+    in_force: InForce<Built>,
+    /// Counts the configurations put in force, for connections to check
+    /// their certificate against each new one.
+    changes: watch::Sender<u64>,
+}
+
+/// What the files build: the configuration for handshakes, and the client
+/// certificate verifier in it, for checking connections already open.
+struct Built {
+    config: Arc<ServerConfig>,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 impl std::fmt::Debug for LiveTls {
@@ -66,16 +84,36 @@ impl LiveTls {
     /// certificate, the CA bundle holds at least one CA.
     pub fn load(files: TlsFiles) -> Result<Self, String> {
         let (bytes, digest) = read(&files)?;
-        let config = build(&files, &bytes)?;
+        let built = build(&files, &bytes)?;
         Ok(Self {
             files,
-            in_force: InForce::new(config, digest),
+            in_force: InForce::new(built, digest),
+            changes: watch::Sender::new(0),
         })
     }
 
     /// The configuration for the next handshake.
     pub fn config(&self) -> Arc<ServerConfig> {
-        self.in_force.current_full()
+        self.in_force.current().config.clone()
+    }
+
+    /// Told of every configuration put in force from now on.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Whether the client CA in force vouches, now, for a certificate
+    /// `chain` (leaf first) that was accepted in an earlier handshake: it
+    /// chains to a CA in force and is in date. Without a client CA no
+    /// certificate is asked for, and none is vouched for.
+    pub fn vouches_for(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let built = self.in_force.current();
+        match (&built.verifier, chain.split_first()) {
+            (Some(verifier), Some((leaf, intermediates))) => verifier
+                .verify_client_cert(leaf, intermediates, UnixTime::now())
+                .is_ok(),
+            _ => false,
+        }
     }
 
     /// Whether callers are asked for a certificate.
@@ -90,8 +128,13 @@ impl LiveTls {
             Ok(read) => read,
             Err(why) => return Reloaded::Refused(why),
         };
-        self.in_force
-            .replace_if_changed(digest, || build(&self.files, &bytes))
+        let reloaded = self
+            .in_force
+            .replace_if_changed(digest, || build(&self.files, &bytes));
+        if reloaded == Reloaded::Replaced {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        reloaded
     }
 
     /// Reloads whenever one of the files changes (their directories
@@ -132,7 +175,7 @@ fn read(files: &TlsFiles) -> Result<([Vec<u8>; 3], [u8; 32]), String> {
     ))
 }
 
-fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<ServerConfig, String> {
+fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<Built, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let named = |path: &Path, what: &str| format!("TLS file {}: {what}", path.display());
     let chain = CertificateDer::pem_slice_iter(cert)
@@ -156,6 +199,7 @@ fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<ServerConfi
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS: {e}"))?;
+    let mut verifier = None;
     let builder = match &files.client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
@@ -171,12 +215,14 @@ fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<ServerConfi
             if roots.is_empty() {
                 return Err(named(path, "holds no CA certificate"));
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                // No certificate: an anonymous caller, for the policy to judge.
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| named(path, &format!("cannot verify clients with it ({e})")))?;
-            builder.with_client_cert_verifier(verifier)
+            let client_verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    // No certificate: an anonymous caller, for the policy to judge.
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| named(path, &format!("cannot verify clients with it ({e})")))?;
+            verifier = Some(client_verifier.clone());
+            builder.with_client_cert_verifier(client_verifier)
         }
     };
     let mut config = builder.with_single_cert(chain, key).map_err(|e| {
@@ -187,7 +233,21 @@ fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<ServerConfi
         )
     })?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(config)
+    // No resumption, by session id or by ticket: every connection shows
+    // its certificate, and has it checked, in a full handshake.
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(Built {
+        config: Arc::new(config),
+        verifier,
+    })
+}
+
+/// When the certificate `der` stops being valid, if it says.
+pub fn not_after(der: &CertificateDer<'_>) -> Option<std::time::SystemTime> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(der).ok()?;
+    let seconds = u64::try_from(parsed.validity().not_after.timestamp()).ok()?;
+    std::time::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
 }
 
 /// What is wrong with a PEM file, in words of our own: the parser's own

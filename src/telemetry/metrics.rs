@@ -68,6 +68,12 @@ struct ExportLabels {
     outcome: &'static str,
 }
 
+/// The label of why something was done.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 /// Labels of the quota guard's decisions.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QuotaLabels {
@@ -213,6 +219,7 @@ pub struct Metrics {
     upstream_busy: Counter,
     tls_reloads: Family<ExportLabels, Counter>,
     tls_handshakes: Family<ExportLabels, Counter>,
+    connections_closed: Family<ReasonLabel, Counter>,
     audit_written: Counter,
     audit_dropped: Counter,
     audit_refusals: Counter,
@@ -359,6 +366,14 @@ impl Metrics {
             "TLS handshakes on the API listener, by outcome (ok, refused, timeout)",
             tls_handshakes.clone(),
         );
+        let connections_closed = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "gateway_connections_closed",
+            "API connections the gateway told to close (GOAWAY) while in use, by reason \
+             (max_age, certificate_expired: its client certificate expired, \
+             client_ca_changed: the client CA in force no longer vouches for it)",
+            connections_closed.clone(),
+        );
         let audit_written = Counter::default();
         registry.register(
             "gateway_audit_lines_written",
@@ -426,6 +441,7 @@ impl Metrics {
             upstream_busy,
             tls_reloads,
             tls_handshakes,
+            connections_closed,
             audit_written,
             audit_dropped,
             audit_refusals,
@@ -591,6 +607,13 @@ impl Metrics {
     pub fn tls_handshake(&self, outcome: &'static str) {
         self.tls_handshakes
             .get_or_create(&ExportLabels { outcome })
+            .inc();
+    }
+
+    /// An API connection was told to close, for `reason`.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

@@ -67,6 +67,20 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A SPIFFE client whose certificate expires `left` from now (to the
+    /// second, as X.509 times go).
+    pub fn client_expiring_in(&self, id: &str, left: std::time::Duration) -> Pem {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(1970, 1, 1) + since_epoch + left;
+        self.sign(params)
+    }
+
     fn sign(&self, params: CertificateParams) -> Pem {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
