@@ -60,6 +60,14 @@ pub struct CallerLabel {
     pub caller: String,
 }
 
+/// The label of an identity header set aside.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    /// `untrusted_peer`, `malformed`, `repeated`, `ambiguous` or
+    /// `not_an_identity`.
+    reason: &'static str,
+}
+
 /// The label of an outcome: a batch of spans sent to the trace collector,
 /// a file reloaded.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -202,6 +210,7 @@ pub struct Metrics {
     upstream_latency: Latency,
     policy_decisions: Family<PolicyLabels, Counter>,
     rate_limited: Family<CallerLabel, Counter>,
+    identity_header_rejected: Family<ReasonLabel, Counter>,
     policy_reloads: Family<ExportLabels, Counter>,
     upstream_up: Gauge,
     circuit_state: Family<StateLabel, Gauge>,
@@ -278,6 +287,15 @@ impl Metrics {
             "gateway_caller_rate_limited",
             "Calls refused because their caller was past its rate limit, by caller",
             rate_limited.clone(),
+        );
+        let identity_header_rejected = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "gateway_caller_identity_header_rejected",
+            "Calls whose --caller-identity-header was set aside, leaving the caller anonymous, \
+             by reason (untrusted_peer: not from --caller-identity-header-trusted-peers; \
+             malformed: does not parse; repeated: more than one header field; ambiguous: more \
+             than one identity; not_an_identity: no well-formed SPIFFE id or DNS name)",
+            identity_header_rejected.clone(),
         );
         let policy_reloads = Family::<ExportLabels, Counter>::default();
         registry.register(
@@ -399,6 +417,7 @@ impl Metrics {
             upstream_latency,
             policy_decisions,
             rate_limited,
+            identity_header_rejected,
             policy_reloads,
             upstream_up,
             circuit_state,
@@ -481,6 +500,13 @@ impl Metrics {
             .get_or_create(&CallerLabel {
                 caller: caller.to_owned(),
             })
+            .inc();
+    }
+
+    /// A call's identity header was set aside for `reason`.
+    pub fn caller_identity_header_rejected(&self, reason: &'static str) {
+        self.identity_header_rejected
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 
