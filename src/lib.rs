@@ -149,9 +149,11 @@ async fn gateway(
     };
     if let Some(header) = &settings.server.caller_identity_header {
         tracing::warn!(
-            %header,
-            "callers are identified by a header, trusted as it comes: only a service mesh \
-             that sets it for every connection may reach this listener"
+            header = %header.name,
+            trusted_peers = %header.trusted_peers,
+            "callers are identified by a header, believed from the trusted peers: only a \
+             service mesh's proxies, which set it on every call, may reach this listener from \
+             there"
         );
     }
     let tls = match &settings.server.tls {

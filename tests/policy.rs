@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use cognito_identity_gateway::cache::{CacheSettings, Clock};
 use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID, Emulator};
+use cognito_identity_gateway::grpc::IdentityHeader;
 use cognito_identity_gateway::grpc::status::{CALLER_KEY, GATEWAY_DOMAIN, OPERATION_KEY};
 use cognito_identity_gateway::policy::{LivePolicy, Policy};
 use cognito_identity_gateway::proto as pb;
@@ -89,7 +90,9 @@ async fn serve(policy: LivePolicy) -> (TestGateway, Arc<Emulator>) {
     )
     .with_policy(Some(Arc::new(policy)));
     let settings = ServerSettings {
-        caller_identity_header: Some(http::HeaderName::from_static("l5d-client-id")),
+        caller_identity_header: Some(IdentityHeader::new(http::HeaderName::from_static(
+            "l5d-client-id",
+        ))),
         ..ServerSettings::default()
     };
     (

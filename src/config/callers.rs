@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::Cli;
 use super::problems::Problems;
 use crate::audit::{AuditSettings, AuditSink, HmacKey};
+use crate::grpc::{IdentityHeader, TrustedPeers};
 use crate::policy::LivePolicy;
 use crate::server::tls::{LiveTls, TlsFiles};
 
@@ -18,7 +19,7 @@ const MIN_AUDIT_KEY: usize = 16;
 /// Who may call, as configured.
 pub(super) struct Callers {
     pub(super) policy: Option<Arc<LivePolicy>>,
-    pub(super) identity_header: Option<http::HeaderName>,
+    pub(super) identity_header: Option<IdentityHeader>,
     pub(super) tls: Option<Arc<LiveTls>>,
     pub(super) audit: Option<AuditSettings>,
 }
@@ -47,6 +48,13 @@ impl Cli {
         }
         let tls = self.tls(p);
         let audit = self.audit(p);
+        // Checked with or without the header: a bad value is a mistake
+        // either way.
+        let trusted_peers = p.check(
+            "caller-identity-header-trusted-peers",
+            self.caller_identity_header_trusted_peers
+                .parse::<TrustedPeers>(),
+        );
         let identity_header = match &self.caller_identity_header {
             Some(_) if self.tls_cert.is_some() => {
                 p.0.push(
@@ -57,14 +65,18 @@ impl Cli {
                 );
                 return None;
             }
-            Some(name) => Some(
-                p.check(
+            Some(name) => {
+                let name = p.check(
                     "caller-identity-header",
                     http::HeaderName::try_from(name.trim().to_ascii_lowercase())
                         .map_err(|_| format!("{name:?} is not a header name")),
-                )?,
-            ),
-            None => None,
+                );
+                Some(IdentityHeader::new(name?).trusted_from(trusted_peers?))
+            }
+            None => {
+                trusted_peers?;
+                None
+            }
         };
         Some(Callers {
             policy,
@@ -253,6 +265,47 @@ mod tests {
         let missing = problems(&["--tls-cert", "/nonexistent/tls.crt", "--tls-key", &pem]);
         assert!(missing.contains("/nonexistent/tls.crt"), "{missing}");
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_identity_header_is_believed_from_its_trusted_peers() {
+        let header = |args: &[&str]| settings(args).unwrap().server.caller_identity_header;
+        let linkerd = header(&["--caller-identity-header", "l5d-client-id"]).unwrap();
+        assert_eq!(linkerd.trusted_peers, TrustedPeers::default());
+        let pods = header(&[
+            "--caller-identity-header",
+            "X-Forwarded-Client-Cert",
+            "--caller-identity-header-trusted-peers",
+            "10.0.0.0/8, 192.168.0.1",
+        ])
+        .unwrap();
+        assert_eq!(pods.name.as_str(), "x-forwarded-client-cert");
+        assert_eq!(pods.trusted_peers.to_string(), "10.0.0.0/8,192.168.0.1/32");
+        assert!(header(&[]).is_none());
+
+        let bad = problems(&[
+            "--caller-identity-header",
+            "l5d-client-id",
+            "--caller-identity-header-trusted-peers",
+            "10.0.0.0/33",
+        ]);
+        assert!(
+            bad.contains("--caller-identity-header-trusted-peers: \"10.0.0.0/33\""),
+            "{bad}"
+        );
+        // A bad list is refused without the header too, beside a bad name.
+        let both = settings(&[
+            "--caller-identity-header",
+            "bad header",
+            "--caller-identity-header-trusted-peers",
+            "loopback",
+        ])
+        .unwrap_err();
+        assert_eq!(both.0.len(), 2, "{both}");
+        assert!(both.0[0].starts_with("--caller-identity-header-trusted-peers: \"loopback\""));
+        assert!(both.0[1].starts_with("--caller-identity-header: \"bad header\""));
+        let alone = problems(&["--caller-identity-header-trusted-peers", ""]);
+        assert!(alone.contains("names no peer"), "{alone}");
     }
 
     #[test]

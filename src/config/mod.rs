@@ -202,9 +202,21 @@ pub struct Cli {
 
     /// Take the caller's identity from this header, which a service mesh
     /// doing mutual TLS in front of the gateway sets (l5d-client-id for
-    /// Linkerd, x-forwarded-client-cert for Envoy and Istio). Trusted as is.
+    /// Linkerd, x-forwarded-client-cert for Envoy and Istio), on calls from
+    /// --caller-identity-header-trusted-peers. Plaintext listeners only.
     #[arg(long, env = "COGNITO_GATEWAY_CALLER_IDENTITY_HEADER")]
     pub caller_identity_header: Option<String>,
+
+    /// The peers --caller-identity-header is believed from: comma-separated
+    /// CIDR ranges (a bare address is one host). The default, loopback, is
+    /// where a sidecar proxy connects from; from any other peer the header
+    /// is ignored (the caller is anonymous) and counted.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CALLER_IDENTITY_HEADER_TRUSTED_PEERS",
+        default_value = crate::grpc::DEFAULT_TRUSTED_PEERS
+    )]
+    pub caller_identity_header_trusted_peers: String,
 
     /// The API listener's certificate chain (PEM): with --tls-key, the API
     /// speaks TLS 1.2/1.3 (ALPN h2). Reloaded when it changes.
@@ -594,7 +606,7 @@ mod tests {
         let s = parse_exactly(&[&path, "--caller-identity-header=L5D-Client-Id"]).unwrap();
         assert!(s.policy.is_some());
         assert_eq!(
-            s.server.caller_identity_header.unwrap().as_str(),
+            s.server.caller_identity_header.unwrap().name.as_str(),
             "l5d-client-id"
         );
         let bad = dir.join("bad.yaml");

@@ -15,6 +15,7 @@ use crate::domain::{
 use crate::proto as pb;
 use crate::telemetry::rpc::CallNotes;
 
+pub use caller::{DEFAULT_TRUSTED_PEERS, IdentityHeader, TrustedPeers};
 pub use pb::cognito_identity_service_server::CognitoIdentityServiceServer;
 
 /// The generated gRPC service's implementation over a domain service.
@@ -22,7 +23,7 @@ pub use pb::cognito_identity_service_server::CognitoIdentityServiceServer;
 pub struct GrpcApi<S> {
     service: Arc<S>,
     /// The header a trusted mesh names the caller in, if any.
-    identity_header: Option<http::HeaderName>,
+    identity_header: Option<IdentityHeader>,
 }
 
 impl<S: IdentityService> GrpcApi<S> {
@@ -35,8 +36,9 @@ impl<S: IdentityService> GrpcApi<S> {
     }
 
     /// Takes the caller's identity from `header`, which a service mesh in
-    /// front of the gateway sets (`--caller-identity-header`).
-    pub fn trusting_header(mut self, header: Option<http::HeaderName>) -> Self {
+    /// front of the gateway sets (`--caller-identity-header`), on calls
+    /// from its trusted peers.
+    pub fn trusting_header(mut self, header: Option<IdentityHeader>) -> Self {
         self.identity_header = header;
         self
     }

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use tonic_health::ServingStatus;
 
 use crate::domain::IdentityService;
-use crate::grpc::{CognitoIdentityServiceServer, GrpcApi};
+use crate::grpc::{CognitoIdentityServiceServer, GrpcApi, IdentityHeader};
 use crate::{middleware, proto};
 
 use tls::LiveTls;
@@ -58,9 +58,10 @@ pub struct ServerSettings {
     /// How long in-flight calls may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// The header a service mesh in front of the gateway names the caller
-    /// in (`--caller-identity-header`); plaintext only. `None`: callers are
-    /// anonymous unless a client certificate names them.
-    pub caller_identity_header: Option<http::HeaderName>,
+    /// in (`--caller-identity-header`), and the peers it is believed from
+    /// (`--caller-identity-header-trusted-peers`); plaintext only. `None`:
+    /// callers are anonymous unless a client certificate names them.
+    pub caller_identity_header: Option<IdentityHeader>,
     /// TLS on the API listener (`--tls-cert`, `--tls-key`,
     /// `--tls-client-ca`); `None`: plaintext.
     pub tls: Option<Arc<LiveTls>>,

@@ -60,18 +60,21 @@ pub struct CallerLabel {
     pub caller: String,
 }
 
+/// The label of why something was done: an identity header set aside
+/// (`untrusted_peer`, `malformed`, `repeated`, `ambiguous`,
+/// `not_an_identity`), a connection closed (`max_age`,
+/// `certificate_expired`, `client_ca_changed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 /// The label of an outcome: a batch of spans sent to the trace collector,
 /// a file reloaded.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ExportLabels {
     /// `ok` or `error`.
     outcome: &'static str,
-}
-
-/// The label of why something was done.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
 }
 
 /// Labels of the quota guard's decisions.
@@ -210,6 +213,7 @@ pub struct Metrics {
     rate_limited: Family<CallerLabel, Counter>,
     peer_limits_held: Family<CallerLabel, Gauge>,
     peer_limits_evicted: Family<CallerLabel, Counter>,
+    identity_header_rejected: Family<ReasonLabel, Counter>,
     policy_reloads: Family<ExportLabels, Counter>,
     upstream_up: Gauge,
     circuit_state: Family<StateLabel, Gauge>,
@@ -301,6 +305,15 @@ impl Metrics {
             "Peer addresses whose rate limit was forgotten to keep the number of peers \
              bounded, by the policy's name for their callers",
             peer_limits_evicted.clone(),
+        );
+        let identity_header_rejected = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "gateway_caller_identity_header_rejected",
+            "Calls whose --caller-identity-header was set aside, leaving the caller anonymous, \
+             by reason (untrusted_peer: not from --caller-identity-header-trusted-peers; \
+             malformed: does not parse; repeated: more than one header field; ambiguous: more \
+             than one identity; not_an_identity: no well-formed SPIFFE id or DNS name)",
+            identity_header_rejected.clone(),
         );
         let policy_reloads = Family::<ExportLabels, Counter>::default();
         registry.register(
@@ -432,6 +445,7 @@ impl Metrics {
             rate_limited,
             peer_limits_held,
             peer_limits_evicted,
+            identity_header_rejected,
             policy_reloads,
             upstream_up,
             circuit_state,
@@ -533,6 +547,13 @@ impl Metrics {
             .get_or_create(&CallerLabel {
                 caller: caller.to_owned(),
             })
+            .inc();
+    }
+
+    /// A call's identity header was set aside for `reason`.
+    pub fn caller_identity_header_rejected(&self, reason: &'static str) {
+        self.identity_header_rejected
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 
