@@ -17,6 +17,9 @@
 //! served, and is refused UNAVAILABLE (`AUDIT_UNAVAILABLE`) when the queue
 //! is full, or while the sink fails to write; nothing waits on the sink.
 
+mod line;
+mod writer;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +27,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use aws_lc_rs::hmac;
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::domain::{
@@ -32,6 +34,8 @@ use crate::domain::{
 };
 use crate::policy;
 use crate::telemetry::metrics::metrics;
+use line::hex;
+use writer::Writer;
 
 /// The Logins keys of Cognito's and the public providers' tokens: every
 /// other key of a developer call's Logins is its developer provider (a
@@ -45,10 +49,6 @@ const PUBLIC_PROVIDERS: [&str; 7] = [
     "www.digits.com",
     "appleid.apple.com",
 ];
-
-/// How long the writer lets lines gather after writing a batch: under
-/// load, a line reaches the sink within about this long.
-const BATCH: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Where the lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,14 +162,7 @@ impl Auditor {
         let capacity = settings.queue.max(1);
         let (queue, lines) = mpsc::channel(capacity);
         let failing = Arc::new(AtomicBool::new(false));
-        let writer = Writer {
-            sink: std::io::BufWriter::new(sink),
-            key: settings.key,
-            users: UserHashes::default(),
-            failing: failing.clone(),
-            buffered: 0,
-            torn: false,
-        };
+        let writer = Writer::new(sink, settings.key, failing.clone());
         let (done, finished) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("audit-log".to_owned())
@@ -340,194 +333,6 @@ impl Drop for Reserved {
             entry.reason = Some("CALL_DROPPED".to_owned());
         });
     }
-}
-
-/// One line, as written.
-#[derive(Serialize)]
-struct Line<'a> {
-    time: String,
-    caller: &'a str,
-    /// The identity the caller showed (a SPIFFE id, a DNS name), when it
-    /// showed one: `caller` is the policy's name for it, `unknown` when
-    /// the policy has none.
-    caller_identity: Option<&'a str>,
-    operation: &'static str,
-    identity_pool_id: Option<&'a str>,
-    login_providers: Vec<&'a str>,
-    user: Option<String>,
-    identity_id: Option<&'a str>,
-    token_duration_seconds: Option<u32>,
-    principal_tag_keys: Vec<&'a str>,
-    outcome: &'a str,
-    reason: Option<&'a str>,
-    cache: Option<&'static str>,
-    decision: &'a str,
-    trace_id: Option<String>,
-}
-
-/// The writer thread's state.
-struct Writer {
-    sink: std::io::BufWriter<Box<dyn Write + Send>>,
-    key: HmacKey,
-    /// The hashes of users seen lately: a user's calls come in runs (a
-    /// token, then its cache hits), and an HMAC costs more than the rest
-    /// of a line.
-    users: UserHashes,
-    failing: Arc<AtomicBool>,
-    /// Lines in the buffer, not yet flushed.
-    buffered: u64,
-    /// A write failed, perhaps part way through a line: the next line
-    /// starts on a line of its own.
-    torn: bool,
-}
-
-/// Users' hashes, forgotten all at once past [`UserHashes::MAX`].
-#[derive(Default)]
-struct UserHashes(std::collections::HashMap<Box<str>, Box<str>>);
-
-impl UserHashes {
-    const MAX: usize = 4096;
-
-    fn hash(&mut self, key: &HmacKey, user: &str) -> String {
-        if let Some(hash) = self.0.get(user) {
-            return hash.to_string();
-        }
-        if self.0.len() >= Self::MAX {
-            self.0.clear();
-        }
-        let hash = key.hash(user);
-        self.0.insert(user.into(), hash.as_str().into());
-        hash
-    }
-}
-
-impl Writer {
-    /// Writes lines in batches until every sender is gone: what the queue
-    /// holds, then a flush, then a pause of [`BATCH`] while more gather.
-    /// Only an empty queue is waited on; under load the writer is never
-    /// parked on the queue, so a call that queues a line wakes no thread.
-    /// Asked to finish (`None`), it writes what the queue holds and stops.
-    fn run(mut self, mut lines: mpsc::Receiver<Option<Entry>>) {
-        // Lines written since the last flush.
-        let mut pending = false;
-        let mut finishing = false;
-        loop {
-            loop {
-                match lines.try_recv() {
-                    Ok(Some(entry)) => {
-                        self.write(&entry);
-                        pending = true;
-                    }
-                    Ok(None) => finishing = true,
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => return self.flush(),
-                }
-            }
-            if finishing {
-                return self.flush();
-            }
-            if pending {
-                self.flush();
-                pending = false;
-                std::thread::sleep(BATCH);
-                continue;
-            }
-            match lines.blocking_recv() {
-                Some(Some(entry)) => {
-                    self.write(&entry);
-                    pending = true;
-                }
-                Some(None) => finishing = true,
-                None => return,
-            }
-        }
-    }
-
-    fn write(&mut self, entry: &Entry) {
-        let scope = entry.asked.scope();
-        let pool = policy::pool_of(&scope);
-        let line = Line {
-            time: humantime::format_rfc3339_micros(entry.time).to_string(),
-            caller: &entry.caller,
-            caller_identity: match &entry.identity {
-                Caller::Anonymous => None,
-                Caller::Spiffe(id) | Caller::Dns(id) => Some(id),
-            },
-            operation: scope.operation.as_str(),
-            identity_pool_id: pool.as_deref(),
-            login_providers: scope.logins.names().collect(),
-            user: developer_user(&scope).map(|user| self.users.hash(&self.key, user)),
-            identity_id: entry.identity_id.as_deref().or(scope.identity_id),
-            token_duration_seconds: scope.token_duration_seconds,
-            principal_tag_keys: scope
-                .principal_tags
-                .map(|tags| tags.names().collect())
-                .unwrap_or_default(),
-            outcome: entry.outcome,
-            reason: entry.reason.as_deref(),
-            cache: entry.cache.map(CacheOutcome::as_str),
-            decision: entry.decision,
-            trace_id: entry.trace_id.map(|id| hex(&id)),
-        };
-        let start = if std::mem::take(&mut self.torn) {
-            &b"\n"[..]
-        } else {
-            b""
-        };
-        let written = self
-            .sink
-            .write_all(start)
-            .and_then(|()| serde_json::to_writer(&mut self.sink, &line).map_err(Into::into))
-            .and_then(|()| self.sink.write_all(b"\n"));
-        match written {
-            Ok(()) => self.buffered += 1,
-            Err(e) => self.failed(&e, 1),
-        }
-    }
-
-    fn flush(&mut self) {
-        let lines = std::mem::take(&mut self.buffered);
-        match self.sink.flush() {
-            Ok(()) => {
-                metrics().audit_written(lines);
-                if self.failing.swap(false, Ordering::Relaxed) {
-                    tracing::warn!("the audit log is written again: developer calls are served");
-                }
-            }
-            Err(e) => self.failed(&e, lines),
-        }
-    }
-
-    /// `lines` were lost, and with them every line the buffer held: the
-    /// sink is failing until a flush succeeds.
-    fn failed(&mut self, e: &std::io::Error, lines: u64) {
-        metrics().audit_dropped(lines + std::mem::take(&mut self.buffered));
-        self.torn = true;
-        if !self.failing.swap(true, Ordering::Relaxed) {
-            tracing::error!(
-                "the audit log cannot be written ({e}): developer calls are refused until it can"
-            );
-        }
-        // What the buffer holds is lost with the failed write: start anew,
-        // so that the next line is tried on its own.
-        let failed = std::mem::replace(
-            &mut self.sink,
-            std::io::BufWriter::new(Box::new(std::io::sink())),
-        );
-        let (sink, _lost) = failed.into_parts();
-        self.sink = std::io::BufWriter::new(sink);
-    }
-}
-
-/// `bytes` in lowercase hex.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        text.push(char::from(DIGITS[usize::from(b >> 4)]));
-        text.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    text
 }
 
 /// The developer provider's user identifier in a developer call's Logins:
