@@ -11,16 +11,22 @@
 //! answer was reached.
 //!
 //! Lines are written off the request path, by a thread of their own, from
-//! a bounded queue, in batches. The log fails closed without ever blocking a call (an
-//! audit sink that blocked once hung every request of a well-known secrets
-//! server): a developer call takes its place in the queue before it is
-//! served, and is refused UNAVAILABLE (`AUDIT_UNAVAILABLE`) when the queue
-//! is full, or while the sink fails to write; nothing waits on the sink.
+//! a bounded queue, in batches. The log fails closed without ever blocking
+//! a call (an audit sink that blocked once hung every request of a
+//! well-known secrets server): a developer call takes its place in the
+//! queue before it is served, and is refused UNAVAILABLE
+//! (`AUDIT_UNAVAILABLE`) when the queue is full, or while the sink fails
+//! to write; nothing waits on the sink. The lines of calls answered are
+//! kept while the sink fails and tried again; past
+//! `--audit-fallback-after`, or at shutdown, they go to standard error,
+//! marked (`writer.rs`, `held.rs`).
 
+mod held;
 mod line;
 mod writer;
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +75,9 @@ pub struct AuditSettings {
     /// Lines that may wait for the sink; past them, developer calls are
     /// refused.
     pub queue: usize,
+    /// How long the sink may fail before the lines the writer holds go to
+    /// standard error, marked `audit-fallback: `.
+    pub fallback_after: std::time::Duration,
 }
 
 /// The key of the `user` hash. Its `Debug` shows nothing of it.
@@ -121,13 +130,14 @@ struct Entry {
 /// The audit log: its queue, and the thread that writes it.
 #[derive(Debug)]
 pub struct Auditor {
-    /// `None` on the queue asks the writer to finish ([`AuditWriter`]).
+    /// `None` on the queue only wakes the writer ([`AuditWriter::finish`]).
     queue: mpsc::Sender<Option<Entry>>,
     /// Places in the queue that refusals' lines leave free, for developer
     /// calls: a flood of refused calls must not crowd them out.
     kept_for_calls: usize,
     /// The sink's last write failed; developer calls are refused until one
-    /// succeeds (the refusals' own lines try it).
+    /// succeeds (the writer tries again the lines it holds, or, once they
+    /// went to the fallback, the refusals' own lines).
     failing: Arc<AtomicBool>,
     /// The gRPC code's name an error is answered with.
     code_name: fn(&Error) -> &'static str,
@@ -150,7 +160,14 @@ impl Auditor {
         code_name: fn(&Error) -> &'static str,
     ) -> Result<(Self, AuditWriter), String> {
         let sink: Box<dyn Write + Send> = match &settings.sink {
-            AuditSink::Stdout => Box::new(std::io::stdout()),
+            // Its own descriptor, not `std::io::stdout()`, whose buffer
+            // would keep or retry bytes behind the writer's back.
+            AuditSink::Stdout => Box::new(std::fs::File::from(
+                std::io::stdout()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| format!("--audit-log -: cannot use standard output: {e}"))?,
+            )),
             AuditSink::File(path) => Box::new(
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -162,9 +179,17 @@ impl Auditor {
         let capacity = settings.queue.max(1);
         let (queue, lines) = mpsc::channel(capacity);
         let failing = Arc::new(AtomicBool::new(false));
-        let writer = Writer::new(sink, settings.key, failing.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let outlets = writer::Outlets {
+            sink,
+            fallback: Box::new(std::io::stderr()),
+            fallback_after: settings.fallback_after,
+            failing: failing.clone(),
+            stop: stop.clone(),
+        };
+        let writer = Writer::new(outlets, settings.key);
         let (done, finished) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("audit-log".to_owned())
             .spawn(move || {
                 writer.run(lines);
@@ -177,7 +202,13 @@ impl Auditor {
             failing,
             code_name,
         };
-        Ok((auditor, AuditWriter { queue, finished }))
+        let writer = AuditWriter {
+            queue,
+            stop,
+            thread: thread.thread().clone(),
+            finished,
+        };
+        Ok((auditor, writer))
     }
 
     /// Writes the line of a call refused for who its caller is.
@@ -269,22 +300,25 @@ impl Auditor {
 /// The writer thread, to be finished when the server has stopped.
 #[derive(Debug)]
 pub struct AuditWriter {
+    /// Only to wake a writer waiting for a line.
     queue: mpsc::Sender<Option<Entry>>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::Thread,
     finished: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl AuditWriter {
-    /// Asks the writer to write what the queue holds, flush and stop, and
-    /// waits for it, `within` at most: lines still queued at shutdown (the
-    /// calls the drain abandoned are written `CANCELLED`) reach the sink
-    /// before the process exits.
+    /// Asks the writer to write what the queue holds and stop, and waits
+    /// for it, `within` at most: lines still queued at shutdown (the calls
+    /// the drain abandoned are written `CANCELLED`) reach the sink before
+    /// the process exits, or, if it still fails, standard error.
     pub async fn finish(self, within: std::time::Duration) {
-        let finished = async {
-            if self.queue.send(None).await.is_ok() {
-                let _ = self.finished.await;
-            }
-        };
-        if tokio::time::timeout(within, finished).await.is_err() {
+        self.stop.store(true, Ordering::Release);
+        // Wakes a writer pausing before it tries a failing sink again.
+        self.thread.unpark();
+        // Wakes a writer waiting for a line; a full queue needs no waking.
+        let _ = self.queue.try_send(None);
+        if tokio::time::timeout(within, self.finished).await.is_err() {
             tracing::warn!("the audit log's last lines were not all written in time");
         }
     }
@@ -425,6 +459,7 @@ mod tests {
                 sink: AuditSink::File(path.clone()),
                 key: HmacKey::new(b"0123456789abcdef"),
                 queue: 4,
+                fallback_after: std::time::Duration::from_secs(10),
             },
             |_| "UNUSED",
         )
@@ -473,6 +508,7 @@ mod tests {
                 sink: AuditSink::File(fifo),
                 key: HmacKey::new(b"0123456789abcdef"),
                 queue: 8,
+                fallback_after: std::time::Duration::from_secs(10),
             },
             |_| "PERMISSION_DENIED",
         )
