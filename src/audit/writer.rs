@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::held::Held;
-use super::line::{Line, hex};
+use super::line::Line;
 use super::{Entry, HmacKey, developer_user};
-use crate::domain::{CacheOutcome, Caller};
+use crate::domain::{CacheOutcome, Caller, SecretMap};
 use crate::policy;
 use crate::telemetry::metrics::metrics;
 
@@ -42,6 +42,8 @@ pub(super) struct Writer {
     /// token, then its cache hits), and an HMAC costs more than the rest
     /// of a line.
     users: UserHashes,
+    /// The hash of the user of the line being written (a buffer reused).
+    user: String,
     /// Lines taken from the queue and not yet written.
     held: Held,
     /// Raised while the sink fails: developer calls are refused.
@@ -76,16 +78,17 @@ struct UserHashes(std::collections::HashMap<Box<str>, Box<str>>);
 impl UserHashes {
     const MAX: usize = 4096;
 
-    fn hash(&mut self, key: &HmacKey, user: &str) -> String {
+    /// Appends `user`'s hash to `out`.
+    fn hash_into(&mut self, key: &HmacKey, user: &str, out: &mut String) {
         if let Some(hash) = self.0.get(user) {
-            return hash.to_string();
+            return out.push_str(hash);
         }
         if self.0.len() >= Self::MAX {
             self.0.clear();
         }
         let hash = key.hash(user);
-        self.0.insert(user.into(), hash.as_str().into());
-        hash
+        out.push_str(&hash);
+        self.0.insert(user.into(), hash.into_boxed_str());
     }
 }
 
@@ -98,6 +101,7 @@ impl Writer {
             fallback_after: outlets.fallback_after,
             key,
             users: UserHashes::default(),
+            user: String::new(),
             held: Held::default(),
             failing: outlets.failing,
             failing_since: None,
@@ -226,8 +230,16 @@ impl Writer {
     fn encode(&mut self, entry: &Entry) {
         let scope = entry.asked.scope();
         let pool = policy::pool_of(&scope);
+        let user = match developer_user(&scope) {
+            Some(user) => {
+                self.user.clear();
+                self.users.hash_into(&self.key, user, &mut self.user);
+                Some(self.user.as_str())
+            }
+            None => None,
+        };
         let line = Line {
-            time: humantime::format_rfc3339_micros(entry.time).to_string(),
+            time: entry.time,
             caller: &entry.caller,
             caller_identity: match &entry.identity {
                 Caller::Anonymous => None,
@@ -235,23 +247,17 @@ impl Writer {
             },
             operation: scope.operation.as_str(),
             identity_pool_id: pool.as_deref(),
-            login_providers: scope.logins.names().collect(),
-            user: developer_user(&scope).map(|user| self.users.hash(&self.key, user)),
+            login_providers: scope.logins.names(),
+            user,
             identity_id: entry.identity_id.as_deref().or(scope.identity_id),
             token_duration_seconds: scope.token_duration_seconds,
-            principal_tag_keys: scope
-                .principal_tags
-                .map(|tags| tags.names().collect())
-                .unwrap_or_default(),
+            principal_tag_keys: scope.principal_tags.into_iter().flat_map(SecretMap::names),
             outcome: entry.outcome,
             reason: entry.reason.as_deref(),
             cache: entry.cache.map(CacheOutcome::as_str),
             decision: entry.decision,
-            trace_id: entry.trace_id.map(|id| hex(&id)),
+            trace_id: entry.trace_id,
         };
-        let pushed = self.held.push(|buf| serde_json::to_writer(buf, &line));
-        if pushed.is_err() {
-            metrics().audit_dropped(1);
-        }
+        self.held.push(|buf| line.write(buf));
     }
 }
