@@ -23,6 +23,7 @@
 
 mod held;
 mod line;
+mod user;
 mod writer;
 
 use std::io::Write;
@@ -32,29 +33,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use aws_lc_rs::hmac;
 use tokio::sync::mpsc;
 
-use crate::domain::{
-    CacheOutcome, Caller, Error, Operation, OperationName, RequestContext, Scope, Served,
-};
+use crate::domain::{CacheOutcome, Caller, Error, Operation, RequestContext, Scope, Served};
 use crate::policy;
 use crate::telemetry::metrics::metrics;
-use line::hex;
+pub use user::HmacKey;
 use writer::Writer;
-
-/// The Logins keys of Cognito's and the public providers' tokens: every
-/// other key of a developer call's Logins is its developer provider (a
-/// developer Logins map holds one), whose value is the user's identifier.
-const PUBLIC_PROVIDERS: [&str; 7] = [
-    "cognito-identity.amazonaws.com",
-    "graph.facebook.com",
-    "accounts.google.com",
-    "www.amazon.com",
-    "api.twitter.com",
-    "www.digits.com",
-    "appleid.apple.com",
-];
 
 /// Where the lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,27 +63,6 @@ pub struct AuditSettings {
     /// How long the sink may fail before the lines the writer holds go to
     /// standard error, marked `audit-fallback: `.
     pub fallback_after: std::time::Duration,
-}
-
-/// The key of the `user` hash. Its `Debug` shows nothing of it.
-#[derive(Clone)]
-pub struct HmacKey(hmac::Key);
-
-impl HmacKey {
-    /// A key of these bytes.
-    pub fn new(bytes: &[u8]) -> Self {
-        Self(hmac::Key::new(hmac::HMAC_SHA256, bytes))
-    }
-
-    fn hash(&self, value: &str) -> String {
-        hex(hmac::sign(&self.0, value.as_bytes()).as_ref())
-    }
-}
-
-impl std::fmt::Debug for HmacKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HmacKey(..)")
-    }
 }
 
 /// What an audited call asked for, read when its line is written: the
@@ -369,24 +333,6 @@ impl Drop for Reserved {
     }
 }
 
-/// The developer provider's user identifier in a developer call's Logins:
-/// the value of its one key that is not a public provider, a user pool
-/// (`cognito-idp…/pool`) or a SAML provider (an ARN). An OpenID Connect
-/// provider's key looks like a developer provider's name: with two such
-/// keys, which is the user is not known, and none is hashed.
-fn developer_user<'a>(scope: &Scope<'a>) -> Option<&'a str> {
-    if scope.operation != OperationName::GetOpenIdTokenForDeveloperIdentity {
-        return None;
-    }
-    let mut candidates = scope.logins.iter().filter(|(name, _)| {
-        !PUBLIC_PROVIDERS.contains(name) && !name.contains('/') && !name.starts_with("arn:")
-    });
-    match (candidates.next(), candidates.next()) {
-        (Some((_, user)), None) => Some(user.expose()),
-        _ => None,
-    }
-}
-
 /// The caller's name in a line when no policy names it: its identity.
 pub fn caller_name(caller: &Caller) -> String {
     match caller {
@@ -398,11 +344,12 @@ pub fn caller_name(caller: &Caller) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::GetOpenIdTokenForDeveloperIdentityInput;
+    use crate::domain::{GetOpenIdTokenForDeveloperIdentityInput, OperationName};
 
     const POOL: &str = "us-east-1:0a0a0a0a-0000-4000-8000-000000000001";
 
-    fn developer(logins: &[(&str, &str)]) -> GetOpenIdTokenForDeveloperIdentityInput {
+    /// A developer call of the ready pool with `logins`.
+    pub(super) fn developer(logins: &[(&str, &str)]) -> GetOpenIdTokenForDeveloperIdentityInput {
         GetOpenIdTokenForDeveloperIdentityInput::parse(
             Some(POOL.to_owned()),
             None,
@@ -413,41 +360,6 @@ mod tests {
             None,
         )
         .unwrap()
-    }
-
-    #[test]
-    fn the_user_is_the_developer_providers_value() {
-        let input = developer(&[
-            ("accounts.google.com", "google-token"),
-            (
-                "cognito-idp.us-east-1.amazonaws.com/us-east-1_abc",
-                "idp-token",
-            ),
-            ("arn:aws:iam::123456789012:saml-provider/corp", "saml"),
-            ("login.shop.example", "user-42"),
-        ]);
-        assert_eq!(developer_user(&Operation::scope(&input)), Some("user-42"));
-        let only_public = developer(&[("graph.facebook.com", "fb-token")]);
-        assert_eq!(developer_user(&Operation::scope(&only_public)), None);
-        // An OpenID Connect provider beside the developer provider: which
-        // is the user is not known.
-        let two = developer(&[
-            ("accounts.example.com", "oidc-token"),
-            ("login.shop.example", "u"),
-        ]);
-        assert_eq!(developer_user(&Operation::scope(&two)), None);
-    }
-
-    #[test]
-    fn the_same_user_gives_the_same_hash_under_the_same_key() {
-        let key = HmacKey::new(b"0123456789abcdef");
-        assert_eq!(key.hash("user-42"), key.hash("user-42"));
-        assert_ne!(key.hash("user-42"), key.hash("user-43"));
-        assert_ne!(
-            key.hash("user-42"),
-            HmacKey::new(b"another key, another hash").hash("user-42")
-        );
-        assert_eq!(key.hash("user-42").len(), 64);
     }
 
     #[tokio::test]

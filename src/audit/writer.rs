@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::Entry;
 use super::held::Held;
 use super::line::Line;
-use super::{Entry, HmacKey, developer_user};
+use super::user::{HmacKey, UserHashes, developer_user};
 use crate::domain::{CacheOutcome, Caller, SecretMap};
 use crate::policy;
 use crate::telemetry::metrics::metrics;
@@ -69,27 +70,6 @@ pub(super) struct Outlets {
     pub(super) failing: Arc<AtomicBool>,
     /// Raised when the writer is to write what it has and stop.
     pub(super) stop: Arc<AtomicBool>,
-}
-
-/// Users' hashes, forgotten all at once past [`UserHashes::MAX`].
-#[derive(Default)]
-struct UserHashes(std::collections::HashMap<Box<str>, Box<str>>);
-
-impl UserHashes {
-    const MAX: usize = 4096;
-
-    /// Appends `user`'s hash to `out`.
-    fn hash_into(&mut self, key: &HmacKey, user: &str, out: &mut String) {
-        if let Some(hash) = self.0.get(user) {
-            return out.push_str(hash);
-        }
-        if self.0.len() >= Self::MAX {
-            self.0.clear();
-        }
-        let hash = key.hash(user);
-        out.push_str(&hash);
-        self.0.insert(user.into(), hash.into_boxed_str());
-    }
 }
 
 impl Writer {
