@@ -2,15 +2,19 @@
 //! every developer call and every refusal makes one JSON line, checked
 //! field by field, with no secret in it and the user as a keyed hash; a
 //! sink that fails or blocks refuses developer calls UNAVAILABLE
-//! (`AUDIT_UNAVAILABLE`) at once, and never holds a call.
+//! (`AUDIT_UNAVAILABLE`) at once, and never holds a call; the lines of
+//! calls answered reach the sink once it recovers, or standard error
+//! (`audit-fallback: `) when it does not.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
@@ -78,18 +82,25 @@ fn gateway_with_env(grpc: u16, admin: u16, args: &[&str], env: &[(&str, String)]
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let logs = support::binary::collect_stderr(&mut child);
-    // The log is read to its end when the child exits; not needed here.
-    drop(logs);
-    Gateway(Some(child))
+    // Read as it comes (a full pipe would block the gateway), to its end
+    // when the child exits.
+    let log = support::binary::collect_stderr(&mut child);
+    Gateway {
+        child: Some(child),
+        log: Some(log),
+    }
 }
 
-/// The gateway's process, killed if a failed assertion leaves it running.
-struct Gateway(Option<Child>);
+/// The gateway's process, killed if a failed assertion leaves it running,
+/// and its standard error.
+struct Gateway {
+    child: Option<Child>,
+    log: Option<JoinHandle<String>>,
+}
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -162,14 +173,20 @@ async fn metric(admin: u16, name: &str) -> f64 {
     series(&text, name).map(|(_, v)| v).sum()
 }
 
-/// Stops the gateway as Kubernetes does (SIGTERM), and waits for it.
-fn stop(mut gateway: Gateway) {
-    if let Some(mut child) = gateway.0.take() {
+/// Stops the gateway as Kubernetes does (SIGTERM), waits for it, and
+/// returns its standard error.
+fn stop(mut gateway: Gateway) -> String {
+    if let Some(mut child) = gateway.child.take() {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
         let _ = child.wait();
     }
+    gateway
+        .log
+        .take()
+        .map(|log| log.join().unwrap())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -403,9 +420,18 @@ async fn developer_calls_and_refusals_are_audited_field_by_field() {
 }
 
 async fn developer_code(client: &mut CognitoIdentityServiceClient<Channel>) -> tonic::Status {
+    developer_code_for(client, USER_A).await
+}
+
+/// The status of a developer call for `user`, which never waits on the
+/// audit sink.
+async fn developer_code_for(
+    client: &mut CognitoIdentityServiceClient<Channel>,
+    user: &str,
+) -> tonic::Status {
     match tokio::time::timeout(
         Duration::from_secs(2),
-        client.get_open_id_token_for_developer_identity(developer(DEFAULT_POOL_ID, USER_A, 900)),
+        client.get_open_id_token_for_developer_identity(developer(DEFAULT_POOL_ID, user, 900)),
     )
     .await
     .expect("a call never waits on the audit sink")
@@ -422,13 +448,37 @@ fn assert_audit_unavailable(status: &tonic::Status) {
     assert!(status.get_details_retry_info().is_some());
 }
 
+/// The audit lines of `text` (JSON lines), split into the users (hashes)
+/// of the calls served and the number of calls refused AUDIT_UNAVAILABLE.
+fn served_and_refused<'a>(lines: impl Iterator<Item = &'a str>) -> (Vec<String>, usize) {
+    let (mut served, mut refused) = (Vec::new(), 0);
+    for line in lines {
+        let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(line["operation"], DEVELOPER, "{line}");
+        match (line["outcome"].as_str(), line["reason"].as_str()) {
+            (Some("OK"), None) => served.push(line["user"].as_str().unwrap().to_owned()),
+            (Some("UNAVAILABLE"), Some("AUDIT_UNAVAILABLE")) => refused += 1,
+            _ => panic!("an unexpected line: {line}"),
+        }
+    }
+    served.sort();
+    (served, refused)
+}
+
+/// The users' hashes, sorted.
+fn hashes(users: &[String]) -> Vec<String> {
+    let mut hashes: Vec<String> = users.iter().map(|user| hmac_hex(user)).collect();
+    hashes.sort();
+    hashes
+}
+
 #[tokio::test]
-async fn a_failing_sink_refuses_developer_calls_and_serves_the_rest() {
+async fn a_sink_that_never_recovers_sends_answered_lines_to_the_fallback() {
     let dir = temp_dir("failing");
     std::fs::write(dir.join("audit.key"), KEY).unwrap();
     let (grpc, admin) = (free_port(), free_port());
-    // Every write to /dev/full fails (ENOSPC): a full disk.
-    let child = gateway(
+    // Every write to /dev/full fails (ENOSPC): a full disk, never emptied.
+    let child = gateway_with_env(
         grpc,
         admin,
         &[
@@ -437,28 +487,229 @@ async fn a_failing_sink_refuses_developer_calls_and_serves_the_rest() {
             "--audit-hmac-key-file",
             &dir.join("audit.key").display().to_string(),
         ],
+        &[("COGNITO_GATEWAY_AUDIT_FALLBACK_AFTER", "300ms".to_owned())],
     );
     let mut client = CognitoIdentityServiceClient::new(support::binary::connect(grpc).await);
-    // The first call is served (the sink had not failed yet); its line is
-    // lost, and from then on developer calls are refused.
-    let start = Instant::now();
+    // Calls are served until the writer has tried the sink and failed;
+    // from then on developer calls are refused.
+    let mut served = Vec::new();
     let refused = loop {
-        let status = developer_code(&mut client).await;
+        let user = format!("secret-user-{}-d1f0", served.len());
+        let status = developer_code_for(&mut client, &user).await;
         if status.code() != Code::Ok {
             break status;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "never refused");
+        served.push(user);
+        assert!(served.len() < 1_000, "never refused");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_audit_unavailable(&refused);
+    for _ in 0..2 {
+        assert_audit_unavailable(&developer_code(&mut client).await);
+    }
     // Other operations are not audited unless refused: served.
     client
         .get_id(support::get_id(DEFAULT_POOL_ID))
         .await
         .unwrap();
-    assert!(metric(admin, "gateway_audit_refusals_total").await >= 1.0);
-    assert!(metric(admin, "gateway_audit_lines_dropped_total").await >= 1.0);
-    stop(child);
+    assert!(metric(admin, "gateway_audit_refusals_total").await >= 3.0);
+    // Past --audit-fallback-after, every line held goes to standard error:
+    // the served calls' and the three refusals'.
+    let expected = served.len() + 3;
+    let start = Instant::now();
+    let mut fallback = 0.0;
+    while start.elapsed() < Duration::from_secs(10) {
+        fallback = metric(admin, "gateway_audit_lines_fallback_total").await;
+        if fallback >= expected as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fallback, expected as f64);
+    assert_eq!(
+        metric(admin, "gateway_audit_lines_dropped_total").await,
+        0.0
+    );
+    assert_eq!(
+        metric(admin, "gateway_audit_lines_written_total").await,
+        0.0
+    );
+    let log = stop(child);
+    let marked = log
+        .lines()
+        .filter_map(|line| line.strip_prefix("audit-fallback: "));
+    let (fallen_back, refusals) = served_and_refused(marked);
+    assert_eq!(fallen_back, hashes(&served), "{log}");
+    assert_eq!(refusals, 3, "{log}");
+    for secret in served
+        .iter()
+        .map(String::as_str)
+        .chain([USER_A, TAG_VALUE, KEY])
+    {
+        assert!(!log.contains(secret), "a secret on standard error: {log}");
+    }
+}
+
+#[tokio::test]
+async fn at_shutdown_the_lines_a_failing_sink_did_not_take_go_to_the_fallback() {
+    let dir = temp_dir("failing-at-shutdown");
+    std::fs::write(dir.join("audit.key"), KEY).unwrap();
+    let (grpc, admin) = (free_port(), free_port());
+    // The sink fails, and the fallback is an hour away: only the shutdown
+    // sends the lines there.
+    let child = gateway_with_env(
+        grpc,
+        admin,
+        &[
+            "--audit-log",
+            "/dev/full",
+            "--audit-hmac-key-file",
+            &dir.join("audit.key").display().to_string(),
+        ],
+        &[("COGNITO_GATEWAY_AUDIT_FALLBACK_AFTER", "1h".to_owned())],
+    );
+    let mut client = CognitoIdentityServiceClient::new(support::binary::connect(grpc).await);
+    let mut served = Vec::new();
+    loop {
+        let user = format!("secret-user-{}-0b9a", served.len());
+        let status = developer_code_for(&mut client, &user).await;
+        if status.code() != Code::Ok {
+            assert_audit_unavailable(&status);
+            break;
+        }
+        served.push(user);
+        assert!(served.len() < 1_000, "never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric(admin, "gateway_audit_lines_fallback_total").await,
+        0.0
+    );
+    let log = stop(child);
+    let marked = log
+        .lines()
+        .filter_map(|line| line.strip_prefix("audit-fallback: "));
+    let (fallen_back, refusals) = served_and_refused(marked);
+    assert_eq!(fallen_back, hashes(&served), "{log}");
+    assert_eq!(refusals, 1, "{log}");
+}
+
+/// Reads `fifo` until `lines` lines have come, then closes it; returns what
+/// it read.
+fn read_lines_then_close(fifo: PathBuf, lines: usize) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::open(fifo).unwrap();
+        let (mut bytes, mut chunk) = (Vec::new(), [0; 4096]);
+        while bytes.iter().filter(|&&b| b == b'\n').count() < lines {
+            let n = file.read(&mut chunk).unwrap();
+            assert_ne!(n, 0, "the writer closed the pipe");
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+        bytes
+    })
+}
+
+#[tokio::test]
+async fn a_sink_that_fails_then_recovers_gets_every_answered_line_once() {
+    let dir = temp_dir("recovering");
+    std::fs::write(dir.join("audit.key"), KEY).unwrap();
+    let fifo = dir.join("audit.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // The first reader takes three lines and goes: from then on every
+    // write to the pipe fails (EPIPE), until a reader opens it again.
+    let first = read_lines_then_close(fifo.clone(), 3);
+    let (grpc, admin) = (free_port(), free_port());
+    // Far past the test's length: the lines wait for the sink, never for
+    // the fallback.
+    let child = gateway_with_env(
+        grpc,
+        admin,
+        &[
+            "--audit-log",
+            &fifo.display().to_string(),
+            "--audit-hmac-key-file",
+            &dir.join("audit.key").display().to_string(),
+        ],
+        &[("COGNITO_GATEWAY_AUDIT_FALLBACK_AFTER", "1h".to_owned())],
+    );
+    let mut client = CognitoIdentityServiceClient::new(support::binary::connect(grpc).await);
+    let mut served = Vec::new();
+    let mut refusals = 0;
+    for _ in 0..3 {
+        let user = format!("secret-user-{}-7c3e", served.len());
+        assert_eq!(
+            developer_code_for(&mut client, &user).await.code(),
+            Code::Ok
+        );
+        served.push(user);
+    }
+    let mut read = first.join().unwrap();
+    // The reader is gone: calls are served until the writer has tried the
+    // pipe and failed, then refused; the lines of those served wait.
+    loop {
+        let user = format!("secret-user-{}-7c3e", served.len());
+        let status = developer_code_for(&mut client, &user).await;
+        if status.code() != Code::Ok {
+            assert_audit_unavailable(&status);
+            refusals += 1;
+            break;
+        }
+        served.push(user);
+        assert!(served.len() < 1_000, "never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served.len() > 3, "a call served while the sink failed");
+    for _ in 0..2 {
+        assert_audit_unavailable(&developer_code(&mut client).await);
+        refusals += 1;
+    }
+    assert_eq!(
+        metric(admin, "gateway_audit_lines_dropped_total").await,
+        0.0
+    );
+    // A reader again: the writer's retries reach it, and calls are served.
+    let second = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        std::fs::File::open(fifo)
+            .and_then(|mut file| file.read_to_end(&mut bytes))
+            .unwrap();
+        bytes
+    });
+    let start = Instant::now();
+    loop {
+        let user = format!("secret-user-{}-7c3e", served.len());
+        let status = developer_code_for(&mut client, &user).await;
+        if status.code() == Code::Ok {
+            served.push(user);
+            break;
+        }
+        assert_audit_unavailable(&status);
+        refusals += 1;
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never served again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric(admin, "gateway_audit_lines_dropped_total").await,
+        0.0
+    );
+    assert_eq!(
+        metric(admin, "gateway_audit_lines_fallback_total").await,
+        0.0
+    );
+    // The writer closes the pipe when the process exits: the second
+    // reader has read all there was.
+    let log = stop(child);
+    read.extend(second.join().unwrap());
+    let text = String::from_utf8(read).unwrap();
+    // Every served call's line once, every refusal's once, none torn.
+    let (lines, refused) = served_and_refused(text.lines());
+    assert_eq!(lines, hashes(&served), "{text}");
+    assert_eq!(refused, refusals, "{text}");
+    assert!(!log.contains("audit-fallback"), "{log}");
 }
 
 #[tokio::test]

@@ -120,6 +120,7 @@ impl Cli {
             &self.audit_queue_capacity,
             1..=1 << 20,
         );
+        let fallback_after = p.duration("audit-fallback-after", &self.audit_fallback_after);
         let Some(log) = &self.audit_log else {
             return Some(None);
         };
@@ -140,6 +141,7 @@ impl Cli {
             sink,
             key,
             queue: queue?,
+            fallback_after: fallback_after?,
         }))
     }
 }
@@ -326,6 +328,7 @@ mod tests {
         let audit = s.audit.expect("audit on");
         assert_eq!(audit.sink, AuditSink::File(log.clone().into()));
         assert_eq!(audit.queue, 8192);
+        assert_eq!(audit.fallback_after, std::time::Duration::from_secs(10));
         assert_eq!(format!("{:?}", audit.key), "HmacKey(..)");
         let stdout = settings(&[
             "--audit-log",
@@ -345,6 +348,22 @@ mod tests {
         assert!(too_short.contains("holds 10 bytes"), "{too_short}");
         assert!(!too_short.contains("0123456789"), "{too_short}");
         assert!(problems(&["--audit-queue-capacity", "0"]).contains("--audit-queue-capacity"));
+        let sooner = settings(&[
+            "--audit-log",
+            &log,
+            "--audit-hmac-key-file",
+            &good.display().to_string(),
+            "--audit-fallback-after",
+            "1m 30s",
+        ]);
+        assert_eq!(
+            sooner.unwrap().audit.unwrap().fallback_after,
+            std::time::Duration::from_secs(90)
+        );
+        for wrong in ["0s", "soon"] {
+            let problem = problems(&["--audit-fallback-after", wrong]);
+            assert!(problem.contains("--audit-fallback-after"), "{problem}");
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -259,6 +259,16 @@ pub struct Cli {
         default_value = "8192"
     )]
     pub audit_queue_capacity: String,
+
+    /// How long the audit log's sink may fail (developer calls are refused
+    /// meanwhile) before the lines of calls already answered go to standard
+    /// error, each after "audit-fallback: ", rather than wait for it.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_AUDIT_FALLBACK_AFTER",
+        default_value = "10s"
+    )]
+    pub audit_fallback_after: String,
 }
 
 mod callers;

@@ -226,6 +226,7 @@ pub struct Metrics {
     connections_closed: Family<ReasonLabel, Counter>,
     audit_written: Counter,
     audit_dropped: Counter,
+    audit_fallback: Counter,
     audit_refusals: Counter,
     spans_ended: Counter,
     spans_dropped: Counter,
@@ -396,8 +397,16 @@ impl Metrics {
         let audit_dropped = Counter::default();
         registry.register(
             "gateway_audit_lines_dropped",
-            "Audit log lines lost: the queue was full, or the sink failed to write them",
+            "Audit log lines lost: refusals' lines or lines not required that the queue had \
+             no room for, or lines neither the sink nor standard error would take",
             audit_dropped.clone(),
+        );
+        let audit_fallback = Counter::default();
+        registry.register(
+            "gateway_audit_lines_fallback",
+            "Audit log lines written to standard error after \"audit-fallback: \", as the sink \
+             had failed for --audit-fallback-after or still failed at shutdown",
+            audit_fallback.clone(),
         );
         let audit_refusals = Counter::default();
         registry.register(
@@ -458,6 +467,7 @@ impl Metrics {
             connections_closed,
             audit_written,
             audit_dropped,
+            audit_fallback,
             audit_refusals,
             spans_ended,
             spans_dropped,
@@ -643,9 +653,19 @@ impl Metrics {
         self.audit_written.inc_by(lines);
     }
 
-    /// Audit lines were lost.
+    /// Audit lines were lost. A line of a call answered is never lost this
+    /// way while the process lives (it waits for the sink, or goes to the
+    /// fallback); what is counted here is the lines of calls refused anyway
+    /// that a flood left no room for in the queue, a dry run's would-be
+    /// refusals when the queue is full, and lines that neither the sink nor
+    /// standard error would take.
     pub fn audit_dropped(&self, lines: u64) {
         self.audit_dropped.inc_by(lines);
+    }
+
+    /// Audit lines went to standard error, marked, as the sink failed.
+    pub fn audit_fallback(&self, lines: u64) {
+        self.audit_fallback.inc_by(lines);
     }
 
     /// A call was refused because it could not be audited.

@@ -11,44 +11,35 @@
 //! answer was reached.
 //!
 //! Lines are written off the request path, by a thread of their own, from
-//! a bounded queue, in batches. The log fails closed without ever blocking a call (an
-//! audit sink that blocked once hung every request of a well-known secrets
-//! server): a developer call takes its place in the queue before it is
-//! served, and is refused UNAVAILABLE (`AUDIT_UNAVAILABLE`) when the queue
-//! is full, or while the sink fails to write; nothing waits on the sink.
+//! a bounded queue, in batches. The log fails closed without ever blocking
+//! a call (an audit sink that blocked once hung every request of a
+//! well-known secrets server): a developer call takes its place in the
+//! queue before it is served, and is refused UNAVAILABLE
+//! (`AUDIT_UNAVAILABLE`) when the queue is full, or while the sink fails
+//! to write; nothing waits on the sink. The lines of calls answered are
+//! kept while the sink fails and tried again; past
+//! `--audit-fallback-after`, or at shutdown, they go to standard error,
+//! marked (`writer.rs`, `held.rs`).
+
+mod held;
+mod line;
+mod user;
+mod writer;
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use aws_lc_rs::hmac;
-use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::domain::{
-    CacheOutcome, Caller, Error, Operation, OperationName, RequestContext, Scope, Served,
-};
+use crate::domain::{CacheOutcome, Caller, Error, Operation, RequestContext, Scope, Served};
 use crate::policy;
 use crate::telemetry::metrics::metrics;
-
-/// The Logins keys of Cognito's and the public providers' tokens: every
-/// other key of a developer call's Logins is its developer provider (a
-/// developer Logins map holds one), whose value is the user's identifier.
-const PUBLIC_PROVIDERS: [&str; 7] = [
-    "cognito-identity.amazonaws.com",
-    "graph.facebook.com",
-    "accounts.google.com",
-    "www.amazon.com",
-    "api.twitter.com",
-    "www.digits.com",
-    "appleid.apple.com",
-];
-
-/// How long the writer lets lines gather after writing a batch: under
-/// load, a line reaches the sink within about this long.
-const BATCH: std::time::Duration = std::time::Duration::from_millis(2);
+pub use user::HmacKey;
+use writer::Writer;
 
 /// Where the lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,27 +60,9 @@ pub struct AuditSettings {
     /// Lines that may wait for the sink; past them, developer calls are
     /// refused.
     pub queue: usize,
-}
-
-/// The key of the `user` hash. Its `Debug` shows nothing of it.
-#[derive(Clone)]
-pub struct HmacKey(hmac::Key);
-
-impl HmacKey {
-    /// A key of these bytes.
-    pub fn new(bytes: &[u8]) -> Self {
-        Self(hmac::Key::new(hmac::HMAC_SHA256, bytes))
-    }
-
-    fn hash(&self, value: &str) -> String {
-        hex(hmac::sign(&self.0, value.as_bytes()).as_ref())
-    }
-}
-
-impl std::fmt::Debug for HmacKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HmacKey(..)")
-    }
+    /// How long the sink may fail before the lines the writer holds go to
+    /// standard error, marked `audit-fallback: `.
+    pub fallback_after: std::time::Duration,
 }
 
 /// What an audited call asked for, read when its line is written: the
@@ -121,13 +94,14 @@ struct Entry {
 /// The audit log: its queue, and the thread that writes it.
 #[derive(Debug)]
 pub struct Auditor {
-    /// `None` on the queue asks the writer to finish ([`AuditWriter`]).
+    /// `None` on the queue only wakes the writer ([`AuditWriter::finish`]).
     queue: mpsc::Sender<Option<Entry>>,
     /// Places in the queue that refusals' lines leave free, for developer
     /// calls: a flood of refused calls must not crowd them out.
     kept_for_calls: usize,
     /// The sink's last write failed; developer calls are refused until one
-    /// succeeds (the refusals' own lines try it).
+    /// succeeds (the writer tries again the lines it holds, or, once they
+    /// went to the fallback, the refusals' own lines).
     failing: Arc<AtomicBool>,
     /// The gRPC code's name an error is answered with.
     code_name: fn(&Error) -> &'static str,
@@ -150,7 +124,14 @@ impl Auditor {
         code_name: fn(&Error) -> &'static str,
     ) -> Result<(Self, AuditWriter), String> {
         let sink: Box<dyn Write + Send> = match &settings.sink {
-            AuditSink::Stdout => Box::new(std::io::stdout()),
+            // Its own descriptor, not `std::io::stdout()`, whose buffer
+            // would keep or retry bytes behind the writer's back.
+            AuditSink::Stdout => Box::new(std::fs::File::from(
+                std::io::stdout()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| format!("--audit-log -: cannot use standard output: {e}"))?,
+            )),
             AuditSink::File(path) => Box::new(
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -162,16 +143,17 @@ impl Auditor {
         let capacity = settings.queue.max(1);
         let (queue, lines) = mpsc::channel(capacity);
         let failing = Arc::new(AtomicBool::new(false));
-        let writer = Writer {
-            sink: std::io::BufWriter::new(sink),
-            key: settings.key,
-            users: UserHashes::default(),
+        let stop = Arc::new(AtomicBool::new(false));
+        let outlets = writer::Outlets {
+            sink,
+            fallback: Box::new(std::io::stderr()),
+            fallback_after: settings.fallback_after,
             failing: failing.clone(),
-            buffered: 0,
-            torn: false,
+            stop: stop.clone(),
         };
+        let writer = Writer::new(outlets, settings.key);
         let (done, finished) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("audit-log".to_owned())
             .spawn(move || {
                 writer.run(lines);
@@ -184,7 +166,13 @@ impl Auditor {
             failing,
             code_name,
         };
-        Ok((auditor, AuditWriter { queue, finished }))
+        let writer = AuditWriter {
+            queue,
+            stop,
+            thread: thread.thread().clone(),
+            finished,
+        };
+        Ok((auditor, writer))
     }
 
     /// Writes the line of a call refused for who its caller is.
@@ -276,22 +264,25 @@ impl Auditor {
 /// The writer thread, to be finished when the server has stopped.
 #[derive(Debug)]
 pub struct AuditWriter {
+    /// Only to wake a writer waiting for a line.
     queue: mpsc::Sender<Option<Entry>>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::Thread,
     finished: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl AuditWriter {
-    /// Asks the writer to write what the queue holds, flush and stop, and
-    /// waits for it, `within` at most: lines still queued at shutdown (the
-    /// calls the drain abandoned are written `CANCELLED`) reach the sink
-    /// before the process exits.
+    /// Asks the writer to write what the queue holds and stop, and waits
+    /// for it, `within` at most: lines still queued at shutdown (the calls
+    /// the drain abandoned are written `CANCELLED`) reach the sink before
+    /// the process exits, or, if it still fails, standard error.
     pub async fn finish(self, within: std::time::Duration) {
-        let finished = async {
-            if self.queue.send(None).await.is_ok() {
-                let _ = self.finished.await;
-            }
-        };
-        if tokio::time::timeout(within, finished).await.is_err() {
+        self.stop.store(true, Ordering::Release);
+        // Wakes a writer pausing before it tries a failing sink again.
+        self.thread.unpark();
+        // Wakes a writer waiting for a line; a full queue needs no waking.
+        let _ = self.queue.try_send(None);
+        if tokio::time::timeout(within, self.finished).await.is_err() {
             tracing::warn!("the audit log's last lines were not all written in time");
         }
     }
@@ -342,212 +333,6 @@ impl Drop for Reserved {
     }
 }
 
-/// One line, as written.
-#[derive(Serialize)]
-struct Line<'a> {
-    time: String,
-    caller: &'a str,
-    /// The identity the caller showed (a SPIFFE id, a DNS name), when it
-    /// showed one: `caller` is the policy's name for it, `unknown` when
-    /// the policy has none.
-    caller_identity: Option<&'a str>,
-    operation: &'static str,
-    identity_pool_id: Option<&'a str>,
-    login_providers: Vec<&'a str>,
-    user: Option<String>,
-    identity_id: Option<&'a str>,
-    token_duration_seconds: Option<u32>,
-    principal_tag_keys: Vec<&'a str>,
-    outcome: &'a str,
-    reason: Option<&'a str>,
-    cache: Option<&'static str>,
-    decision: &'a str,
-    trace_id: Option<String>,
-}
-
-/// The writer thread's state.
-struct Writer {
-    sink: std::io::BufWriter<Box<dyn Write + Send>>,
-    key: HmacKey,
-    /// The hashes of users seen lately: a user's calls come in runs (a
-    /// token, then its cache hits), and an HMAC costs more than the rest
-    /// of a line.
-    users: UserHashes,
-    failing: Arc<AtomicBool>,
-    /// Lines in the buffer, not yet flushed.
-    buffered: u64,
-    /// A write failed, perhaps part way through a line: the next line
-    /// starts on a line of its own.
-    torn: bool,
-}
-
-/// Users' hashes, forgotten all at once past [`UserHashes::MAX`].
-#[derive(Default)]
-struct UserHashes(std::collections::HashMap<Box<str>, Box<str>>);
-
-impl UserHashes {
-    const MAX: usize = 4096;
-
-    fn hash(&mut self, key: &HmacKey, user: &str) -> String {
-        if let Some(hash) = self.0.get(user) {
-            return hash.to_string();
-        }
-        if self.0.len() >= Self::MAX {
-            self.0.clear();
-        }
-        let hash = key.hash(user);
-        self.0.insert(user.into(), hash.as_str().into());
-        hash
-    }
-}
-
-impl Writer {
-    /// Writes lines in batches until every sender is gone: what the queue
-    /// holds, then a flush, then a pause of [`BATCH`] while more gather.
-    /// Only an empty queue is waited on; under load the writer is never
-    /// parked on the queue, so a call that queues a line wakes no thread.
-    /// Asked to finish (`None`), it writes what the queue holds and stops.
-    fn run(mut self, mut lines: mpsc::Receiver<Option<Entry>>) {
-        // Lines written since the last flush.
-        let mut pending = false;
-        let mut finishing = false;
-        loop {
-            loop {
-                match lines.try_recv() {
-                    Ok(Some(entry)) => {
-                        self.write(&entry);
-                        pending = true;
-                    }
-                    Ok(None) => finishing = true,
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => return self.flush(),
-                }
-            }
-            if finishing {
-                return self.flush();
-            }
-            if pending {
-                self.flush();
-                pending = false;
-                std::thread::sleep(BATCH);
-                continue;
-            }
-            match lines.blocking_recv() {
-                Some(Some(entry)) => {
-                    self.write(&entry);
-                    pending = true;
-                }
-                Some(None) => finishing = true,
-                None => return,
-            }
-        }
-    }
-
-    fn write(&mut self, entry: &Entry) {
-        let scope = entry.asked.scope();
-        let pool = policy::pool_of(&scope);
-        let line = Line {
-            time: humantime::format_rfc3339_micros(entry.time).to_string(),
-            caller: &entry.caller,
-            caller_identity: match &entry.identity {
-                Caller::Anonymous => None,
-                Caller::Spiffe(id) | Caller::Dns(id) => Some(id),
-            },
-            operation: scope.operation.as_str(),
-            identity_pool_id: pool.as_deref(),
-            login_providers: scope.logins.names().collect(),
-            user: developer_user(&scope).map(|user| self.users.hash(&self.key, user)),
-            identity_id: entry.identity_id.as_deref().or(scope.identity_id),
-            token_duration_seconds: scope.token_duration_seconds,
-            principal_tag_keys: scope
-                .principal_tags
-                .map(|tags| tags.names().collect())
-                .unwrap_or_default(),
-            outcome: entry.outcome,
-            reason: entry.reason.as_deref(),
-            cache: entry.cache.map(CacheOutcome::as_str),
-            decision: entry.decision,
-            trace_id: entry.trace_id.map(|id| hex(&id)),
-        };
-        let start = if std::mem::take(&mut self.torn) {
-            &b"\n"[..]
-        } else {
-            b""
-        };
-        let written = self
-            .sink
-            .write_all(start)
-            .and_then(|()| serde_json::to_writer(&mut self.sink, &line).map_err(Into::into))
-            .and_then(|()| self.sink.write_all(b"\n"));
-        match written {
-            Ok(()) => self.buffered += 1,
-            Err(e) => self.failed(&e, 1),
-        }
-    }
-
-    fn flush(&mut self) {
-        let lines = std::mem::take(&mut self.buffered);
-        match self.sink.flush() {
-            Ok(()) => {
-                metrics().audit_written(lines);
-                if self.failing.swap(false, Ordering::Relaxed) {
-                    tracing::warn!("the audit log is written again: developer calls are served");
-                }
-            }
-            Err(e) => self.failed(&e, lines),
-        }
-    }
-
-    /// `lines` were lost, and with them every line the buffer held: the
-    /// sink is failing until a flush succeeds.
-    fn failed(&mut self, e: &std::io::Error, lines: u64) {
-        metrics().audit_dropped(lines + std::mem::take(&mut self.buffered));
-        self.torn = true;
-        if !self.failing.swap(true, Ordering::Relaxed) {
-            tracing::error!(
-                "the audit log cannot be written ({e}): developer calls are refused until it can"
-            );
-        }
-        // What the buffer holds is lost with the failed write: start anew,
-        // so that the next line is tried on its own.
-        let failed = std::mem::replace(
-            &mut self.sink,
-            std::io::BufWriter::new(Box::new(std::io::sink())),
-        );
-        let (sink, _lost) = failed.into_parts();
-        self.sink = std::io::BufWriter::new(sink);
-    }
-}
-
-/// `bytes` in lowercase hex.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        text.push(char::from(DIGITS[usize::from(b >> 4)]));
-        text.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    text
-}
-
-/// The developer provider's user identifier in a developer call's Logins:
-/// the value of its one key that is not a public provider, a user pool
-/// (`cognito-idp…/pool`) or a SAML provider (an ARN). An OpenID Connect
-/// provider's key looks like a developer provider's name: with two such
-/// keys, which is the user is not known, and none is hashed.
-fn developer_user<'a>(scope: &Scope<'a>) -> Option<&'a str> {
-    if scope.operation != OperationName::GetOpenIdTokenForDeveloperIdentity {
-        return None;
-    }
-    let mut candidates = scope.logins.iter().filter(|(name, _)| {
-        !PUBLIC_PROVIDERS.contains(name) && !name.contains('/') && !name.starts_with("arn:")
-    });
-    match (candidates.next(), candidates.next()) {
-        (Some((_, user)), None) => Some(user.expose()),
-        _ => None,
-    }
-}
-
 /// The caller's name in a line when no policy names it: its identity.
 pub fn caller_name(caller: &Caller) -> String {
     match caller {
@@ -559,11 +344,12 @@ pub fn caller_name(caller: &Caller) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::GetOpenIdTokenForDeveloperIdentityInput;
+    use crate::domain::{GetOpenIdTokenForDeveloperIdentityInput, OperationName};
 
     const POOL: &str = "us-east-1:0a0a0a0a-0000-4000-8000-000000000001";
 
-    fn developer(logins: &[(&str, &str)]) -> GetOpenIdTokenForDeveloperIdentityInput {
+    /// A developer call of the ready pool with `logins`.
+    pub(super) fn developer(logins: &[(&str, &str)]) -> GetOpenIdTokenForDeveloperIdentityInput {
         GetOpenIdTokenForDeveloperIdentityInput::parse(
             Some(POOL.to_owned()),
             None,
@@ -576,41 +362,6 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn the_user_is_the_developer_providers_value() {
-        let input = developer(&[
-            ("accounts.google.com", "google-token"),
-            (
-                "cognito-idp.us-east-1.amazonaws.com/us-east-1_abc",
-                "idp-token",
-            ),
-            ("arn:aws:iam::123456789012:saml-provider/corp", "saml"),
-            ("login.shop.example", "user-42"),
-        ]);
-        assert_eq!(developer_user(&Operation::scope(&input)), Some("user-42"));
-        let only_public = developer(&[("graph.facebook.com", "fb-token")]);
-        assert_eq!(developer_user(&Operation::scope(&only_public)), None);
-        // An OpenID Connect provider beside the developer provider: which
-        // is the user is not known.
-        let two = developer(&[
-            ("accounts.example.com", "oidc-token"),
-            ("login.shop.example", "u"),
-        ]);
-        assert_eq!(developer_user(&Operation::scope(&two)), None);
-    }
-
-    #[test]
-    fn the_same_user_gives_the_same_hash_under_the_same_key() {
-        let key = HmacKey::new(b"0123456789abcdef");
-        assert_eq!(key.hash("user-42"), key.hash("user-42"));
-        assert_ne!(key.hash("user-42"), key.hash("user-43"));
-        assert_ne!(
-            key.hash("user-42"),
-            HmacKey::new(b"another key, another hash").hash("user-42")
-        );
-        assert_eq!(key.hash("user-42").len(), 64);
-    }
-
     #[tokio::test]
     async fn a_call_dropped_unanswered_is_written_as_cancelled() {
         let path = std::env::temp_dir().join(format!("audit-unit-{}.jsonl", std::process::id()));
@@ -620,6 +371,7 @@ mod tests {
                 sink: AuditSink::File(path.clone()),
                 key: HmacKey::new(b"0123456789abcdef"),
                 queue: 4,
+                fallback_after: std::time::Duration::from_secs(10),
             },
             |_| "UNUSED",
         )
@@ -669,6 +421,7 @@ mod tests {
                 sink: AuditSink::File(fifo),
                 key: HmacKey::new(b"0123456789abcdef"),
                 queue: 8,
+                fallback_after: std::time::Duration::from_secs(10),
             },
             |_| "PERMISSION_DENIED",
         )
