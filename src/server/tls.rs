@@ -4,7 +4,8 @@
 //! tonic's own TLS cannot change its certificate once serving, so the
 //! server accepts TLS itself ([`super::conn`]) with the configuration in
 //! force at each handshake: a rotated certificate or CA applies to the next
-//! handshake, and connections already open go on with theirs.
+//! handshake; a connection already open keeps the server certificate it
+//! was shown, and its client certificate is checked against the new CA.
 //!
 //! With a client CA, callers are asked for a certificate: one that chains to
 //! the CA and is in date identifies its caller ([`caller`]); none leaves the
