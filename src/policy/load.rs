@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::file::{ModeName, PolicyFile, RateLimitEntry, RuleEntry};
+use super::file::{CallerEntry, ModeName, PolicyFile, RateLimitEntry, RuleEntry};
 use super::{
     ANONYMOUS, CallerIndex, IdPattern, Mode, NamedCaller, PeerLimits, Policy, RateLimit, Rule,
     UNKNOWN,
@@ -54,58 +54,7 @@ impl Policy {
         let mut callers = Vec::with_capacity(file.callers.len());
         let mut names = HashSet::new();
         for (i, entry) in file.callers.into_iter().enumerate() {
-            let at = format!("callers[{i}]");
-            let name = &entry.name;
-            if let Some(problem) = name_problem(&name.value) {
-                p.at(name, &format!("{at}.name"), problem);
-            } else if [ANONYMOUS, UNKNOWN].contains(&name.value.as_str()) {
-                p.at(
-                    name,
-                    &format!("{at}.name"),
-                    format_args!("{:?} is the name of callers no entry names", name.value),
-                );
-            } else if !names.insert(name.value.clone()) {
-                p.at(
-                    name,
-                    &format!("{at}.name"),
-                    format_args!("{:?} is named twice", name.value),
-                );
-            }
-            if entry.spiffe_ids.is_empty() && entry.dns_names.is_empty() {
-                p.at(name, &at, "names no spiffe_ids and no dns_names");
-            }
-            let spiffe_ids = entry
-                .spiffe_ids
-                .iter()
-                .filter_map(|id| {
-                    id_pattern(&id.value)
-                        .map_err(|e| p.at(id, &format!("{at}.spiffe_ids"), e))
-                        .ok()
-                })
-                .collect();
-            let dns_names = entry
-                .dns_names
-                .into_iter()
-                .filter_map(|dns| match dns_problem(&dns.value) {
-                    Some(problem) => {
-                        p.at(&dns, &format!("{at}.dns_names"), problem);
-                        None
-                    }
-                    None => Some(dns.value),
-                })
-                .collect();
-            let rate_limit = entry
-                .rate_limit
-                .and_then(|r| rate_limit(&format!("{at}.rate_limit"), &r, &mut p));
-            let rules = rules(&format!("{at}.allow"), entry.allow, &mut p);
-            callers.push(NamedCaller {
-                name: name.value.clone(),
-                spiffe_ids,
-                dns_names,
-                limiter: rate_limit.map(super::limiter),
-                rate_limit,
-                rules,
-            });
+            callers.push(caller(&format!("callers[{i}]"), entry, &mut names, &mut p));
         }
         let (anonymous, anonymous_limit) = match file.anonymous {
             Some(a) => (
@@ -133,6 +82,66 @@ impl Policy {
             anonymous_limit: anonymous_limit.map(|limit| PeerLimits::new(ANONYMOUS, limit)),
             unknown_limit: unknown_limit.map(|limit| PeerLimits::new(UNKNOWN, limit)),
         })
+    }
+}
+
+/// One caller's entry, checked; its name must be new to `names`.
+fn caller(
+    at: &str,
+    entry: CallerEntry,
+    names: &mut HashSet<String>,
+    p: &mut Problems,
+) -> NamedCaller {
+    let name = &entry.name;
+    if let Some(problem) = name_problem(&name.value) {
+        p.at(name, &format!("{at}.name"), problem);
+    } else if [ANONYMOUS, UNKNOWN].contains(&name.value.as_str()) {
+        p.at(
+            name,
+            &format!("{at}.name"),
+            format_args!("{:?} is the name of callers no entry names", name.value),
+        );
+    } else if !names.insert(name.value.clone()) {
+        p.at(
+            name,
+            &format!("{at}.name"),
+            format_args!("{:?} is named twice", name.value),
+        );
+    }
+    if entry.spiffe_ids.is_empty() && entry.dns_names.is_empty() {
+        p.at(name, at, "names no spiffe_ids and no dns_names");
+    }
+    let spiffe_ids = entry
+        .spiffe_ids
+        .iter()
+        .filter_map(|id| {
+            id_pattern(&id.value)
+                .map_err(|e| p.at(id, &format!("{at}.spiffe_ids"), e))
+                .ok()
+        })
+        .collect();
+    let dns_names = entry
+        .dns_names
+        .into_iter()
+        .filter_map(|dns| match dns_problem(&dns.value) {
+            Some(problem) => {
+                p.at(&dns, &format!("{at}.dns_names"), problem);
+                None
+            }
+            None => Some(dns.value),
+        })
+        .collect();
+    let rate_limit = entry
+        .rate_limit
+        .and_then(|r| rate_limit(&format!("{at}.rate_limit"), &r, p));
+    let rules = rules(&format!("{at}.allow"), entry.allow, p);
+    NamedCaller {
+        name: name.value.clone(),
+        spiffe_ids,
+        dns_names,
+        limiter: rate_limit.map(super::limiter),
+        rate_limit,
+        rules,
     }
 }
 
@@ -264,28 +273,10 @@ fn rules(at: &str, entries: Vec<RuleEntry>, p: &mut Problems) -> Vec<Rule> {
         }
         let identity_pools = (!pools.value.iter().any(|pool| pool.value == "*"))
             .then(|| pools.value.iter().map(|pool| pool.value.clone()).collect());
-        let max_token_duration = entry.max_token_duration.as_ref().and_then(|d| {
-            let field = format!("{at}.max_token_duration");
-            match humantime::parse_duration(&d.value) {
-                Err(e) => {
-                    p.at(d, &field, format_args!("{:?}: {e}", d.value));
-                    None
-                }
-                Ok(duration) if duration < Duration::from_secs(1) => {
-                    p.at(d, &field, format_args!("{:?} is under a second", d.value));
-                    None
-                }
-                Ok(duration) if duration > MAX_TOKEN_DURATION => {
-                    p.at(
-                        d,
-                        &field,
-                        format_args!("{:?} is longer than Cognito's 24 hours", d.value),
-                    );
-                    None
-                }
-                Ok(duration) => Some(duration),
-            }
-        });
+        let max_token_duration = entry
+            .max_token_duration
+            .as_ref()
+            .and_then(|d| token_duration(&format!("{at}.max_token_duration"), d, p));
         let login_providers = entry
             .login_providers
             .map(|names| names_of(&format!("{at}.login_providers"), names, p));
@@ -303,6 +294,30 @@ fn rules(at: &str, entries: Vec<RuleEntry>, p: &mut Problems) -> Vec<Rule> {
         });
     }
     rules
+}
+
+/// A rule's `max_token_duration`: a duration from a second to Cognito's
+/// 24 hours.
+fn token_duration(field: &str, d: &Spanned<String>, p: &mut Problems) -> Option<Duration> {
+    match humantime::parse_duration(&d.value) {
+        Err(e) => {
+            p.at(d, field, format_args!("{:?}: {e}", d.value));
+            None
+        }
+        Ok(duration) if duration < Duration::from_secs(1) => {
+            p.at(d, field, format_args!("{:?} is under a second", d.value));
+            None
+        }
+        Ok(duration) if duration > MAX_TOKEN_DURATION => {
+            p.at(
+                d,
+                field,
+                format_args!("{:?} is longer than Cognito's 24 hours", d.value),
+            );
+            None
+        }
+        Ok(duration) => Some(duration),
+    }
 }
 
 /// Login provider names or tag keys: each non-empty, at most
