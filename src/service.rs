@@ -107,8 +107,8 @@ impl<U: Upstream> Gateway<U> {
         let operation = O::NAME;
         let (caller, refusal, dry_run) = match policy.decide(&ctx.caller, ctx.peer, &input.scope())
         {
+            // Counted by the policy, on the caller's own series.
             Decision::Allow { caller } => {
-                metrics().policy_decision(&caller, operation.as_str(), "allow");
                 return Checked {
                     caller: Some(caller),
                     decision: "allow",
@@ -159,7 +159,7 @@ impl<U: Upstream> Gateway<U> {
             tracing::info!("dry run: the policy would refuse this call: {refusal}");
         }
         Checked {
-            caller: Some(caller),
+            caller: Some(caller.into()),
             decision,
             refusal: (!dry_run).then_some(refusal),
         }
@@ -169,7 +169,7 @@ impl<U: Upstream> Gateway<U> {
 /// What the caller check found.
 struct Checked {
     /// The policy's name for the caller; `None` without a policy.
-    caller: Option<String>,
+    caller: Option<std::sync::Arc<str>>,
     /// The decision, as the audit log names it.
     decision: &'static str,
     /// Why the call is refused, if it is.
@@ -183,7 +183,7 @@ impl Checked {
         self.decision.starts_with("dry_run")
     }
 
-    fn caller_name(&mut self, ctx: &RequestContext) -> String {
+    fn caller_name(&mut self, ctx: &RequestContext) -> std::sync::Arc<str> {
         self.caller
             .take()
             .unwrap_or_else(|| audit::caller_name(&ctx.caller))

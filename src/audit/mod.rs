@@ -80,7 +80,7 @@ impl<O: Operation> Audited for O {
 /// A line waiting to be written.
 struct Entry {
     time: SystemTime,
-    caller: String,
+    caller: Arc<str>,
     identity: Caller,
     decision: &'static str,
     trace_id: Option<[u8; 16]>,
@@ -181,7 +181,7 @@ impl Auditor {
     pub fn refused<O: Operation>(
         &self,
         ctx: &RequestContext,
-        caller: String,
+        caller: Arc<str>,
         decision: &'static str,
         asked: Arc<O>,
         refusal: &Error,
@@ -203,7 +203,7 @@ impl Auditor {
     pub fn reserve<O: Operation>(
         &self,
         ctx: &RequestContext,
-        caller: String,
+        caller: Arc<str>,
         decision: &'static str,
         asked: &Arc<O>,
         required: bool,
@@ -241,7 +241,7 @@ impl Auditor {
     fn entry<O: Operation>(
         &self,
         ctx: &RequestContext,
-        caller: String,
+        caller: Arc<str>,
         decision: &'static str,
         asked: Arc<O>,
         refusal: Option<&Error>,
@@ -334,10 +334,10 @@ impl Drop for Reserved {
 }
 
 /// The caller's name in a line when no policy names it: its identity.
-pub fn caller_name(caller: &Caller) -> String {
+pub fn caller_name(caller: &Caller) -> Arc<str> {
     match caller {
-        Caller::Anonymous => policy::ANONYMOUS.to_owned(),
-        Caller::Spiffe(id) | Caller::Dns(id) => id.to_string(),
+        Caller::Anonymous => policy::ANONYMOUS.into(),
+        Caller::Spiffe(id) | Caller::Dns(id) => id.clone(),
     }
 }
 
@@ -384,7 +384,7 @@ mod tests {
         };
         let input = Arc::new(developer(&[("login.shop.example", "user-42")]));
         let reserved = auditor
-            .reserve(&ctx, "checkout".to_owned(), "allow", &input, true)
+            .reserve(&ctx, "checkout".into(), "allow", &input, true)
             .unwrap();
         // The deadline passed: the call's future, and its place, dropped.
         drop(reserved);
@@ -441,13 +441,7 @@ mod tests {
         // Refusals until the pipe and the writer's buffer are full and the
         // writer blocks: then the queue fills, as far as refusals may.
         let refuse = || {
-            auditor.refused(
-                &ctx,
-                "anonymous".to_owned(),
-                "deny",
-                input.clone(),
-                &refusal,
-            );
+            auditor.refused(&ctx, "anonymous".into(), "deny", input.clone(), &refusal);
         };
         for _ in 0..2_000 {
             (0..10).for_each(|_| refuse());
@@ -463,14 +457,14 @@ mod tests {
         let places = auditor.queue.capacity();
         assert_eq!(places, 2, "a quarter of the queue is kept for calls");
         for _ in 0..places {
-            let reserved = auditor.reserve(&ctx, "checkout".to_owned(), "allow", &input, true);
+            let reserved = auditor.reserve(&ctx, "checkout".into(), "allow", &input, true);
             // Kept until the end of the test: a dropped place is a line.
             std::mem::forget(reserved.unwrap().expect("a place"));
         }
-        let full = auditor.reserve(&ctx, "checkout".to_owned(), "allow", &input, true);
+        let full = auditor.reserve(&ctx, "checkout".into(), "allow", &input, true);
         assert!(matches!(full, Err(Error::AuditUnavailable { .. })));
         // A line not required is lost, and its call served.
-        let optional = auditor.reserve(&ctx, "checkout".to_owned(), "dry_run_deny", &input, false);
+        let optional = auditor.reserve(&ctx, "checkout".into(), "dry_run_deny", &input, false);
         assert!(matches!(optional, Ok(None)));
         let _ = std::fs::remove_dir_all(&dir);
     }

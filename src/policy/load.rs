@@ -79,6 +79,8 @@ impl Policy {
             index: CallerIndex::new(&callers),
             callers,
             anonymous,
+            anonymous_name: ANONYMOUS.into(),
+            anonymous_allowed: super::Allowed::default(),
             anonymous_limit: anonymous_limit.map(|limit| PeerLimits::new(ANONYMOUS, limit)),
             unknown_limit: unknown_limit.map(|limit| PeerLimits::new(UNKNOWN, limit)),
         })
@@ -136,7 +138,8 @@ fn caller(
         .and_then(|r| rate_limit(&format!("{at}.rate_limit"), &r, p));
     let rules = rules(&format!("{at}.allow"), entry.allow, p);
     NamedCaller {
-        name: name.value.clone(),
+        name: name.value.as_str().into(),
+        allowed: super::Allowed::default(),
         spiffe_ids,
         dns_names,
         limiter: rate_limit.map(super::limiter),

@@ -26,6 +26,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -33,6 +34,7 @@ use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::domain::{Caller, OperationName, Scope};
 use crate::jwt;
+use crate::telemetry::metrics::metrics;
 
 /// The Logins key of a Cognito OpenID token.
 const COGNITO_LOGIN: &str = "cognito-identity.amazonaws.com";
@@ -57,6 +59,10 @@ pub struct Policy {
     /// Which entry names a caller, found without reading every entry.
     index: CallerIndex,
     anonymous: Vec<Rule>,
+    /// The name callers with no identity go by, and their allowed calls'
+    /// series.
+    anonymous_name: Arc<str>,
+    anonymous_allowed: Allowed,
     /// The rate of callers with no identity, per peer address.
     anonymous_limit: Option<PeerLimits>,
     /// The rate of identified callers no entry names, per peer address.
@@ -130,7 +136,10 @@ pub struct RateLimit {
 
 #[derive(Debug)]
 struct NamedCaller {
-    name: String,
+    name: Arc<str>,
+    /// Its allowed calls' series, one an operation, found in the metrics'
+    /// family on first use: a call allowed costs an atomic add.
+    allowed: Allowed,
     spiffe_ids: Vec<IdPattern>,
     dns_names: Vec<String>,
     rate_limit: Option<RateLimit>,
@@ -177,11 +186,12 @@ struct Rule {
 /// The policy's answer for one call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Allowed; `caller` is the policy's name for it (`anonymous` for a
-    /// caller with no identity).
+    /// Allowed (and counted in `gateway_policy_decisions_total`); `caller`
+    /// is the policy's name for it (`anonymous` for a caller with no
+    /// identity), shared with the policy rather than copied.
     Allow {
         /// The caller's name.
-        caller: String,
+        caller: Arc<str>,
     },
     /// Denied, saying which part did not match; let through in dry-run mode.
     Deny {
@@ -223,7 +233,7 @@ impl Policy {
 
     /// The rate limit of the caller named `name`, if it has one.
     pub fn rate_limit(&self, name: &str) -> Option<RateLimit> {
-        self.callers.iter().find(|c| c.name == name)?.rate_limit
+        self.callers.iter().find(|c| &*c.name == name)?.rate_limit
     }
 
     /// The policy's answer for `caller`, on a connection from `peer`,
@@ -231,7 +241,7 @@ impl Policy {
     /// no entry names are held to their limits per peer address.
     pub fn decide(&self, caller: &Caller, peer: Option<IpAddr>, scope: &Scope<'_>) -> Decision {
         let dry_run = self.mode == Mode::DryRun;
-        let (name, rules) = match caller {
+        let (name, allowed, rules) = match caller {
             Caller::Anonymous => {
                 if let Some(retry_after) = self.anonymous_limit.as_ref().and_then(|l| l.over(peer))
                 {
@@ -241,18 +251,22 @@ impl Policy {
                         dry_run,
                     };
                 }
-                (ANONYMOUS, &self.anonymous)
+                (
+                    &self.anonymous_name,
+                    &self.anonymous_allowed,
+                    &self.anonymous,
+                )
             }
             identified => match self.index.find(identified).map(|i| &self.callers[i]) {
                 Some(entry) => {
                     if let Some(retry_after) = entry.over_its_rate() {
                         return Decision::RateLimited {
-                            caller: entry.name.clone(),
+                            caller: entry.name.to_string(),
                             retry_after,
                             dry_run,
                         };
                     }
-                    (entry.name.as_str(), &entry.rules)
+                    (&entry.name, &entry.allowed, &entry.rules)
                 }
                 None => {
                     if let Some(retry_after) =
@@ -273,14 +287,17 @@ impl Policy {
             },
         };
         match judge(rules, scope) {
-            Ok(()) => Decision::Allow {
-                caller: name.to_owned(),
-            },
+            Ok(()) => {
+                allowed.count(name, scope.operation);
+                Decision::Allow {
+                    caller: name.clone(),
+                }
+            }
             Err(why) if matches!(caller, Caller::Anonymous) => {
                 Decision::Unauthenticated { why, dry_run }
             }
             Err(why) => Decision::Deny {
-                caller: name.to_owned(),
+                caller: name.to_string(),
                 why,
                 dry_run,
             },
@@ -299,6 +316,19 @@ fn limiter(limit: RateLimit) -> DefaultDirectRateLimiter {
         .unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN))
         .allow_burst(burst);
     DefaultDirectRateLimiter::direct(quota)
+}
+
+/// The series of a caller's allowed calls, one an operation.
+#[derive(Debug, Default)]
+struct Allowed([OnceLock<prometheus_client::metrics::counter::Counter>; 4]);
+
+impl Allowed {
+    fn count(&self, caller: &str, operation: OperationName) {
+        let i = (operation as usize - 1) % 4;
+        self.0[i]
+            .get_or_init(|| metrics().policy_decision_series(caller, operation.as_str(), "allow"))
+            .inc();
+    }
 }
 
 /// How long until `limiter` admits a call, when it does not admit this

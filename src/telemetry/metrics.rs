@@ -533,6 +533,23 @@ impl Metrics {
             .inc();
     }
 
+    /// The series of a caller's `decision`s on `operation`, to be kept by
+    /// whoever counts them (an atomic add a call, no lookup).
+    pub fn policy_decision_series(
+        &self,
+        caller: &str,
+        operation: &'static str,
+        decision: &'static str,
+    ) -> Counter {
+        self.policy_decisions
+            .get_or_create(&PolicyLabels {
+                caller: caller.to_owned(),
+                operation,
+                decision,
+            })
+            .clone()
+    }
+
     /// A caller was past its rate limit.
     pub fn caller_rate_limited(&self, caller: &str) {
         self.rate_limited
