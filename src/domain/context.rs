@@ -17,8 +17,8 @@ pub enum Caller {
 }
 
 /// What the connection a call came on says about it: set once when the
-/// connection is accepted, handed to each of its calls (the server's
-/// `Connected` information).
+/// connection is accepted, put in each of its calls' extensions by the
+/// server's serve loop.
 #[derive(Clone, Debug, Default)]
 pub struct Peer {
     /// The gateway's address.

@@ -20,7 +20,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tonic::transport::server::Connected;
 
 use super::accept::Acceptor;
 use super::one_write::OneWrite;
@@ -299,13 +298,13 @@ pub fn incoming(
     tls: Option<Arc<LiveTls>>,
     timeouts: Timeouts,
     draining: watch::Receiver<bool>,
-) -> impl Stream<Item = io::Result<OneWrite<Connection>>> + Send {
+) -> impl Stream<Item = OneWrite<Connection>> + Send {
     let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
     let listener = Acceptor::new(listener, "api");
     tokio::spawn(accept(listener, tls, timeouts, draining, tx));
     futures_util::stream::unfold(rx, |mut rx| async move {
         let connection = rx.recv().await?;
-        Some((Ok(connection), rx))
+        Some((connection, rx))
     })
 }
 
@@ -404,14 +403,6 @@ fn handshaken(
         awaiting: Some(awaiting),
         idle: Idle::new(timeouts.idle),
         close,
-    }
-}
-
-impl Connected for Connection {
-    type ConnectInfo = Peer;
-
-    fn connect_info(&self) -> Peer {
-        self.peer.clone()
     }
 }
 

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic_health::ServingStatus;
@@ -209,8 +208,7 @@ pub async fn run<S: IdentityService>(
             max_age: settings.max_connection_age,
         },
         connections_drain,
-    )
-    .filter_map(|accepted| std::future::ready(accepted.ok()));
+    );
     let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
