@@ -19,83 +19,24 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
 use cognito_identity_gateway::proto as pb;
-use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
-use support::loopback::{free_port, http_get, series};
+use support::binary::Running;
 use support::temp_dir;
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 const DEVELOPER: &str = "GetOpenIdTokenForDeveloperIdentity";
 const CHECKOUT: &str = "checkout.shop.svc";
 
 /// The gateway binary over its emulator, with the policy at `policy`,
-/// callers named by `l5d-client-id`.
-struct Running {
-    child: Child,
-    log: Option<std::thread::JoinHandle<String>>,
-    grpc: u16,
-    admin: u16,
-}
-
-impl Running {
-    fn start(policy: &Path, extra: &[&str]) -> Self {
-        let (grpc, admin) = (free_port(), free_port());
-        let listen = format!("127.0.0.1:{grpc}");
-        let admin_listen = format!("127.0.0.1:{admin}");
-        let policy = policy.display().to_string();
-        let mut args = vec![
-            "--emulator",
-            "--listen",
-            &listen,
-            "--admin-listen",
-            &admin_listen,
-            "--policy",
-            &policy,
-            "--caller-identity-header",
-            "l5d-client-id",
-            "--shutdown-grace",
-            "1s",
-        ];
-        args.extend_from_slice(extra);
-        let (child, log) = support::binary::gateway(&args, &[]);
-        Self {
-            child,
-            log: Some(log),
-            grpc,
-            admin,
-        }
-    }
-
-    async fn client(&self) -> CognitoIdentityServiceClient<Channel> {
-        CognitoIdentityServiceClient::new(support::binary::connect(self.grpc).await)
-    }
-
-    async fn metric(&self, prefix: &str) -> f64 {
-        let (_, body) = http_get(self.admin, "/metrics").await;
-        series(&body, prefix).map(|(_, v)| v).sum()
-    }
-
-    /// Stops it (SIGTERM) and returns its log.
-    fn stop(mut self) -> String {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        self.log.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// callers named by `l5d-client-id`, and `extra` flags.
+fn start(policy: &Path, extra: &[&str]) -> Running {
+    let mut args = vec!["--caller-identity-header", "l5d-client-id"];
+    args.extend_from_slice(extra);
+    Running::start(policy, &args)
 }
 
 fn as_caller<T>(message: T, identity: &str) -> tonic::Request<T> {
@@ -156,7 +97,7 @@ async fn a_policy_that_cannot_be_used_is_refused_and_the_next_good_one_takes_eff
     let dir = temp_dir("callers-reload");
     let path = dir.join("policy.yaml");
     std::fs::write(&path, checkout_may_mint("")).unwrap();
-    let gateway = Running::start(&path, &[]);
+    let gateway = start(&path, &[]);
     let mut client = gateway.client().await;
     client
         .get_open_id_token_for_developer_identity(as_caller(developer("u-1", ""), CHECKOUT))
@@ -266,7 +207,7 @@ async fn linking_to_an_existing_identity_needs_a_rule_that_allows_it() {
     let dir = temp_dir("callers-link");
     let path = dir.join("policy.yaml");
     std::fs::write(&path, checkout_may_mint("")).unwrap();
-    let gateway = Running::start(&path, &[]);
+    let gateway = start(&path, &[]);
     let mut client = gateway.client().await;
     // Someone else's identity, made without the developer provider.
     let foreign = client
@@ -338,7 +279,7 @@ async fn an_anonymous_flood_is_held_per_peer_and_a_named_caller_is_served_as_bef
         ),
     )
     .unwrap();
-    let gateway = Running::start(&path, &[]);
+    let gateway = start(&path, &[]);
     let flooder = gateway.client().await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Eight anonymous callers asking for new (uncached) identities as fast
@@ -444,7 +385,7 @@ anonymous:
         "us-east-1:evil\n2026-12-04T00:00:00.000000Z  INFO {FORGED} caller=admin\r\n\u{1b}[31mred\u{1b}[0m\u{2028}"
     );
     for format in ["text", "json"] {
-        let gateway = Running::start(&path, &["--log-format", format]);
+        let gateway = start(&path, &["--log-format", format]);
         let mut client = gateway.client().await;
         let request = pb::GetOpenIdTokenRequest {
             identity_id: "us-east-1:0a0a0a0a-0000-4000-8000-0000000000ff".into(),

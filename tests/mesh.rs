@@ -244,35 +244,21 @@ async fn the_binary_counts_every_header_set_aside_and_logs_a_peer_once_escaped()
         ),
     )
     .unwrap();
-    let (port, admin) = (
-        support::loopback::free_port(),
-        support::loopback::free_port(),
-    );
-    let (listen, admin_listen) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{admin}"));
-    let (child, log) = support::binary::gateway(
+    let gateway = support::binary::Running::start(
+        &policy,
         &[
-            "--emulator",
-            "--listen",
-            &listen,
-            "--admin-listen",
-            &admin_listen,
-            "--policy",
-            policy.to_str().unwrap(),
             "--caller-identity-header",
             L5D,
             "--caller-identity-header-trusted-peers",
             "10.0.0.0/8",
         ],
-        &[],
     );
     // A value that would forge a field of the log line were it written
     // as it came.
     let forged = format!(r#"{ADMIN_DNS}" reason="none""#);
     // Two connections from the same address: one peer.
     for _ in 0..2 {
-        let channel = support::binary::connect(port).await;
-        let mut client =
-            cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient::new(channel);
+        let mut client = gateway.client().await;
         for _ in 0..3 {
             let status = client
                 .get_open_id_token_for_developer_identity(developer_call(L5D, &[&forged]))
@@ -282,21 +268,12 @@ async fn the_binary_counts_every_header_set_aside_and_logs_a_peer_once_escaped()
             assert_eq!(status.code(), Code::Unauthenticated);
         }
     }
-    let (_, text) = support::loopback::http_get(admin, "/metrics").await;
+    let (_, text) = support::loopback::http_get(gateway.admin, "/metrics").await;
     let counted: Vec<(&str, f64)> =
         series(&text, "gateway_caller_identity_header_rejected_total").collect();
     assert_eq!(counted, [(r#"{reason="untrusted_peer"}"#, 6.0)], "{text}");
 
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let mut child = child;
-    tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let log = log.join().unwrap();
+    let log = gateway.stop();
     let lines: Vec<&str> = log
         .lines()
         .filter(|line| line.contains("caller identity header set aside"))

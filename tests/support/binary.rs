@@ -46,3 +46,81 @@ pub async fn connect(port: u16) -> Channel {
     }
     panic!("the gateway never listened on port {port}");
 }
+
+/// The gateway's binary over its embedded emulator, with the caller policy
+/// at `policy`, listening and serving its admin routes on free loopback
+/// ports (a second's shutdown grace); killed when dropped.
+pub struct Running {
+    child: Child,
+    log: Option<JoinHandle<String>>,
+    /// The API's port.
+    pub grpc: u16,
+    /// The admin listener's port.
+    pub admin: u16,
+}
+
+impl Running {
+    /// Starts it with the policy at `policy` and `extra` flags.
+    pub fn start(policy: &std::path::Path, extra: &[&str]) -> Self {
+        use super::loopback::free_port;
+        let (grpc, admin) = (free_port(), free_port());
+        let listen = format!("127.0.0.1:{grpc}");
+        let admin_listen = format!("127.0.0.1:{admin}");
+        let policy = policy.display().to_string();
+        let mut args = vec![
+            "--emulator",
+            "--listen",
+            &listen,
+            "--admin-listen",
+            &admin_listen,
+            "--policy",
+            &policy,
+            "--shutdown-grace",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        let (child, log) = gateway(&args, &[]);
+        Self {
+            child,
+            log: Some(log),
+            grpc,
+            admin,
+        }
+    }
+
+    /// A client of its API, once it listens.
+    pub async fn client(
+        &self,
+    ) -> cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient<Channel>
+    {
+        cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient::new(
+            connect(self.grpc).await,
+        )
+    }
+
+    /// The sum of the series of its `/metrics` whose lines start with
+    /// `prefix`.
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let (_, body) = super::loopback::http_get(self.admin, "/metrics").await;
+        super::loopback::series(&body, prefix).map(|(_, v)| v).sum()
+    }
+
+    /// Stops it (SIGTERM), waits for it, and returns its log.
+    pub fn stop(mut self) -> String {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        self.log
+            .take()
+            .map(|log| log.join().expect("the log is read"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
