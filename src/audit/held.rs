@@ -16,6 +16,11 @@ pub(super) struct Held {
     bytes: Vec<u8>,
     /// How many bytes of `bytes` the sink has taken.
     written: usize,
+    /// How many lines `bytes` holds, and how many of them the sink has
+    /// completed: a write that takes all that is left completes the rest
+    /// without the bytes being counted through.
+    lines: u64,
+    lines_written: u64,
     /// The sink holds the start of a line whose whole went to the
     /// fallback: what it is written next starts on a line of its own.
     torn: bool,
@@ -31,6 +36,7 @@ impl Held {
     pub(super) fn push(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
         encode(&mut self.bytes);
         self.bytes.push(b'\n');
+        self.lines += 1;
     }
 
     /// Writes what is held to `sink`, from where the last write stopped.
@@ -44,22 +50,28 @@ impl Held {
             }
             self.torn = false;
         }
-        let mut lines = 0;
+        let before = self.lines_written;
         while let Some(rest) = self.bytes.get(self.written..).filter(|r| !r.is_empty()) {
+            let done = self.lines_written - before;
             match sink.write(rest) {
-                Ok(0) => return (lines, Err(io::ErrorKind::WriteZero.into())),
+                Ok(0) => return (done, Err(io::ErrorKind::WriteZero.into())),
+                // All that was left: the lines are all complete.
+                Ok(n) if n >= rest.len() => {
+                    self.written = self.bytes.len();
+                    self.lines_written = self.lines;
+                }
                 Ok(n) => {
                     let taken = rest.get(..n).unwrap_or(rest);
-                    lines += newlines(taken) as u64;
+                    self.lines_written += newlines(taken) as u64;
                     self.written += taken.len();
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (lines, Err(e)),
+                Err(e) => return (done, Err(e)),
             }
         }
-        self.bytes.clear();
-        self.written = 0;
-        (lines, Ok(()))
+        let done = self.lines_written - before;
+        self.clear();
+        (done, Ok(()))
     }
 
     /// Writes every line the sink has not completed to `fallback`, each
@@ -81,9 +93,15 @@ impl Held {
             marked.extend_from_slice(line);
         }
         let written = fallback.write_all(&marked).and_then(|()| fallback.flush());
+        self.clear();
+        (lines as u64, written)
+    }
+
+    fn clear(&mut self) {
         self.bytes.clear();
         self.written = 0;
-        (lines as u64, written)
+        self.lines = 0;
+        self.lines_written = 0;
     }
 }
 

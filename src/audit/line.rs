@@ -18,7 +18,9 @@ pub(super) struct Line<'a, P, T> {
     /// showed one: `caller` is the policy's name for it, `unknown` when
     /// the policy has none.
     pub(super) caller_identity: Option<&'a str>,
-    pub(super) operation: &'a str,
+    /// The gateway's own names, which hold nothing to escape, from here
+    /// to `decision`, and the user's hash, in hex.
+    pub(super) operation: &'static str,
     pub(super) identity_pool_id: Option<&'a str>,
     pub(super) login_providers: P,
     /// The user's hash, never the user.
@@ -26,10 +28,10 @@ pub(super) struct Line<'a, P, T> {
     pub(super) identity_id: Option<&'a str>,
     pub(super) token_duration_seconds: Option<u32>,
     pub(super) principal_tag_keys: T,
-    pub(super) outcome: &'a str,
+    pub(super) outcome: &'static str,
     pub(super) reason: Option<&'a str>,
-    pub(super) cache: Option<&'a str>,
-    pub(super) decision: &'a str,
+    pub(super) cache: Option<&'static str>,
+    pub(super) decision: &'static str,
     /// Written in lowercase hex.
     pub(super) trace_id: Option<[u8; 16]>,
 }
@@ -49,13 +51,16 @@ where
         out.extend_from_slice(b",\"caller_identity\":");
         optional(out, self.caller_identity);
         out.extend_from_slice(b",\"operation\":");
-        string(out, self.operation);
+        known(out, self.operation);
         out.extend_from_slice(b",\"identity_pool_id\":");
         optional(out, self.identity_pool_id);
         out.extend_from_slice(b",\"login_providers\":");
         list(out, self.login_providers);
         out.extend_from_slice(b",\"user\":");
-        optional(out, self.user);
+        match self.user {
+            Some(hash) => known(out, hash),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b",\"identity_id\":");
         optional(out, self.identity_id);
         out.extend_from_slice(b",\"token_duration_seconds\":");
@@ -66,13 +71,16 @@ where
         out.extend_from_slice(b",\"principal_tag_keys\":");
         list(out, self.principal_tag_keys);
         out.extend_from_slice(b",\"outcome\":");
-        string(out, self.outcome);
+        known(out, self.outcome);
         out.extend_from_slice(b",\"reason\":");
         optional(out, self.reason);
         out.extend_from_slice(b",\"cache\":");
-        optional(out, self.cache);
+        match self.cache {
+            Some(cache) => known(out, cache),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b",\"decision\":");
-        string(out, self.decision);
+        known(out, self.decision);
         out.extend_from_slice(b",\"trace_id\":");
         match self.trace_id {
             Some(id) => {
@@ -84,6 +92,18 @@ where
         }
         out.push(b'}');
     }
+}
+
+/// `value`, which holds nothing to escape (a name of the gateway's own, a
+/// hash in hex), as a JSON string.
+fn known(out: &mut Vec<u8>, value: &str) {
+    debug_assert!(
+        !value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'),
+        "{value:?} needs escaping"
+    );
+    out.push(b'"');
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'"');
 }
 
 /// `value` as a JSON string: `"` and `\` escaped, control characters as
@@ -421,10 +441,10 @@ mod tests {
             identity_pool_id: None,
             login_providers: providers.clone(),
             user: None,
-            identity_id: Some(""),
+            identity_id: Some("}\"{"),
             token_duration_seconds: Some(u32::MAX),
-            principal_tag_keys: vec![],
-            outcome: "}\"{",
+            principal_tag_keys: vec![""],
+            outcome: "INTERNAL",
             reason: Some(reason),
             cache: None,
             decision: "\u{2028}",
@@ -443,10 +463,10 @@ mod tests {
                 "identity_pool_id": null,
                 "login_providers": providers,
                 "user": null,
-                "identity_id": "",
+                "identity_id": "}\"{",
                 "token_duration_seconds": 4_294_967_295u32,
-                "principal_tag_keys": [],
-                "outcome": "}\"{",
+                "principal_tag_keys": [""],
+                "outcome": "INTERNAL",
                 "reason": reason,
                 "cache": null,
                 "decision": "\u{2028}",

@@ -190,7 +190,8 @@ impl Auditor {
             metrics().audit_dropped(1);
             return;
         }
-        let entry = self.entry(ctx, caller, decision, asked, Some(refusal));
+        let mut entry = self.entry(ctx, caller, decision, asked, Some(refusal));
+        entry.time = SystemTime::now();
         if self.queue.try_send(Some(entry)).is_err() {
             metrics().audit_dropped(1);
         }
@@ -238,6 +239,7 @@ impl Auditor {
         }
     }
 
+    /// The entry of a call; its time is set when it is sent.
     fn entry<O: Operation>(
         &self,
         ctx: &RequestContext,
@@ -247,7 +249,7 @@ impl Auditor {
         refusal: Option<&Error>,
     ) -> Entry {
         Entry {
-            time: SystemTime::now(),
+            time: SystemTime::UNIX_EPOCH,
             caller,
             identity: ctx.caller.clone(),
             decision,

@@ -60,7 +60,7 @@ pub(super) fn developer_user<'a>(scope: &Scope<'a>) -> Option<&'a str> {
 
 /// Users' hashes, forgotten all at once past [`UserHashes::MAX`].
 #[derive(Default)]
-pub(super) struct UserHashes(std::collections::HashMap<Box<str>, Box<str>>);
+pub(super) struct UserHashes(foldhash::HashMap<Box<str>, Box<str>>);
 
 impl UserHashes {
     const MAX: usize = 4096;

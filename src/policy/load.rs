@@ -3,15 +3,15 @@
 //! nothing later (a rate limiter, a duration) can fail on a value the file
 //! let through.
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
 use super::file::{CallerEntry, ModeName, PolicyFile, RateLimitEntry, RuleEntry};
 use super::{
-    ANONYMOUS, CallerIndex, IdPattern, Mode, NamedCaller, PeerLimits, Policy, RateLimit, Rule,
-    UNKNOWN,
+    ANONYMOUS, CallerIndex, IdPattern, Mode, NamedCaller, Operations, PeerLimits, Policy,
+    RateLimit, Rule, UNKNOWN,
 };
 use crate::domain::{IdentityPoolId, OperationName};
 
@@ -235,7 +235,7 @@ fn rules(at: &str, entries: Vec<RuleEntry>, p: &mut Problems) -> Vec<Rule> {
     let mut rules = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
         let at = format!("{at}[{i}]");
-        let mut operations = HashSet::new();
+        let mut operations = Operations::default();
         for name in &entry.operations.value {
             match OperationName::from_name(&name.value) {
                 Some(op) => {
