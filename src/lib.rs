@@ -76,6 +76,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, Program, Settings};
 use crate::server::{Listeners, RunError};
 use crate::service::Gateway;
+use crate::telemetry::metrics::Metrics;
 use crate::upstream::CognitoUpstream;
 
 /// Exit code of a bad configuration, as clap uses for bad usage.
@@ -114,13 +115,15 @@ impl Failure {
 }
 
 /// Runs `program` until `shutdown` resolves: the gateway (with its embedded
-/// emulator when asked), or the emulator alone.
+/// emulator when asked), its parts' metrics joining `metrics`, or the
+/// emulator alone.
 pub async fn serve(
     program: Program,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Failure> {
     match program {
-        Program::Gateway(settings) => gateway(*settings, shutdown).await,
+        Program::Gateway(settings) => gateway(*settings, metrics, shutdown).await,
         #[cfg(feature = "emulator")]
         Program::Emulator(config) => emulator(config, shutdown).await,
     }
@@ -130,6 +133,7 @@ pub async fn serve(
 /// the listeners bound, served.
 async fn gateway(
     #[allow(unused_mut)] mut settings: Settings,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Failure> {
     #[cfg(feature = "emulator")]
@@ -185,8 +189,9 @@ async fn gateway(
         .with_guard(settings.guard)
         .with_policy(settings.policy)
         .with_audit(audit);
+    metrics.register(|registry| service.register(registry));
     let service = Arc::new(service);
-    let served = server::run(&settings.server, listeners, service, shutdown).await;
+    let served = server::run(&settings.server, listeners, service, metrics, shutdown).await;
     if let Some(writer) = audit_writer {
         writer.finish(std::time::Duration::from_secs(5)).await;
     }

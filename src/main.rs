@@ -2,9 +2,11 @@
 //! telemetry, serve, and exit with a code that says how it went.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use cognito_identity_gateway::config::Cli;
+use cognito_identity_gateway::telemetry::metrics::Metrics;
 use cognito_identity_gateway::{Failure, serve, shutdown, telemetry};
 
 #[global_allocator]
@@ -17,7 +19,10 @@ async fn main() -> ExitCode {
         Err(problems) => return exit(Err(problems.into())),
     };
     let telemetry = telemetry::start(program.telemetry());
-    let outcome = serve(program, shutdown::signal()).await;
+    // One registry for the process's parts, the trace exporter's first.
+    let metrics = Arc::new(Metrics::new());
+    metrics.register(|registry| telemetry.register(registry));
+    let outcome = serve(program, metrics, shutdown::signal()).await;
     telemetry.shutdown().await;
     exit(outcome)
 }

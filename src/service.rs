@@ -12,6 +12,11 @@ use std::sync::Arc;
 use futures_util::future::Either;
 
 use futures_util::FutureExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
 use crate::audit::{self, Auditor};
 use crate::cache::{CacheSettings, TokenCache};
@@ -22,13 +27,77 @@ use crate::domain::{
 };
 use crate::guard::{Guard, GuardSettings, breaker};
 use crate::policy::{Decision, LivePolicy};
-use crate::telemetry::metrics::metrics;
 
 /// The upstream and its guard, shared with every fetch the cache makes.
 #[derive(Debug)]
 struct Backend<U> {
     upstream: U,
     guard: Guard,
+    calls: UpstreamMetrics,
+}
+
+/// Labels of an upstream call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    operation: OperationName,
+    /// `OK`, the Cognito error code, or the gateway's reason for a
+    /// transport failure.
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    method: OperationName,
+}
+
+/// The upstream calls made, by operation and outcome, and their latency.
+#[derive(Clone, Debug)]
+struct UpstreamMetrics {
+    calls: Family<UpstreamLabels, Counter>,
+    latency: Family<OperationLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Default for UpstreamMetrics {
+    fn default() -> Self {
+        Self {
+            calls: Family::default(),
+            // 100 µs to about 3.3 s, doubling: Cognito's answers land in
+            // the middle.
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+            }),
+        }
+    }
+}
+
+impl UpstreamMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "cognito_upstream_calls",
+            "Calls to Cognito Identity, by operation and outcome (OK or the error code)",
+            self.calls.clone(),
+        );
+        registry.register(
+            "cognito_upstream_duration_seconds",
+            "Time a call to Cognito Identity took, retries included, by operation",
+            self.latency.clone(),
+        );
+    }
+
+    fn finished(&self, call: &crate::domain::UpstreamCall) {
+        let code = call.error_type.as_deref().unwrap_or("OK");
+        self.calls
+            .get_or_create(&UpstreamLabels {
+                operation: call.operation,
+                code: code.to_owned(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&OperationLabel {
+                method: call.operation,
+            })
+            .observe(call.elapsed.as_secs_f64());
+    }
 }
 
 /// The gateway's [`IdentityService`] over an [`Upstream`].
@@ -53,6 +122,7 @@ impl<U: Upstream> Gateway<U> {
             backend: Arc::new(Backend {
                 upstream,
                 guard: Guard::new(GuardSettings::off(), clock.clone()),
+                calls: UpstreamMetrics::default(),
             }),
             cache: cache.enabled.then(|| TokenCache::new(cache, clock.clone())),
             policy: None,
@@ -70,6 +140,19 @@ impl<U: Upstream> Gateway<U> {
             backend.guard = Guard::new(settings, self.clock.clone());
         }
         self
+    }
+
+    /// Registers its metrics, and those of its guard, policy and audit
+    /// log, in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        self.backend.calls.register(registry);
+        self.backend.guard.register(registry);
+        if let Some(policy) = &self.policy {
+            policy.register(registry);
+        }
+        if let Some(audit) = &self.audit {
+            audit.register(registry);
+        }
     }
 
     /// The upstream's guard.
@@ -97,7 +180,7 @@ impl<U: Upstream> Gateway<U> {
     /// The caller check. Every decision is counted; in a dry run a refusal
     /// is logged, and the call let through.
     fn check<O: Operation>(&self, ctx: &RequestContext, input: &O) -> Checked {
-        let Some(policy) = self.policy.as_ref().map(|p| p.current()) else {
+        let Some(live) = &self.policy else {
             return Checked {
                 caller: None,
                 decision: "no_policy",
@@ -105,6 +188,7 @@ impl<U: Upstream> Gateway<U> {
             };
         };
         let operation = O::NAME;
+        let policy = live.current();
         let (caller, refusal, dry_run) = match policy.decide(&ctx.caller, ctx.peer, &input.scope())
         {
             // Counted by the policy, on the caller's own series.
@@ -120,7 +204,7 @@ impl<U: Upstream> Gateway<U> {
                 retry_after,
                 dry_run,
             } => {
-                metrics().caller_rate_limited(&caller);
+                live.metrics().rate_limited(&caller);
                 let refusal = Error::CallerRateLimited {
                     caller: caller.clone(),
                     operation,
@@ -153,7 +237,7 @@ impl<U: Upstream> Gateway<U> {
             (false, true) => "dry_run_deny",
         };
         if !rate_limited {
-            metrics().policy_decision(&caller, operation.as_str(), decision);
+            live.metrics().decision(&caller, operation, decision);
         }
         if dry_run {
             tracing::info!("dry run: the policy would refuse this call: {refusal}");
@@ -208,8 +292,7 @@ async fn send<O: Operation, U: Upstream>(
         sent.valid_until = logins_expiry(input);
     }
     if let Some(call) = &sent.call {
-        let code = call.error_type.as_deref().unwrap_or("OK");
-        metrics().upstream_finished(call.operation.as_str(), code, call.elapsed);
+        backend.calls.finished(call);
     }
     sent
 }

@@ -19,7 +19,6 @@ use cognito_identity_gateway::grpc::status::{CALLER_KEY, GATEWAY_DOMAIN};
 use cognito_identity_gateway::policy::{LivePolicy, Policy};
 use cognito_identity_gateway::server::ServerSettings;
 use cognito_identity_gateway::service::Gateway;
-use cognito_identity_gateway::telemetry::metrics::metrics;
 use support::loopback::series;
 use support::{TestGateway, emulator_upstream, start_emulator};
 use tonic::Code;
@@ -76,7 +75,7 @@ async fn serve(header: &'static str, trusted_peers: &str) -> (TestGateway, Arc<E
         ..ServerSettings::default()
     };
     (
-        TestGateway::serve(Arc::new(gateway), settings).await,
+        TestGateway::serve_gateway(Arc::new(gateway), settings).await,
         emulator,
     )
 }
@@ -98,8 +97,13 @@ fn developer_call(
 
 /// Sends `values` of `header` to a gateway trusting `header` from
 /// `trusted_peers`; returns how the developer call was refused, the
-/// policy's name for the caller, and the emulator's count of upstream calls.
-async fn forge(header: &'static str, trusted_peers: &str, values: &[&str]) -> (Code, String, u64) {
+/// policy's name for the caller, the emulator's count of upstream calls,
+/// and the gateway's count of headers set aside, by reason.
+async fn forge(
+    header: &'static str,
+    trusted_peers: &str,
+    values: &[&str],
+) -> (Code, String, u64, Vec<(String, f64)>) {
     let (server, emulator) = serve(header, trusted_peers).await;
     let mut client = server.client().await;
     // Not `expect_err`: its message would show the token.
@@ -113,16 +117,21 @@ async fn forge(header: &'static str, trusted_peers: &str, values: &[&str]) -> (C
     assert_eq!(info.domain, GATEWAY_DOMAIN);
     let caller = info.metadata[CALLER_KEY].clone();
     let calls = emulator.calls(DEVELOPER);
+    let rejected = rejected(&server.metrics.encode(None));
     server.stop().await;
-    (status.code(), caller, calls)
+    (status.code(), caller, calls, rejected)
 }
 
-/// `gateway_caller_identity_header_rejected_total{reason}` now.
-fn rejected(reason: &str) -> f64 {
-    let text = metrics().encode(None);
-    series(&text, "gateway_caller_identity_header_rejected_total")
-        .find_map(|(labels, v)| (labels == format!(r#"{{reason="{reason}"}}"#)).then_some(v))
-        .unwrap_or(0.0)
+/// `gateway_caller_identity_header_rejected_total`'s series in `text`.
+fn rejected(text: &str) -> Vec<(String, f64)> {
+    series(text, "gateway_caller_identity_header_rejected_total")
+        .map(|(labels, v)| (labels.to_owned(), v))
+        .collect()
+}
+
+/// The one series a single forged call leaves: `reason`, counted once.
+fn once(reason: &str) -> Vec<(String, f64)> {
+    vec![(format!(r#"{{reason="{reason}"}}"#), 1.0)]
 }
 
 #[tokio::test]
@@ -130,81 +139,83 @@ async fn a_subject_quoting_a_uri_does_not_name_the_caller() {
     // Envoy quotes the Subject; the comma and the URI inside it are the
     // certificate's own text, not a second element.
     let xfcc = format!(r#"By={SIDECAR};Hash=4f1c;Subject="CN=x,URI={ADMIN}";URI={CHECKOUT}"#);
-    let (code, caller, calls) = forge(XFCC, "127.0.0.0/8", &[&xfcc]).await;
+    let (code, caller, calls, rejected) = forge(XFCC, "127.0.0.0/8", &[&xfcc]).await;
     assert_eq!(
         (code, caller.as_str()),
         (Code::PermissionDenied, "checkout")
     );
     assert_eq!(calls, 0);
+    assert_eq!(rejected, []);
 }
 
 #[tokio::test]
 async fn a_quoted_uri_hiding_a_second_uri_names_no_one() {
-    let before = rejected("not_an_identity");
     let xfcc = format!(r#"By={SIDECAR};Hash=4f1c;URI="{CHECKOUT},URI={ADMIN}""#);
-    let (code, caller, calls) = forge(XFCC, "127.0.0.0/8", &[&xfcc]).await;
+    let (code, caller, calls, rejected) = forge(XFCC, "127.0.0.0/8", &[&xfcc]).await;
     assert_eq!(
         (code, caller.as_str()),
         (Code::Unauthenticated, "anonymous")
     );
     assert_eq!(calls, 0);
-    assert!(rejected("not_an_identity") > before);
+    assert_eq!(rejected, once("not_an_identity"));
 }
 
 #[tokio::test]
 async fn a_uri_that_is_no_spiffe_id_is_not_a_dns_name() {
     let xfcc = format!("By={SIDECAR};Hash=4f1c;URI={ADMIN_DNS}");
-    let (code, caller, calls) = forge(XFCC, "127.0.0.0/8", &[&xfcc]).await;
+    let (code, caller, calls, rejected) = forge(XFCC, "127.0.0.0/8", &[&xfcc]).await;
     assert_eq!(
         (code, caller.as_str()),
         (Code::Unauthenticated, "anonymous")
     );
     assert_eq!(calls, 0);
+    assert_eq!(rejected, once("not_an_identity"));
 }
 
 #[tokio::test]
 async fn a_clients_own_l5d_client_id_ahead_of_the_meshs_names_no_one() {
-    let before = rejected("repeated");
     // The client's field first, then the one the inbound proxy appends.
-    let (code, caller, calls) = forge(L5D, "127.0.0.0/8", &[ADMIN_DNS, "web.shop.svc"]).await;
+    let (code, caller, calls, rejected) =
+        forge(L5D, "127.0.0.0/8", &[ADMIN_DNS, "web.shop.svc"]).await;
     assert_eq!(
         (code, caller.as_str()),
         (Code::Unauthenticated, "anonymous")
     );
     assert_eq!(calls, 0);
-    assert!(rejected("repeated") > before);
+    assert_eq!(rejected, once("repeated"));
 }
 
 #[tokio::test]
 async fn two_xfcc_fields_name_no_one() {
     let forged = format!("By={SIDECAR};URI={ADMIN}");
     let mesh = format!("By={SIDECAR};URI={CHECKOUT}");
-    let (code, caller, calls) = forge(XFCC, "127.0.0.0/8", &[&forged, &mesh]).await;
+    let (code, caller, calls, rejected) = forge(XFCC, "127.0.0.0/8", &[&forged, &mesh]).await;
     assert_eq!(
         (code, caller.as_str()),
         (Code::Unauthenticated, "anonymous")
     );
     assert_eq!(calls, 0);
+    assert_eq!(rejected, once("repeated"));
 }
 
 #[tokio::test]
 async fn a_header_from_a_peer_that_is_not_the_mesh_is_ignored_and_counted() {
-    let before = rejected("untrusted_peer");
     // The test client connects from 127.0.0.1, which is not in 10.0.0.0/8.
     let xfcc = format!("By={SIDECAR};URI={ADMIN}");
-    let (code, caller, calls) = forge(XFCC, "10.0.0.0/8", &[&xfcc]).await;
+    let (code, caller, calls, rejected) = forge(XFCC, "10.0.0.0/8", &[&xfcc]).await;
     assert_eq!(
         (code, caller.as_str()),
         (Code::Unauthenticated, "anonymous")
     );
     assert_eq!(calls, 0);
-    let (code, caller, calls) = forge(L5D, "10.0.0.0/8,192.168.0.1", &[ADMIN_DNS]).await;
+    assert_eq!(rejected, once("untrusted_peer"));
+    let (code, caller, calls, rejected) = forge(L5D, "10.0.0.0/8,192.168.0.1", &[ADMIN_DNS]).await;
     assert_eq!(
         (code, caller.as_str()),
         (Code::Unauthenticated, "anonymous")
     );
     assert_eq!(calls, 0);
-    assert!(rejected("untrusted_peer") >= before + 2.0);
+    assert_eq!(rejected, once("untrusted_peer"));
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 #![no_main]
 
 use cognito_identity_gateway::domain::Caller;
-use cognito_identity_gateway::grpc::IdentityHeader;
+use cognito_identity_gateway::grpc::{IdentityHeader, Rejections};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         let header = IdentityHeader::new(http::HeaderName::from_static(name));
         let mut headers = http::HeaderMap::new();
         headers.insert(header.name.clone(), value.clone());
-        match header.caller(&headers, peer) {
+        match header.caller(&headers, peer, &Rejections::default()) {
             Caller::Anonymous => {}
             Caller::Spiffe(id) => assert!(
                 id.starts_with("spiffe://") && !id.contains([',', ';', '"', '=', '%', ' ']),

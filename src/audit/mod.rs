@@ -23,6 +23,7 @@
 
 mod held;
 mod line;
+mod metrics;
 mod user;
 mod writer;
 
@@ -37,7 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::domain::{CacheOutcome, Caller, Error, Operation, RequestContext, Scope, Served};
 use crate::policy;
-use crate::telemetry::metrics::metrics;
+use metrics::AuditMetrics;
 pub use user::HmacKey;
 use writer::Writer;
 
@@ -105,6 +106,7 @@ pub struct Auditor {
     failing: Arc<AtomicBool>,
     /// The gRPC code's name an error is answered with.
     code_name: fn(&Error) -> &'static str,
+    metrics: AuditMetrics,
 }
 
 impl std::fmt::Debug for Entry {
@@ -144,12 +146,14 @@ impl Auditor {
         let (queue, lines) = mpsc::channel(capacity);
         let failing = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        let metrics = AuditMetrics::default();
         let outlets = writer::Outlets {
             sink,
             fallback: Box::new(std::io::stderr()),
             fallback_after: settings.fallback_after,
             failing: failing.clone(),
             stop: stop.clone(),
+            metrics: metrics.clone(),
         };
         let writer = Writer::new(outlets, settings.key);
         let (done, finished) = tokio::sync::oneshot::channel();
@@ -165,6 +169,7 @@ impl Auditor {
             kept_for_calls: capacity / 4,
             failing,
             code_name,
+            metrics,
         };
         let writer = AuditWriter {
             queue,
@@ -173,6 +178,11 @@ impl Auditor {
             finished,
         };
         Ok((auditor, writer))
+    }
+
+    /// Registers its metrics in `registry`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry);
     }
 
     /// Writes the line of a call refused for who its caller is.
@@ -187,13 +197,13 @@ impl Auditor {
         refusal: &Error,
     ) {
         if self.queue.capacity() <= self.kept_for_calls {
-            metrics().audit_dropped(1);
+            self.metrics.dropped(1);
             return;
         }
         let mut entry = self.entry(ctx, caller, decision, asked, Some(refusal));
         entry.time = SystemTime::now();
         if self.queue.try_send(Some(entry)).is_err() {
-            metrics().audit_dropped(1);
+            self.metrics.dropped(1);
         }
     }
 
@@ -216,7 +226,7 @@ impl Auditor {
         };
         match permit {
             None if !required => {
-                metrics().audit_dropped(1);
+                self.metrics.dropped(1);
                 Ok(None)
             }
             Some(permit) => Ok(Some(Reserved {
@@ -232,7 +242,7 @@ impl Auditor {
             })),
             None => {
                 let refusal = Error::AuditUnavailable { operation: O::NAME };
-                metrics().audit_refused();
+                self.metrics.refused();
                 self.refused(ctx, caller, decision, asked.clone(), &refusal);
                 Err(refusal)
             }

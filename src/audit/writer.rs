@@ -14,10 +14,10 @@ use tokio::sync::mpsc;
 use super::Entry;
 use super::held::Held;
 use super::line::Line;
+use super::metrics::AuditMetrics;
 use super::user::{HmacKey, UserHashes, developer_user};
 use crate::domain::{CacheOutcome, Caller, SecretMap};
 use crate::policy;
-use crate::telemetry::metrics::metrics;
 
 /// How long the writer lets lines gather after writing a batch: under
 /// load, a line reaches the sink within about this long.
@@ -56,6 +56,7 @@ pub(super) struct Writer {
     fell_back: bool,
     /// Raised by [`super::AuditWriter::finish`].
     stop: Arc<AtomicBool>,
+    metrics: AuditMetrics,
 }
 
 /// Where the writer's lines go, and when it stops.
@@ -70,6 +71,8 @@ pub(super) struct Outlets {
     pub(super) failing: Arc<AtomicBool>,
     /// Raised when the writer is to write what it has and stop.
     pub(super) stop: Arc<AtomicBool>,
+    /// Where the lines written and fallen back are counted.
+    pub(super) metrics: AuditMetrics,
 }
 
 impl Writer {
@@ -87,6 +90,7 @@ impl Writer {
             failing_since: None,
             fell_back: false,
             stop: outlets.stop,
+            metrics: outlets.metrics,
         }
     }
 
@@ -165,7 +169,7 @@ impl Writer {
     /// refused, and the error is how long it has been failing.
     fn write(&mut self) -> Result<(), Duration> {
         let (lines, outcome) = self.held.write_to(&mut *self.sink);
-        metrics().audit_written(lines);
+        self.metrics.written(lines);
         match outcome {
             Ok(()) => {
                 self.failing.store(false, Ordering::Relaxed);
@@ -193,9 +197,9 @@ impl Writer {
     fn fall_back(&mut self) {
         let (lines, outcome) = self.held.fall_back(&mut *self.fallback);
         match outcome {
-            Ok(()) => metrics().audit_fallback(lines),
+            Ok(()) => self.metrics.fallback(lines),
             // Neither the sink nor standard error takes them.
-            Err(_) => metrics().audit_dropped(lines),
+            Err(_) => self.metrics.dropped(lines),
         }
         if !std::mem::replace(&mut self.fell_back, true) {
             tracing::error!(

@@ -15,7 +15,7 @@ use crate::domain::{
 use crate::proto as pb;
 use crate::telemetry::rpc::CallNotes;
 
-pub use caller::{DEFAULT_TRUSTED_PEERS, IdentityHeader, TrustedPeers};
+pub use caller::{DEFAULT_TRUSTED_PEERS, IdentityHeader, Rejections, TrustedPeers};
 pub use pb::cognito_identity_service_server::CognitoIdentityServiceServer;
 
 /// The generated gRPC service's implementation over a domain service.
@@ -24,6 +24,8 @@ pub struct GrpcApi<S> {
     service: Arc<S>,
     /// The header a trusted mesh names the caller in, if any.
     identity_header: Option<IdentityHeader>,
+    /// The identity headers set aside.
+    rejections: Arc<Rejections>,
 }
 
 impl<S: IdentityService> GrpcApi<S> {
@@ -32,7 +34,13 @@ impl<S: IdentityService> GrpcApi<S> {
         Self {
             service,
             identity_header: None,
+            rejections: Arc::default(),
         }
+    }
+
+    /// Registers its metrics in `registry`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.rejections.register(registry);
     }
 
     /// Takes the caller's identity from `header`, which a service mesh in
@@ -62,7 +70,7 @@ impl<S: IdentityService> GrpcApi<S> {
     {
         let notes = request.extensions().get::<CallNotes>().cloned();
         let ctx = RequestContext {
-            caller: caller::caller(&request, self.identity_header.as_ref()),
+            caller: caller::caller(&request, self.identity_header.as_ref(), &self.rejections),
             peer: request
                 .extensions()
                 .get::<Peer>()

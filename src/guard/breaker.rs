@@ -18,8 +18,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::metrics::{Circuit, GuardMetrics};
 use crate::domain::Error;
-use crate::telemetry::metrics::metrics;
 
 /// When a caller refused while a probe is in flight should try again: the
 /// probe's answer is not known to come sooner.
@@ -70,7 +70,16 @@ pub enum State {
 }
 
 impl State {
-    /// Its name, as logs and `gateway_upstream_circuit_state` say it.
+    /// Its kind, as `gateway_upstream_circuit_state` says it.
+    fn circuit(self) -> Circuit {
+        match self {
+            State::Closed { .. } => Circuit::Closed,
+            State::Open { .. } => Circuit::Open,
+            State::HalfOpen { .. } => Circuit::HalfOpen,
+        }
+    }
+
+    /// Its name, as logs say it.
     pub const fn name(self) -> &'static str {
         match self {
             State::Closed { .. } => "closed",
@@ -96,15 +105,17 @@ pub enum Verdict {
 pub struct Breaker {
     settings: BreakerSettings,
     state: Mutex<State>,
+    metrics: GuardMetrics,
 }
 
 impl Breaker {
     /// A closed breaker.
-    pub fn new(settings: BreakerSettings) -> Self {
-        metrics().circuit_state(State::Closed { failures: 0 }.name());
+    pub fn new(settings: BreakerSettings, metrics: GuardMetrics) -> Self {
+        metrics.circuit_state(Circuit::Closed);
         Self {
             settings,
             state: Mutex::new(State::Closed { failures: 0 }),
+            metrics,
         }
     }
 
@@ -188,7 +199,7 @@ impl Breaker {
         if from == to {
             return;
         }
-        metrics().circuit_changed(to);
+        self.metrics.circuit_changed(next.circuit());
         match next {
             State::Open { .. } => tracing::warn!(
                 from,
@@ -257,11 +268,14 @@ mod tests {
     use super::*;
 
     fn breaker() -> Breaker {
-        Breaker::new(BreakerSettings {
-            failures: 3,
-            cooldown: Duration::from_secs(5),
-            slow_call: Duration::from_millis(200),
-        })
+        Breaker::new(
+            BreakerSettings {
+                failures: 3,
+                cooldown: Duration::from_secs(5),
+                slow_call: Duration::from_millis(200),
+            },
+            GuardMetrics::default(),
+        )
     }
 
     fn down() -> Error {
@@ -339,10 +353,13 @@ mod tests {
 
     #[test]
     fn off_it_never_refuses() {
-        let b = Breaker::new(BreakerSettings {
-            failures: 0,
-            ..BreakerSettings::default()
-        });
+        let b = Breaker::new(
+            BreakerSettings {
+                failures: 0,
+                ..BreakerSettings::default()
+            },
+            GuardMetrics::default(),
+        );
         for _ in 0..100 {
             b.admit(Instant::now()).unwrap().finished(Some(&down()));
         }

@@ -16,6 +16,7 @@
 //! ([`Guard::wait`]).
 
 pub mod breaker;
+mod metrics;
 pub mod quota;
 
 use std::sync::Arc;
@@ -23,11 +24,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 pub use breaker::{BreakerSettings, Ticket};
+pub use metrics::GuardMetrics;
 pub use quota::QuotaSettings;
 
 use crate::clock::Clock;
 use crate::domain::{Error, FetchFor, OperationName};
-use crate::telemetry::metrics::metrics;
 
 /// How the guard behaves.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,6 +63,7 @@ pub struct Guard {
     waiting_limit: Option<usize>,
     breaker: breaker::Breaker,
     quotas: quota::Quotas,
+    metrics: GuardMetrics,
 }
 
 impl Guard {
@@ -69,12 +71,19 @@ impl Guard {
     /// `clock`'s time (the breaker keeps real time: it judges a real
     /// upstream's failures).
     pub fn new(settings: GuardSettings, clock: Clock) -> Self {
+        let metrics = GuardMetrics::default();
         Self {
             waiting: Arc::default(),
             waiting_limit: settings.waiting_limit,
-            breaker: breaker::Breaker::new(settings.breaker),
-            quotas: quota::Quotas::new(settings.quotas, clock),
+            breaker: breaker::Breaker::new(settings.breaker, metrics.clone()),
+            quotas: quota::Quotas::new(settings.quotas, clock, metrics.clone()),
+            metrics,
         }
+    }
+
+    /// Registers its metrics in `registry`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry);
     }
 
     /// The breaker's state now.
@@ -96,7 +105,7 @@ impl Guard {
         match self.waiting_limit {
             Some(limit) if before >= limit => {
                 drop(place);
-                metrics().upstream_busy();
+                self.metrics.busy();
                 Err(Error::UpstreamBusy { limit })
             }
             _ => Ok(place),

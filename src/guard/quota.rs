@@ -24,10 +24,10 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::metrics::{GuardMetrics, QuotaOutcome};
 use crate::clock::Clock;
 use crate::domain::{Error, FetchFor, OperationName};
 use crate::rate::TokenBucket;
-use crate::telemetry::metrics::metrics;
 
 /// Cognito Identity's default quotas, requests a second per account and
 /// region (Amazon Cognito's service quotas; raised on request).
@@ -191,6 +191,7 @@ const WINDOW: Duration = Duration::from_millis(1050);
 pub struct Quotas {
     budgets: [Option<Mutex<Budget>>; 4],
     clock: Clock,
+    metrics: GuardMetrics,
 }
 
 /// Hands a reserved slot back unless told it was used.
@@ -208,9 +209,9 @@ impl Drop for Reserved<'_> {
 
 impl Quotas {
     /// Full budgets, spent on `clock`'s time.
-    pub fn new(settings: QuotaSettings, clock: Clock) -> Self {
+    pub fn new(settings: QuotaSettings, clock: Clock, metrics: GuardMetrics) -> Self {
         for operation in OperationName::ALL {
-            metrics().upstream_quota_rate(operation.as_str(), settings.rate(operation));
+            metrics.quota_rate(operation, settings.rate(operation));
         }
         Self {
             budgets: OperationName::ALL.map(|operation| {
@@ -219,6 +220,7 @@ impl Quotas {
                     .map(|rate| Mutex::new(Budget::new(rate)))
             }),
             clock,
+            metrics,
         }
     }
 
@@ -229,17 +231,16 @@ impl Quotas {
         let Some(budget) = &self.budgets[index(operation)] else {
             return Ok(());
         };
-        let name = operation.as_str();
         let taken = take(budget, purpose, &self.clock);
         let wait = match taken {
             Taken::Now => None,
             Taken::After(wait) => Some(wait),
             Taken::Refused(retry_after) => {
                 let outcome = match purpose {
-                    FetchFor::Caller(_) => "refused",
-                    FetchFor::Refresh => "refresh_deferred",
+                    FetchFor::Caller(_) => QuotaOutcome::Refused,
+                    FetchFor::Refresh => QuotaOutcome::RefreshDeferred,
                 };
-                metrics().upstream_quota(name, outcome);
+                self.metrics.quota(operation, outcome);
                 return Err(Error::UpstreamQuota {
                     operation,
                     retry_after,
@@ -256,7 +257,7 @@ impl Quotas {
             if matches!(purpose, FetchFor::Refresh) {
                 // Refreshes never wait: the slot goes back to callers.
                 drop(held);
-                metrics().upstream_quota(name, "refresh_deferred");
+                self.metrics.quota(operation, QuotaOutcome::RefreshDeferred);
                 return Err(Error::UpstreamQuota {
                     operation,
                     retry_after: extra,
@@ -266,7 +267,11 @@ impl Quotas {
             waited = true;
         }
         std::mem::forget(held);
-        metrics().upstream_quota(name, if waited { "waited" } else { "sent" });
+        let outcome = match waited {
+            true => QuotaOutcome::Waited,
+            false => QuotaOutcome::Sent,
+        };
+        self.metrics.quota(operation, outcome);
         Ok(())
     }
 }
@@ -417,7 +422,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_is_spread_at_the_budget() {
-        let quotas = Quotas::new(QuotaSettings::parse("GetId=40").unwrap(), Clock::default());
+        let quotas = Quotas::new(
+            QuotaSettings::parse("GetId=40").unwrap(),
+            Clock::default(),
+            GuardMetrics::default(),
+        );
         let started = Instant::now();
         let deadline = Some(started + Duration::from_secs(5));
         let calls =

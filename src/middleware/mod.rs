@@ -17,6 +17,7 @@ pub use deadline::DeadlineLayer;
 pub use dispatch::DispatchLayer;
 
 use crate::telemetry::rpc::ObserveLayer;
+use crate::telemetry::rpc_metrics::RpcMetrics;
 
 /// The stack's type, for `tonic::transport::Server::layer`.
 pub type GatewayStack<A> =
@@ -29,12 +30,13 @@ pub fn stack<A>(
     body_timeout: Duration,
     max_message: usize,
     buffer_limit: usize,
+    metrics: RpcMetrics,
     api: A,
 ) -> ServiceBuilder<GatewayStack<A>> {
     ServiceBuilder::new()
         // A span and metrics for every API call, around everything below,
         // continued from the caller's trace context.
-        .layer(ObserveLayer)
+        .layer(ObserveLayer::new(metrics))
         // Every call gets a deadline: the caller's grpc-timeout, capped by the
         // server's request timeout. Time spent waiting below counts, and
         // when it passes the whole call is dropped, its upstream request

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use arc_swap::Guard;
 
-use super::Policy;
+use prometheus_client::registry::Registry;
+
+use super::{Policy, PolicyMetrics};
 use crate::reload::{self, InForce, Reloaded};
-use crate::telemetry::metrics::metrics;
 
 /// The policy in force, and the file it comes from.
 #[derive(Debug)]
@@ -17,25 +18,40 @@ pub struct LivePolicy {
     in_force: InForce<Policy>,
     /// `None` for a policy given in code (tests).
     path: Option<PathBuf>,
+    /// Shared by every policy put in force, and counting the reloads.
+    metrics: PolicyMetrics,
 }
 
 impl LivePolicy {
     /// The policy in the file at `path`, checked.
     pub fn load(path: &Path) -> Result<Self, String> {
+        let metrics = PolicyMetrics::default();
         let bytes = read(path)?;
-        let policy = parse(path, &bytes)?;
+        let policy = parse(path, &bytes, &metrics)?;
         Ok(Self {
             in_force: InForce::new(policy, *blake3::hash(&bytes).as_bytes()),
             path: Some(path.to_path_buf()),
+            metrics,
         })
     }
 
     /// A policy that no file backs.
     pub fn fixed(policy: Policy) -> Self {
         Self {
+            metrics: policy.metrics.clone(),
             in_force: InForce::new(policy, [0; 32]),
             path: None,
         }
+    }
+
+    /// Where its decisions and reloads are counted.
+    pub fn metrics(&self) -> &PolicyMetrics {
+        &self.metrics
+    }
+
+    /// Registers its metrics in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        self.metrics.register(registry);
     }
 
     /// The policy in force now.
@@ -60,7 +76,7 @@ impl LivePolicy {
         };
         let digest = *blake3::hash(&bytes).as_bytes();
         self.in_force
-            .replace_if_changed(digest, || parse(path, &bytes))
+            .replace_if_changed(digest, || parse(path, &bytes, &self.metrics))
     }
 }
 
@@ -70,16 +86,10 @@ impl LivePolicy {
     /// `gateway_policy_reloads_total{outcome}`. `None` when no file backs it.
     pub fn watch(self: Arc<Self>, every: Duration) -> Option<reload::Watch> {
         let path = self.path.clone()?;
-        Some(reload::spawn(&[path], every, move || match self.reload() {
-            Reloaded::Unchanged => {}
-            Reloaded::Replaced => {
-                tracing::info!("caller policy reloaded");
-                metrics().policy_reloaded(true);
-            }
-            Reloaded::Refused(why) => {
-                tracing::warn!("the policy in force stays: {why}");
-                metrics().policy_reloaded(false);
-            }
+        Some(reload::spawn(&[path], every, move || {
+            self.metrics
+                .reloads()
+                .report("caller policy", self.reload());
         }))
     }
 }
@@ -91,9 +101,9 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 /// The policy `bytes` hold, or why not, naming the file. A panic while
 /// checking it is a refusal too: at start-up a bad configuration (exit 2),
 /// on a reload a file refused.
-fn parse(path: &Path, bytes: &[u8]) -> Result<Policy, String> {
+fn parse(path: &Path, bytes: &[u8], metrics: &PolicyMetrics) -> Result<Policy, String> {
     let text =
         std::str::from_utf8(bytes).map_err(|_| format!("policy {}: not UTF-8", path.display()))?;
-    reload::catching_panics(|| Policy::parse(text))
+    reload::catching_panics(|| Policy::parse_counted(text, metrics))
         .map_err(|e| format!("policy {}: {e}", path.display()))
 }

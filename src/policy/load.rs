@@ -11,7 +11,7 @@ use serde_saphyr::Spanned;
 use super::file::{CallerEntry, ModeName, PolicyFile, RateLimitEntry, RuleEntry};
 use super::{
     ANONYMOUS, CallerIndex, IdPattern, Mode, NamedCaller, Operations, PeerLimits, Policy,
-    RateLimit, Rule, UNKNOWN,
+    PolicyMetrics, RateLimit, Rule, UNKNOWN,
 };
 use crate::domain::{IdentityPoolId, OperationName};
 
@@ -47,8 +47,14 @@ impl Problems {
 
 impl Policy {
     /// Parses and checks a policy; on failure says where and why, every
-    /// problem at once.
+    /// problem at once. Its decisions are counted in metrics of its own,
+    /// registered nowhere: a live policy's are [`Self::parse_counted`].
     pub fn parse(text: &str) -> Result<Self, String> {
+        Self::parse_counted(text, &PolicyMetrics::default())
+    }
+
+    /// [`Self::parse`], counting its decisions in `metrics`.
+    pub fn parse_counted(text: &str, metrics: &PolicyMetrics) -> Result<Self, String> {
         let file: PolicyFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
         let mut p = Problems::default();
         let mut callers = Vec::with_capacity(file.callers.len());
@@ -76,13 +82,16 @@ impl Policy {
                 ModeName::Enforce => Mode::Enforce,
                 ModeName::DryRun => Mode::DryRun,
             },
+            metrics: metrics.clone(),
             index: CallerIndex::new(&callers),
             callers,
             anonymous,
             anonymous_name: ANONYMOUS.into(),
             anonymous_allowed: super::Allowed::default(),
-            anonymous_limit: anonymous_limit.map(|limit| PeerLimits::new(ANONYMOUS, limit)),
-            unknown_limit: unknown_limit.map(|limit| PeerLimits::new(UNKNOWN, limit)),
+            anonymous_limit: anonymous_limit
+                .map(|limit| PeerLimits::new(ANONYMOUS, limit, metrics.clone())),
+            unknown_limit: unknown_limit
+                .map(|limit| PeerLimits::new(UNKNOWN, limit, metrics.clone())),
         })
     }
 }

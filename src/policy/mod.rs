@@ -17,9 +17,11 @@
 mod file;
 mod live;
 mod load;
+mod metrics;
 mod peers;
 
 pub use live::LivePolicy;
+pub use metrics::PolicyMetrics;
 use peers::PeerLimits;
 
 use foldhash::{HashMap, HashSet};
@@ -34,7 +36,6 @@ use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::domain::{Caller, OperationName, Scope};
 use crate::jwt;
-use crate::telemetry::metrics::metrics;
 
 /// The Logins key of a Cognito OpenID token.
 const COGNITO_LOGIN: &str = "cognito-identity.amazonaws.com";
@@ -55,6 +56,8 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct Policy {
     mode: Mode,
+    /// Where its decisions are counted.
+    metrics: PolicyMetrics,
     callers: Vec<NamedCaller>,
     /// Which entry names a caller, found without reading every entry.
     index: CallerIndex,
@@ -302,7 +305,7 @@ impl Policy {
         };
         match judge(rules, scope) {
             Ok(()) => {
-                allowed.count(name, scope.operation);
+                allowed.count(&self.metrics, name, scope.operation);
                 Decision::Allow {
                     caller: name.clone(),
                 }
@@ -337,10 +340,10 @@ fn limiter(limit: RateLimit) -> DefaultDirectRateLimiter {
 struct Allowed([OnceLock<prometheus_client::metrics::counter::Counter>; 4]);
 
 impl Allowed {
-    fn count(&self, caller: &str, operation: OperationName) {
+    fn count(&self, metrics: &PolicyMetrics, caller: &str, operation: OperationName) {
         let i = (operation as usize - 1) % 4;
         self.0[i]
-            .get_or_init(|| metrics().policy_decision_series(caller, operation.as_str(), "allow"))
+            .get_or_init(|| metrics.decision_series(caller, operation, "allow"))
             .inc();
     }
 }

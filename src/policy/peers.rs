@@ -12,8 +12,7 @@ use std::time::Duration;
 use governor::DefaultDirectRateLimiter;
 use moka::notification::RemovalCause;
 
-use super::RateLimit;
-use crate::telemetry::metrics::metrics;
+use super::{PolicyMetrics, RateLimit};
 
 /// Peers whose limits are kept at once, per limit. A peer's state is a few
 /// dozen bytes; ten thousand is more distinct addresses than the sidecars
@@ -31,6 +30,7 @@ pub(super) struct PeerLimits {
     /// The policy's name for the callers it holds (`anonymous`, `unknown`).
     name: &'static str,
     limit: RateLimit,
+    metrics: PolicyMetrics,
     peers: moka::sync::Cache<Option<IpAddr>, Arc<DefaultDirectRateLimiter>>,
 }
 
@@ -45,17 +45,23 @@ impl std::fmt::Debug for PeerLimits {
 
 impl PeerLimits {
     /// `limit` for each peer of the callers called `name`.
-    pub(super) fn new(name: &'static str, limit: RateLimit) -> Self {
+    pub(super) fn new(name: &'static str, limit: RateLimit, metrics: PolicyMetrics) -> Self {
+        let evictions = metrics.clone();
         let peers = moka::sync::Cache::builder()
             .max_capacity(MAX_PEERS)
             .time_to_idle(IDLE)
             .eviction_listener(move |_peer, _limiter, cause| {
                 if cause == RemovalCause::Size {
-                    metrics().peer_limit_evicted(name);
+                    evictions.peer_evicted(name);
                 }
             })
             .build();
-        Self { name, limit, peers }
+        Self {
+            name,
+            limit,
+            metrics,
+            peers,
+        }
     }
 
     /// Counts a call from `peer` (`None`: an address not known, which all
@@ -63,7 +69,8 @@ impl PeerLimits {
     /// one is over the limit.
     pub(super) fn over(&self, peer: Option<IpAddr>) -> Option<Duration> {
         let limiter = self.peers.get_with(peer, || {
-            metrics().peer_limits_held(self.name, self.peers.entry_count() + 1);
+            self.metrics
+                .peers_held(self.name, self.peers.entry_count() + 1);
             Arc::new(super::limiter(self.limit))
         });
         super::over(&limiter)
@@ -89,6 +96,7 @@ mod tests {
                 per_second: 1.0,
                 burst: 2,
             },
+            PolicyMetrics::default(),
         );
         let a = Some(IpAddr::from([10, 0, 0, 1]));
         let b = Some(IpAddr::from([10, 0, 0, 2]));

@@ -18,8 +18,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use super::metrics::ServerMetrics;
 use crate::domain::{CacheStats, IdentityService};
-use crate::telemetry::metrics::metrics;
+use crate::telemetry::metrics::Metrics;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -50,6 +51,10 @@ pub struct AdminState {
     pub draining: Arc<AtomicBool>,
     /// The service.
     pub probe: Arc<dyn Probe>,
+    /// The gateway's metrics, for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The server's own, for `gateway_upstream_up`.
+    pub server_metrics: ServerMetrics,
     /// How long a request's head may take to arrive, the first or the next
     /// on a kept-alive connection (`--admin-header-timeout`).
     pub header_timeout: std::time::Duration,
@@ -73,7 +78,7 @@ async fn route<B>(
     Ok(match (request.method().as_str(), request.uri().path()) {
         ("GET", "/metrics") => {
             let cache = state.probe.cache_stats().await;
-            let exposition = metrics().encode(cache);
+            let exposition = state.metrics.encode(cache);
             text(200, exposition, "text/plain; version=0.0.4; charset=utf-8")
         }
         ("GET", "/healthz") => text(200, "ok\n", PLAIN),
@@ -85,7 +90,7 @@ async fn route<B>(
             }
         }
         ("GET", "/upstreamz") => {
-            if check_upstream(&*state.probe).await {
+            if check_upstream(&*state.probe, &state.server_metrics).await {
                 text(200, "upstream reachable\n", PLAIN)
             } else {
                 text(503, "upstream unreachable\n", PLAIN)
@@ -97,9 +102,9 @@ async fn route<B>(
 
 /// Whether the upstream can be reached now, also set in
 /// `gateway_upstream_up`.
-pub async fn check_upstream(probe: &dyn Probe) -> bool {
+pub async fn check_upstream(probe: &dyn Probe, metrics: &ServerMetrics) -> bool {
     let up = probe.upstream_up().await;
-    metrics().upstream_up(up);
+    metrics.upstream_up(up);
     up
 }
 

@@ -22,10 +22,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::accept::Acceptor;
+use super::metrics::{Handshake, ServerMetrics};
 use super::one_write::OneWrite;
 use super::tls::{self, LiveTls};
 use crate::domain::{Activity, Caller, Peer};
-use crate::telemetry::metrics::metrics;
 
 /// Handshaken connections waiting for the server to take them.
 const ACCEPTED_QUEUE: usize = 64;
@@ -50,7 +50,7 @@ pub struct Connection {
 }
 
 /// Why a connection is closed while its caller still uses it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Reason {
     /// It reached `--max-connection-age` (less its jitter).
     MaxAge,
@@ -298,10 +298,11 @@ pub fn incoming(
     tls: Option<Arc<LiveTls>>,
     timeouts: Timeouts,
     draining: watch::Receiver<bool>,
+    metrics: ServerMetrics,
 ) -> impl Stream<Item = OneWrite<Connection>> + Send {
     let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
     let listener = Acceptor::new(listener, "api");
-    tokio::spawn(accept(listener, tls, timeouts, draining, tx));
+    tokio::spawn(accept(listener, tls, timeouts, draining, tx, metrics));
     futures_util::stream::unfold(rx, |mut rx| async move {
         let connection = rx.recv().await?;
         Some((connection, rx))
@@ -316,6 +317,7 @@ async fn accept(
     timeouts: Timeouts,
     draining: watch::Receiver<bool>,
     accepted: mpsc::Sender<OneWrite<Connection>>,
+    metrics: ServerMetrics,
 ) {
     let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
     loop {
@@ -345,23 +347,24 @@ async fn accept(
         let tls = tls.clone();
         let accepted = accepted.clone();
         let draining = draining.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let _handshaking = handshaking;
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().ok();
             match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    metrics().tls_handshake("ok");
+                    metrics.handshake(Handshake::Ok);
                     let awaiting = preface_deadline(timeouts.handshake, draining);
                     let connection = handshaken(stream, tls, local, remote, awaiting, timeouts);
                     let _ = accepted.send(OneWrite::new(connection)).await;
                 }
                 Ok(Err(e)) => {
-                    metrics().tls_handshake("refused");
+                    metrics.handshake(Handshake::Refused);
                     tracing::debug!(peer = %remote, "TLS handshake refused: {e}");
                 }
                 Err(_) => {
-                    metrics().tls_handshake("timeout");
+                    metrics.handshake(Handshake::Timeout);
                     tracing::debug!(peer = %remote, "TLS handshake not finished in time");
                 }
             }

@@ -6,6 +6,7 @@
 pub mod accept;
 pub mod admin;
 pub mod conn;
+mod metrics;
 pub mod one_write;
 mod serve;
 pub mod tls;
@@ -21,7 +22,11 @@ use tonic_health::ServingStatus;
 
 use crate::domain::IdentityService;
 use crate::grpc::{CognitoIdentityServiceServer, GrpcApi, IdentityHeader};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::rpc_metrics::RpcMetrics;
 use crate::{middleware, proto};
+
+pub use metrics::ServerMetrics;
 
 use tls::LiveTls;
 
@@ -131,14 +136,29 @@ pub struct Listeners {
 /// production), with gRPC health checking and reflection, and the admin
 /// routes, until `shutdown` resolves. Then it reports NOT_SERVING (and
 /// `/readyz` 503), stops accepting, and lets in-flight calls finish within
-/// the grace period.
+/// the grace period. The server's metrics join the service's in `metrics`,
+/// which `/metrics` exposes.
 pub async fn run<S: IdentityService>(
     settings: &ServerSettings,
     listeners: Listeners,
     service: Arc<S>,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     type Api<S> = CognitoIdentityServiceServer<GrpcApi<S>>;
+
+    let server_metrics = ServerMetrics::default();
+    let rpc_metrics = RpcMetrics::default();
+    let api =
+        GrpcApi::new(service.clone()).trusting_header(settings.caller_identity_header.clone());
+    metrics.register(|registry| {
+        rpc_metrics.register(registry);
+        server_metrics.register(registry);
+        api.register(registry);
+        if let Some(tls) = &settings.tls {
+            tls.register(registry);
+        }
+    });
 
     let draining = Arc::new(AtomicBool::new(false));
     let (admin_stop, admin_stopped) = oneshot::channel::<()>();
@@ -146,11 +166,12 @@ pub async fn run<S: IdentityService>(
     // `gateway_upstream_up` kept current whether or not anyone asks.
     let upstream_checks = {
         let probe = probe.clone();
+        let server_metrics = server_metrics.clone();
         AbortOnDrop(tokio::spawn(async move {
             let mut every = tokio::time::interval(UPSTREAM_CHECK);
             loop {
                 every.tick().await;
-                admin::check_upstream(&*probe).await;
+                admin::check_upstream(&*probe, &server_metrics).await;
             }
         }))
     };
@@ -158,6 +179,8 @@ pub async fn run<S: IdentityService>(
         let state = admin::AdminState {
             draining: draining.clone(),
             probe,
+            metrics,
+            server_metrics: server_metrics.clone(),
             header_timeout: settings.admin_header_timeout,
         };
         tokio::spawn(admin::serve(admin, state, async {
@@ -165,8 +188,7 @@ pub async fn run<S: IdentityService>(
         }));
     }
 
-    let api = GrpcApi::new(service)
-        .trusting_header(settings.caller_identity_header.clone())
+    let api = api
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -208,6 +230,7 @@ pub async fn run<S: IdentityService>(
             max_age: settings.max_connection_age,
         },
         connections_drain,
+        server_metrics.clone(),
     );
     let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
@@ -218,6 +241,7 @@ pub async fn run<S: IdentityService>(
         settings.request_body_timeout,
         MAX_REQUEST_BYTES,
         settings.max_buffered_request_bytes,
+        rpc_metrics,
         api,
     )
     .service(routes);
@@ -229,7 +253,14 @@ pub async fn run<S: IdentityService>(
         // as a call may take.
         close_grace: settings.request_timeout + Duration::from_secs(1),
     };
-    let server = serve::serve(incoming, service, http2, drain_connections, signal);
+    let server = serve::serve(
+        incoming,
+        service,
+        http2,
+        drain_connections,
+        signal,
+        server_metrics,
+    );
 
     let grace = settings.shutdown_grace;
     let grace_over = async move {

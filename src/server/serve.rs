@@ -23,8 +23,8 @@ use tonic::body::Body;
 use tower::{BoxError, Service, ServiceExt};
 
 use super::conn::Connection;
+use super::metrics::ServerMetrics;
 use super::one_write::OneWrite;
-use crate::telemetry::metrics::metrics;
 
 /// The HTTP/2 settings the server advertises and keeps.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +50,7 @@ pub(super) async fn serve<S, B>(
     http2: Http2,
     draining: watch::Sender<bool>,
     shutdown: impl Future<Output = ()>,
+    metrics: ServerMetrics,
 ) where
     S: Service<http::Request<Body>, Response = http::Response<B>, Error = BoxError>
         + Clone
@@ -83,6 +84,7 @@ pub(super) async fn serve<S, B>(
                             builder.clone(),
                             http2.close_grace,
                             draining.subscribe(),
+                            metrics.clone(),
                         );
                         tokio::spawn(task);
                     }
@@ -104,6 +106,7 @@ async fn connection_task<S, B>(
     builder: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
     grace: Duration,
     mut draining: watch::Receiver<bool>,
+    metrics: ServerMetrics,
 ) where
     S: Service<http::Request<Body>, Response = http::Response<B>, Error = BoxError>
         + Clone
@@ -139,7 +142,7 @@ async fn connection_task<S, B>(
         why = close.due() => Some(why),
     };
     if let Some(why) = why {
-        metrics().connection_closed(why.as_str());
+        metrics.closed(why);
         tracing::debug!(reason = why.as_str(), "closing a connection (GOAWAY)");
     }
     served.as_mut().graceful_shutdown();

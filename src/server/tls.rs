@@ -31,8 +31,7 @@ use tokio::sync::watch;
 use x509_parser::extensions::GeneralName;
 
 use crate::domain::Caller;
-use crate::reload::{self, InForce, Reloaded};
-use crate::telemetry::metrics::metrics;
+use crate::reload::{self, InForce, Reloaded, Reloads};
 
 /// The files TLS is served from (`--tls-cert`, `--tls-key`,
 /// `--tls-client-ca`), PEM.
@@ -63,6 +62,7 @@ pub struct LiveTls {
     /// Counts the configurations put in force, for connections to check
     /// their certificate against each new one.
     changes: watch::Sender<u64>,
+    reloads: Reloads,
 }
 
 /// What the files build: the configuration for handshakes, and the client
@@ -90,7 +90,18 @@ impl LiveTls {
             files,
             in_force: InForce::new(built, digest),
             changes: watch::Sender::new(0),
+            reloads: Reloads::default(),
         })
+    }
+
+    /// Registers its metrics (`gateway_tls_reloads_total`) in `registry`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.reloads.register(
+            registry,
+            "gateway_tls_reloads",
+            "Changes of the TLS certificate, key or client CA files, by outcome (ok: in \
+             force for new handshakes; error: refused, the ones in force stay)",
+        );
     }
 
     /// The configuration for the next handshake.
@@ -144,16 +155,9 @@ impl LiveTls {
     /// watch is dropped.
     pub fn watch(self: Arc<Self>, every: Duration) -> reload::Watch {
         let paths = self.files.paths();
-        reload::spawn(&paths, every, move || match self.reload() {
-            Reloaded::Unchanged => {}
-            Reloaded::Replaced => {
-                tracing::info!("TLS certificate and client CA reloaded: new handshakes use them");
-                metrics().tls_reloaded(true);
-            }
-            Reloaded::Refused(why) => {
-                tracing::warn!("the TLS certificate in force stays: {why}");
-                metrics().tls_reloaded(false);
-            }
+        reload::spawn(&paths, every, move || {
+            self.reloads
+                .report("TLS certificate and client CA", self.reload());
         })
     }
 }

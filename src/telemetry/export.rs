@@ -17,12 +17,70 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-use super::metrics::metrics;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
 use super::otlp;
 use super::spans::FinishedSpan;
 
 /// The OTLP trace service's export method, for `grpc`.
 const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// How a batch's export ended, as a label value.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Error,
+}
+
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        std::fmt::Write::write_str(
+            encoder,
+            match self {
+                Outcome::Ok => "ok",
+                Outcome::Error => "error",
+            },
+        )
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: Outcome,
+}
+
+/// The exporter's metrics: spans ended, dropped, and exported by outcome.
+#[derive(Clone, Debug, Default)]
+pub struct TraceMetrics {
+    ended: Counter,
+    dropped: Counter,
+    exported: Family<OutcomeLabel, Counter>,
+}
+
+impl TraceMetrics {
+    /// Registers the families in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "gateway_trace_spans_ended",
+            "Spans finished and handed to the trace exporter's queue",
+            self.ended.clone(),
+        );
+        registry.register(
+            "gateway_trace_spans_dropped",
+            "Spans finished while the trace exporter's queue was full, and dropped",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "gateway_trace_spans_exported",
+            "Spans the trace exporter sent to the collector, by outcome (ok, error); \
+             ended spans that never arrive here were dropped or wait in the queue",
+            self.exported.clone(),
+        );
+    }
+}
 
 /// Finished spans waiting for the exporter. A lock held for a push is
 /// uncontended almost always (two pushes per call at most, nanoseconds each).
@@ -33,16 +91,18 @@ pub struct Queue {
     ready: Notify,
     capacity: usize,
     batch: usize,
+    metrics: TraceMetrics,
 }
 
 impl Queue {
     /// Room for `capacity` spans, sent `batch` at a time.
-    pub(super) fn new(capacity: usize, batch: usize) -> Self {
+    pub(super) fn new(capacity: usize, batch: usize, metrics: TraceMetrics) -> Self {
         Self {
             spans: Mutex::new(Vec::with_capacity(batch)),
             ready: Notify::new(),
             capacity,
             batch,
+            metrics,
         }
     }
 
@@ -52,11 +112,11 @@ impl Queue {
 
     /// Queues a finished span, or drops it when the queue is full.
     pub(crate) fn push(&self, span: FinishedSpan) {
-        metrics().span_ended();
+        self.metrics.ended.inc();
         let mut spans = self.lock();
         if spans.len() >= self.capacity {
             drop(spans);
-            metrics().span_dropped();
+            self.metrics.dropped.inc();
             return;
         }
         spans.push(span);
@@ -107,9 +167,16 @@ pub(super) async fn run(
                 return;
             };
             let (mut sender, failing, count) = (sender.clone(), failing.clone(), batch.len());
+            let exported = queue.metrics.exported.clone();
             tokio::spawn(async move {
                 let result = sender.send(Bytes::from(body)).await;
-                metrics().spans_exported(count as u64, result.is_ok());
+                let outcome = match result {
+                    Ok(()) => Outcome::Ok,
+                    Err(_) => Outcome::Error,
+                };
+                exported
+                    .get_or_create(&OutcomeLabel { outcome })
+                    .inc_by(count as u64);
                 // Said once when exports start failing, not once per batch.
                 let failed_before = failing.swap(result.is_err(), Ordering::Relaxed);
                 if let Err(e) = result

@@ -15,6 +15,7 @@ pub mod export;
 pub mod metrics;
 pub mod otlp;
 pub mod rpc;
+pub mod rpc_metrics;
 pub mod spans;
 pub mod traces;
 
@@ -59,6 +60,13 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// Registers the trace exporter's metrics, if it runs, in `registry`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        if let Some(exporter) = &self.exporter {
+            exporter.metrics().register(registry);
+        }
+    }
+
     /// Exports the spans still queued and stops the exporter.
     pub async fn shutdown(self) {
         if let Some(exporter) = self.exporter {

@@ -19,7 +19,8 @@ use http_body::{Body, Frame};
 use tonic::{Code, Status};
 use tower::{BoxError, Layer, Service};
 
-use super::metrics::{code_name, metrics};
+use super::metrics::code_name;
+use super::rpc_metrics::RpcMetrics;
 use super::spans::{Ending, ServerSpan};
 use crate::domain::{CacheOutcome, Error, Peer, UpstreamCall};
 use crate::proto::{API_METHODS, API_PATHS};
@@ -69,14 +70,26 @@ impl CallNotes {
 }
 
 /// Observes API calls; see the module documentation.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ObserveLayer;
+#[derive(Clone, Debug, Default)]
+pub struct ObserveLayer {
+    metrics: RpcMetrics,
+}
+
+impl ObserveLayer {
+    /// Counts calls in `metrics`.
+    pub fn new(metrics: RpcMetrics) -> Self {
+        Self { metrics }
+    }
+}
 
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Observe { inner }
+        Observe {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -84,6 +97,7 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Clone, Debug)]
 pub struct Observe<S> {
     inner: S,
+    metrics: RpcMetrics,
 }
 
 /// Closes a call's books once its status is known: records it on the span,
@@ -97,6 +111,7 @@ struct Finish {
     method: &'static str,
     started: Instant,
     done: bool,
+    metrics: RpcMetrics,
 }
 
 impl Finish {
@@ -105,7 +120,7 @@ impl Finish {
             return;
         }
         let elapsed = self.started.elapsed();
-        metrics().call_finished(self.method, code, elapsed);
+        self.metrics.call_finished(self.method, code, elapsed);
         tracing::debug!(
             rpc = self.method,
             code = code_name(code),
@@ -287,12 +302,13 @@ where
             request.extensions_mut().insert(notes.clone());
             Box::new((span, notes))
         });
-        metrics().call_started();
+        self.metrics.call_started();
         let finish = Finish {
             span,
             method,
             started: Instant::now(),
             done: false,
+            metrics: self.metrics.clone(),
         };
         ObserveFuture {
             call: self.inner.call(request),

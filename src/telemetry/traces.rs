@@ -102,9 +102,15 @@ pub struct Exporter {
     stop: oneshot::Sender<()>,
     finished: oneshot::Receiver<()>,
     timeout: Duration,
+    metrics: export::TraceMetrics,
 }
 
 impl Exporter {
+    /// Its metrics.
+    pub fn metrics(&self) -> &export::TraceMetrics {
+        &self.metrics
+    }
+
     /// Exports the spans still queued, within `OTEL_BSP_EXPORT_TIMEOUT`.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
@@ -221,7 +227,12 @@ pub fn start(settings: TraceSettings) -> Option<Exporter> {
     }
     let header = otlp::Header::new(resource.build().iter());
 
-    let queue = Arc::new(Queue::new(settings.capacity, settings.batch));
+    let metrics = export::TraceMetrics::default();
+    let queue = Arc::new(Queue::new(
+        settings.capacity,
+        settings.batch,
+        metrics.clone(),
+    ));
     let (stop, stopped) = oneshot::channel();
     let (done, finished) = oneshot::channel();
     // A thread of its own rather than a task among the calls': under load
@@ -259,6 +270,7 @@ pub fn start(settings: TraceSettings) -> Option<Exporter> {
         stop,
         finished,
         timeout: settings.export_timeout,
+        metrics,
     })
 }
 

@@ -21,6 +21,7 @@ use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
 use cognito_identity_gateway::server::ServerSettings;
 use cognito_identity_gateway::service::Gateway;
+use cognito_identity_gateway::telemetry::metrics::Metrics;
 use cognito_identity_gateway::upstream::{CognitoUpstream, UpstreamSettings};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -82,6 +83,8 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     /// The admin listener's port, when it has one.
     pub admin: Option<u16>,
+    /// Its metrics, its own: what `/metrics` would show.
+    pub metrics: Arc<Metrics>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -90,12 +93,24 @@ impl TestGateway {
     /// Starts the gateway over `upstream` with `settings` and a default cache.
     pub async fn start_with<U: Upstream>(upstream: U, settings: ServerSettings) -> Self {
         let gateway = Gateway::new(upstream, CacheSettings::default(), Clock::default());
-        Self::serve(Arc::new(gateway), settings).await
+        Self::serve_gateway(Arc::new(gateway), settings).await
     }
 
-    /// Serves `service` (a gateway the test keeps a handle on).
+    /// Serves `gateway`, its metrics (its guard's, policy's, audit log's)
+    /// registered beside the server's.
+    pub async fn serve_gateway<U: Upstream>(
+        gateway: Arc<Gateway<U>>,
+        settings: ServerSettings,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        metrics.register(|registry| gateway.register(registry));
+        Self::serve_on(gateway, settings, false, metrics).await
+    }
+
+    /// Serves `service` (a gateway the test keeps a handle on, or a
+    /// stand-in), with only the server's metrics.
     pub async fn serve<S: IdentityService>(service: Arc<S>, settings: ServerSettings) -> Self {
-        Self::serve_on(service, settings, false).await
+        Self::serve_on(service, settings, false, Arc::default()).await
     }
 
     /// Serves `service` with the admin listener too.
@@ -103,13 +118,14 @@ impl TestGateway {
         service: Arc<S>,
         settings: ServerSettings,
     ) -> Self {
-        Self::serve_on(service, settings, true).await
+        Self::serve_on(service, settings, true, Arc::default()).await
     }
 
     async fn serve_on<S: IdentityService>(
         service: Arc<S>,
         settings: ServerSettings,
         with_admin: bool,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -121,20 +137,28 @@ impl TestGateway {
             .as_ref()
             .map(|l| l.local_addr().unwrap().port());
         let (tx, rx) = oneshot::channel::<()>();
+        let served_metrics = metrics.clone();
         let handle = tokio::spawn(async move {
             let listeners = cognito_identity_gateway::server::Listeners {
                 grpc: listener,
                 admin: admin_listener,
             };
-            cognito_identity_gateway::server::run(&settings, listeners, service, async {
-                let _ = rx.await;
-            })
+            cognito_identity_gateway::server::run(
+                &settings,
+                listeners,
+                service,
+                served_metrics,
+                async {
+                    let _ = rx.await;
+                },
+            )
             .await
             .expect("gateway runs");
         });
         Self {
             addr,
             admin,
+            metrics,
             shutdown: Some(tx),
             handle: Some(handle),
         }

@@ -23,6 +23,7 @@ use tonic::Request;
 use crate::domain::{Caller, Peer};
 
 pub use peers::{DEFAULT_TRUSTED_PEERS, TrustedPeers};
+pub use rejections::Rejections;
 
 /// Envoy's and Istio's header, whose last element's `URI=` holds the
 /// client certificate's SPIFFE id.
@@ -61,10 +62,15 @@ impl IdentityHeader {
     /// The caller the header in `headers` names, on a plaintext
     /// connection from `peer`; anonymous when the header is absent, or
     /// there but not to be believed, which is counted and logged.
-    pub fn caller(&self, headers: &http::HeaderMap, peer: Option<SocketAddr>) -> Caller {
+    pub fn caller(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<SocketAddr>,
+        rejections: &Rejections,
+    ) -> Caller {
         self.read(headers, peer).unwrap_or_else(|reason| {
             let value = headers.get(&self.name).map(http::HeaderValue::as_bytes);
-            rejections::note(&self.name, peer, reason, value);
+            rejections.note(&self.name, peer, reason, value);
             Caller::Anonymous
         })
     }
@@ -100,7 +106,7 @@ impl IdentityHeader {
 
 /// Why an identity header present on a call named no caller: the values
 /// of `gateway_caller_identity_header_rejected_total`'s `reason` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 enum Rejection {
     /// It came from a peer not in the trusted peers, or one whose address
     /// is unknown.
@@ -132,7 +138,11 @@ impl Rejection {
 /// The caller of `request`: its connection's certificate over TLS, else
 /// the one `header` names (when a header is trusted at all); anonymous
 /// when it names none.
-pub(super) fn caller<T>(request: &Request<T>, header: Option<&IdentityHeader>) -> Caller {
+pub(super) fn caller<T>(
+    request: &Request<T>,
+    header: Option<&IdentityHeader>,
+    rejections: &Rejections,
+) -> Caller {
     let peer = request.extensions().get::<Peer>();
     if let Some(certified) = peer.and_then(|peer| peer.certified.as_ref()) {
         return certified.clone();
@@ -141,6 +151,7 @@ pub(super) fn caller<T>(request: &Request<T>, header: Option<&IdentityHeader>) -
         Some(header) => header.caller(
             request.metadata().as_ref(),
             peer.and_then(|peer| peer.remote),
+            rejections,
         ),
         None => Caller::Anonymous,
     }
@@ -183,11 +194,17 @@ mod tests {
         let l5d = header("l5d-client-id");
         let linkerd = "web.shop.serviceaccount.identity.linkerd.cluster.local";
         let r = request(Some("127.0.0.1:40000"), "l5d-client-id", &[linkerd]);
-        assert_eq!(caller(&r, Some(&l5d)), Caller::Dns(linkerd.into()));
+        assert_eq!(
+            caller(&r, Some(&l5d), &Rejections::default()),
+            Caller::Dns(linkerd.into())
+        );
         let spiffe = request(Some("[::1]:40000"), "l5d-client-id", &[ADMIN]);
-        assert_eq!(caller(&spiffe, Some(&l5d)), Caller::Spiffe(ADMIN.into()));
+        assert_eq!(
+            caller(&spiffe, Some(&l5d), &Rejections::default()),
+            Caller::Spiffe(ADMIN.into())
+        );
         // Not trusted, not read.
-        assert_eq!(caller(&r, None), Caller::Anonymous);
+        assert_eq!(caller(&r, None, &Rejections::default()), Caller::Anonymous);
         // Over TLS the certificate speaks, whatever the header says.
         let mut tls = r;
         let checkout = Caller::Spiffe("spiffe://example.org/ns/shop/sa/checkout".into());
@@ -196,12 +213,15 @@ mod tests {
             remote: Some("127.0.0.1:40000".parse().unwrap()),
             ..Peer::default()
         });
-        assert_eq!(caller(&tls, Some(&l5d)), checkout);
+        assert_eq!(caller(&tls, Some(&l5d), &Rejections::default()), checkout);
         tls.extensions_mut().insert(Peer {
             certified: Some(Caller::Anonymous),
             ..Peer::default()
         });
-        assert_eq!(caller(&tls, Some(&l5d)), Caller::Anonymous);
+        assert_eq!(
+            caller(&tls, Some(&l5d), &Rejections::default()),
+            Caller::Anonymous
+        );
         let absent = request(Some("127.0.0.1:40000"), "x-other", &["admin.svc"]);
         assert_eq!(read(&l5d, &absent), Ok(Caller::Anonymous));
     }
@@ -217,7 +237,7 @@ mod tests {
                URI=spiffe://td/ns/shop/sa/checkout"],
         );
         assert_eq!(
-            caller(&r, Some(&xfcc)),
+            caller(&r, Some(&xfcc), &Rejections::default()),
             Caller::Spiffe("spiffe://td/ns/shop/sa/checkout".into())
         );
         let no_uri = request(
@@ -245,7 +265,10 @@ mod tests {
         for remote in [Some("10.0.0.7:40000"), Some("[fd00::7]:40000"), None] {
             let r = request(remote, "l5d-client-id", &[ADMIN]);
             assert_eq!(read(&l5d, &r), Err(Rejection::UntrustedPeer), "{remote:?}");
-            assert_eq!(caller(&r, Some(&l5d)), Caller::Anonymous);
+            assert_eq!(
+                caller(&r, Some(&l5d), &Rejections::default()),
+                Caller::Anonymous
+            );
         }
         // No Peer at all: no address to trust.
         let mut bare = Request::new(());
@@ -279,7 +302,10 @@ mod tests {
             let r = request(Some("127.0.0.1:1"), name, &values);
             let h = IdentityHeader::new(http::HeaderName::from_static(name));
             assert_eq!(read(&h, &r), Err(Rejection::Repeated), "{name}");
-            assert_eq!(caller(&r, Some(&h)), Caller::Anonymous);
+            assert_eq!(
+                caller(&r, Some(&h), &Rejections::default()),
+                Caller::Anonymous
+            );
         }
     }
 

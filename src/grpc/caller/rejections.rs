@@ -6,11 +6,15 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
 use super::Rejection;
-use crate::telemetry::metrics::metrics;
 
 /// How long a peer that was logged stays quiet.
 const PER_PEER: Duration = Duration::from_secs(60);
@@ -66,26 +70,62 @@ impl Limiter {
     }
 }
 
-static LIMITER: LazyLock<Mutex<Limiter>> = LazyLock::new(Mutex::default);
-
-/// Counts a header `header` from `peer` set aside for `reason`, and logs it
-/// when the limits allow, with the start of its (first) `value`, escaped.
-pub(super) fn note(
-    header: &http::HeaderName,
-    peer: Option<SocketAddr>,
-    reason: Rejection,
-    value: Option<&[u8]>,
-) {
-    metrics().caller_identity_header_rejected(reason.as_str());
-    let admitted = LIMITER
-        .lock()
-        .map(|mut limiter| limiter.admit(peer.map(|p| p.ip()), Instant::now()))
-        // A poisoned lock only costs the line; the count is kept.
-        .unwrap_or(false);
-    if !admitted {
-        return;
+impl EncodeLabelValue for Rejection {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        std::fmt::Write::write_str(encoder, self.as_str())
     }
-    let value = value.unwrap_or_default();
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: Rejection,
+}
+
+/// The identity headers set aside: counted, and logged within limits.
+#[derive(Debug, Default)]
+pub struct Rejections {
+    counted: Family<ReasonLabel, Counter>,
+    logged: Mutex<Limiter>,
+}
+
+impl Rejections {
+    /// Registers `gateway_caller_identity_header_rejected_total` in
+    /// `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "gateway_caller_identity_header_rejected",
+            "Calls whose --caller-identity-header was set aside, leaving the caller anonymous, \
+             by reason (untrusted_peer: not from --caller-identity-header-trusted-peers; \
+             malformed: does not parse; repeated: more than one header field; ambiguous: more \
+             than one identity; not_an_identity: no well-formed SPIFFE id or DNS name)",
+            self.counted.clone(),
+        );
+    }
+
+    /// Counts a header `header` from `peer` set aside for `reason`, and
+    /// logs it when the limits allow, with the start of its (first)
+    /// `value`, escaped.
+    pub(super) fn note(
+        &self,
+        header: &http::HeaderName,
+        peer: Option<SocketAddr>,
+        reason: Rejection,
+        value: Option<&[u8]>,
+    ) {
+        self.counted.get_or_create(&ReasonLabel { reason }).inc();
+        let admitted = self
+            .logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(peer.map(|p| p.ip()), Instant::now());
+        if admitted {
+            log(header, peer, reason, value.unwrap_or_default());
+        }
+    }
+}
+
+/// Logs a header set aside, with the start of its value, escaped.
+fn log(header: &http::HeaderName, peer: Option<SocketAddr>, reason: Rejection, value: &[u8]) {
     let shown = String::from_utf8_lossy(&value[..value.len().min(MAX_SHOWN)]);
     let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
     // The value comes from the client: `?` escapes quotes, backslashes and
