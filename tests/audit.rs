@@ -13,7 +13,7 @@ mod support;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use serde_json::Value;
+use support::binary::{self, Process};
 use support::certs::{Ca, Pem};
 use support::loopback::{free_port, http_get, series};
 use support::otlp::Collector;
@@ -30,7 +31,6 @@ use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_types::StatusExt;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
 const DEVELOPER: &str = "GetOpenIdTokenForDeveloperIdentity";
 const CHECKOUT: &str = "spiffe://example.org/ns/shop/sa/checkout";
 const OTHER_POOL: &str = "us-east-1:0a0a0a0a-0000-4000-8000-000000000002";
@@ -64,47 +64,19 @@ callers:
 }
 
 /// The gateway binary with the embedded emulator, `args` and `env`.
-fn gateway(grpc: u16, admin: u16, args: &[&str]) -> Gateway {
+fn gateway(grpc: u16, admin: u16, args: &[&str]) -> Process {
     gateway_with_env(grpc, admin, args, &[])
 }
 
-fn gateway_with_env(grpc: u16, admin: u16, args: &[&str], env: &[(&str, String)]) -> Gateway {
-    let mut child = Command::new(BIN)
-        .args(["--emulator", "--shutdown-grace", "2s"])
-        .args(["--listen", &format!("127.0.0.1:{grpc}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read as it comes (a full pipe would block the gateway), to its end
-    // when the child exits.
-    let log = support::binary::collect_stderr(&mut child);
-    Gateway {
-        child: Some(child),
-        log: Some(log),
-    }
-}
-
-/// The gateway's process, killed if a failed assertion leaves it running,
-/// and its standard error.
-struct Gateway {
-    child: Option<Child>,
-    log: Option<JoinHandle<String>>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+fn gateway_with_env(grpc: u16, admin: u16, args: &[&str], env: &[(&str, String)]) -> Process {
+    Process::spawn(
+        binary::command()
+            .args(["--emulator", "--shutdown-grace", "2s"])
+            .args(["--listen", &format!("127.0.0.1:{grpc}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v))),
+    )
 }
 
 async fn tls_client(
@@ -171,22 +143,6 @@ fn hmac_hex(user: &str) -> String {
 async fn metric(admin: u16, name: &str) -> f64 {
     let (_, text) = http_get(admin, "/metrics").await;
     series(&text, name).map(|(_, v)| v).sum()
-}
-
-/// Stops the gateway as Kubernetes does (SIGTERM), waits for it, and
-/// returns its standard error.
-fn stop(mut gateway: Gateway) -> String {
-    if let Some(mut child) = gateway.child.take() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
-    }
-    gateway
-        .log
-        .take()
-        .map(|log| log.join().unwrap())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -416,7 +372,7 @@ async fn developer_calls_and_refusals_are_audited_field_by_field() {
         metric(admin, "gateway_audit_lines_dropped_total").await,
         0.0
     );
-    stop(child);
+    child.stop();
 }
 
 async fn developer_code(client: &mut CognitoIdentityServiceClient<Channel>) -> tonic::Status {
@@ -534,7 +490,7 @@ async fn a_sink_that_never_recovers_sends_answered_lines_to_the_fallback() {
         metric(admin, "gateway_audit_lines_written_total").await,
         0.0
     );
-    let log = stop(child);
+    let log = child.stop();
     let marked = log
         .lines()
         .filter_map(|line| line.strip_prefix("audit-fallback: "));
@@ -585,7 +541,7 @@ async fn at_shutdown_the_lines_a_failing_sink_did_not_take_go_to_the_fallback() 
         metric(admin, "gateway_audit_lines_fallback_total").await,
         0.0
     );
-    let log = stop(child);
+    let log = child.stop();
     let marked = log
         .lines()
         .filter_map(|line| line.strip_prefix("audit-fallback: "));
@@ -702,7 +658,7 @@ async fn a_sink_that_fails_then_recovers_gets_every_answered_line_once() {
     );
     // The writer closes the pipe when the process exits: the second
     // reader has read all there was.
-    let log = stop(child);
+    let log = child.stop();
     read.extend(second.join().unwrap());
     let text = String::from_utf8(read).unwrap();
     // Every served call's line once, every refusal's once, none torn.
@@ -769,5 +725,5 @@ async fn a_sink_that_blocks_never_holds_a_call() {
         .await
         .unwrap();
     assert!(metric(admin, "gateway_audit_refusals_total").await >= 21.0);
-    stop(child);
+    child.stop();
 }

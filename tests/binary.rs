@@ -6,23 +6,18 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
-
-/// A command with a clean environment: only what the test gives it.
+/// The binary with a clean environment and no admin listener: only what
+/// the test gives it.
 fn gateway() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("COGNITO_GATEWAY_ADMIN_LISTEN", "off")
-        .stdin(Stdio::null());
-    cmd
+    let mut command = support::binary::command();
+    command.env("COGNITO_GATEWAY_ADMIN_LISTEN", "off");
+    command
 }
 
 #[test]
@@ -99,8 +94,6 @@ async fn serve_then_signal(signal: &str) {
         .env("AWS_REGION", support::REGION)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
 
@@ -122,11 +115,7 @@ async fn serve_then_signal(signal: &str) {
     }
     assert!(serving, "the gateway never reported SERVING");
 
-    let killed = Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    support::binary::signal(&child, signal);
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()

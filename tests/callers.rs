@@ -177,7 +177,7 @@ fn a_policy_that_cannot_be_used_stops_the_start_with_exit_2_and_one_message() {
         checkout_may_mint("").replace("callers:\n", &format!("callers:\n{TOO_SLOW}")),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cognito-identity-gateway"))
+    let out = support::binary::command()
         .args([
             "--emulator",
             "--listen",

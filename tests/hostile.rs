@@ -118,10 +118,7 @@ fn terminate(
     mut child: std::process::Child,
     log: std::thread::JoinHandle<String>,
 ) -> (std::process::ExitStatus, String) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    support::binary::signal(&child, "TERM");
     let status = child.wait().unwrap();
     (status, log.join().unwrap())
 }
@@ -307,10 +304,7 @@ async fn sigterm_with_idle_connections_open_exits_at_once() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let signalled = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    support::binary::signal(&child, "TERM");
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()

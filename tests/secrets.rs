@@ -9,15 +9,14 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 
 use cognito_identity_gateway::emulator::{DEFAULT_DEVELOPER_PROVIDER, DEFAULT_POOL_ID};
 use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
+use support::binary::{self, Process};
 use support::loopback::free_port;
 use tonic::transport::Channel;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
 const SECRET_USER: &str = "secret-developer-user-41b7";
 const SECRET_TAG: &str = "secret-tag-value-0c9e";
 const SECRET_LOGIN: &str = "secret-login-token-e27a";
@@ -25,26 +24,20 @@ const SECRET_LOGIN: &str = "secret-login-token-e27a";
 #[tokio::test]
 async fn no_secret_reaches_a_log_line_at_trace() {
     let grpc_port = free_port();
-    let mut child = Command::new(BIN)
-        .args(["--emulator", "--cache", "false", "--admin-listen", "off"])
-        .args(["--shutdown-grace", "2s"])
-        .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        // Whatever an operator asks for, the SDK's own targets included.
-        .env(
-            "RUST_LOG",
-            "trace,aws_smithy_runtime=trace,aws_sdk_cognitoidentity=trace",
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let logs = support::binary::collect_stderr(&mut child);
+    let gateway = Process::spawn(
+        binary::command()
+            .args(["--emulator", "--cache", "false", "--admin-listen", "off"])
+            .args(["--shutdown-grace", "2s"])
+            .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
+            // Whatever an operator asks for, the SDK's own targets included.
+            .env(
+                "RUST_LOG",
+                "trace,aws_smithy_runtime=trace,aws_sdk_cognitoidentity=trace",
+            ),
+    );
 
     let mut client: CognitoIdentityServiceClient<Channel> =
-        CognitoIdentityServiceClient::new(support::binary::connect(grpc_port).await);
+        CognitoIdentityServiceClient::new(binary::connect(grpc_port).await);
 
     // GetId with a login of a provider the pool does not have: refused by
     // Cognito, but the login's value went upstream.
@@ -96,13 +89,8 @@ async fn no_secret_reaches_a_log_line_at_trace() {
 
     // An idle connection would hold shutdown for its grace period.
     drop(client);
-    let stopped = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    assert!(child.wait().unwrap().success());
-    let logs = logs.join().unwrap();
+    let (status, logs) = gateway.terminate();
+    assert!(status.success());
 
     assert!(
         logs.lines().any(|l| l.contains("TRACE")),

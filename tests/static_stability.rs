@@ -13,7 +13,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -715,11 +714,7 @@ async fn sigterm_under_load_loses_no_call() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let signalled = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    support::binary::signal(&child, "TERM");
     let (mut hits, mut misses) = (0, 0);
     while let Some(ended) = load.join_next().await {
         let (h, m, err) = ended.unwrap();

@@ -8,11 +8,11 @@
 
 mod support;
 
+use support::binary::{self, Process};
 use support::loopback::{free_port, http_get, series};
 use support::otlp::Collector;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +25,6 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use tonic::transport::Channel;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
 const SECRET_USER: &str = "secret-developer-user-7f3a";
@@ -77,30 +76,22 @@ async fn spans_metrics_and_logs() {
     let otlp_addr = collector.start().await;
 
     let (grpc_port, admin_port) = (free_port(), free_port());
-    let mut child = Command::new(BIN)
-        .args(["--emulator", "--log-format", "json"])
-        .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("RUST_LOG", "debug")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp_addr}"))
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        .env("OTEL_SERVICE_NAME", "gateway-under-test")
-        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
-        // Batches leave every 100 ms rather than every 5 s.
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-
-    // Read the logs as they come: a full pipe would block the gateway.
-    let logs = support::binary::collect_stderr(&mut child);
+    let gateway = Process::spawn(
+        binary::command()
+            .args(["--emulator", "--log-format", "json"])
+            .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .env("RUST_LOG", "debug")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp_addr}"))
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .env("OTEL_SERVICE_NAME", "gateway-under-test")
+            .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+            // Batches leave every 100 ms rather than every 5 s.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    );
 
     let mut client: CognitoIdentityServiceClient<Channel> =
-        CognitoIdentityServiceClient::new(support::binary::connect(grpc_port).await);
+        CognitoIdentityServiceClient::new(binary::connect(grpc_port).await);
 
     assert_eq!(http_get(admin_port, "/healthz").await.0, 200);
     assert_eq!(http_get(admin_port, "/readyz").await.0, 200);
@@ -230,16 +221,7 @@ async fn spans_metrics_and_logs() {
     );
 
     // SIGTERM flushes the exporter before exit.
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let logs = logs.join().unwrap();
+    let (status, logs) = gateway.terminated().await;
     assert_eq!(status.code(), Some(0), "{logs}");
 
     let exported = collector.requests.lock().unwrap().clone();
@@ -393,32 +375,13 @@ async fn spans_metrics_and_logs() {
 /// through `--emulator`, stops it with SIGTERM, and returns its exit code.
 async fn one_traced_call(env: &[(&str, String)]) -> Option<i32> {
     let grpc_port = free_port();
-    let mut command = Command::new(BIN);
-    command
-        .args(["--emulator", "--admin-listen", "off"])
-        .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let child = command.spawn().unwrap();
-    let mut client = None;
-    for _ in 0..200 {
-        let endpoint =
-            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
-                .unwrap();
-        if let Ok(c) = endpoint.connect().await {
-            client = Some(CognitoIdentityServiceClient::new(c));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    client
-        .expect("the gateway listens")
+    let gateway = Process::spawn(
+        binary::command()
+            .args(["--emulator", "--admin-listen", "off"])
+            .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
+            .envs(env.iter().map(|(k, v)| (k, v))),
+    );
+    CognitoIdentityServiceClient::new(binary::connect(grpc_port).await)
         .get_open_id_token_for_developer_identity(with_trace(
             pb::GetOpenIdTokenForDeveloperIdentityRequest {
                 identity_pool_id: DEFAULT_POOL_ID.into(),
@@ -428,16 +391,7 @@ async fn one_traced_call(env: &[(&str, String)]) -> Option<i32> {
         ))
         .await
         .unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap()
-        .status
-        .code()
+    gateway.terminated().await.0.code()
 }
 
 /// An OTLP/HTTP collector: `POST /v1/traces` with a protobuf body. Returns
@@ -526,23 +480,17 @@ async fn otlp_over_http_protobuf_and_the_sampler_and_sdk_switches() {
 async fn readiness_stays_local_while_the_upstream_cannot_be_reached() {
     let closed = free_port();
     let (grpc_port, admin_port) = (free_port(), free_port());
-    let mut child = Command::new(BIN)
-        .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-        .args([
-            "--endpoint-url",
-            &format!("http://127.0.0.1:{closed}"),
-            "--region",
-            "us-east-1",
-        ])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _gateway = Process::spawn(
+        binary::command()
+            .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .args([
+                "--endpoint-url",
+                &format!("http://127.0.0.1:{closed}"),
+                "--region",
+                "us-east-1",
+            ]),
+    );
     let mut healthz = 0;
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", admin_port))
@@ -563,6 +511,4 @@ async fn readiness_stays_local_while_the_upstream_cannot_be_reached() {
     assert_eq!((status, body.as_str()), (503, "upstream unreachable\n"));
     let text = http_get(admin_port, "/metrics").await.1;
     assert_eq!(metric(&text, "gateway_upstream_up"), 0.0, "{text}");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

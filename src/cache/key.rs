@@ -1,8 +1,8 @@
 //! Cache keys: a keyed 256-bit hash (BLAKE3 in keyed mode, a MAC, under a
 //! key made at start) of every request field that changes the answer, in a
 //! canonical encoding, hashed in one pass (this runs on every call, hits
-//! included: one-shot BLAKE3 over a 170-byte request takes about 250 ns
-//! here, HMAC-SHA256 about 360 ns).
+//! included, and one-shot BLAKE3 is the cheaper MAC of the two measured
+//! here against HMAC-SHA256).
 //! Two requests that differ in any field get different keys; maps are
 //! sorted, so entry order does not matter; and the key holds no secret: a
 //! Logins value cannot be read back from it, nor guessed offline without the

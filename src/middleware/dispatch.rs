@@ -13,8 +13,7 @@ use crate::proto::API_PREFIX;
 /// Hands the API's calls (paths under [`API_PREFIX`]) to the API's service
 /// and everything else to the service below, tonic's router. The router is
 /// an axum router that wraps the request body in one more box and matches
-/// the path against every service; on the path of every call that measured
-/// at about a tenth of the gateway's own cost on a cache hit.
+/// the path against every service, a cost every call would pay.
 #[derive(Clone, Debug)]
 pub struct DispatchLayer<A> {
     api: A,

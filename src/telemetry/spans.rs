@@ -7,9 +7,9 @@
 //! Why not `tracing` spans bridged to the OpenTelemetry SDK: measured under
 //! load, the bridge (span registry, attribute visitors, the SDK's span and
 //! `SpanData`) and the SDK's export path (`SpanData` to proto structs to
-//! bytes) cost about 8 µs of CPU per call, a third of the whole call, and
-//! could not export more than ~40k spans/s on two cores; these spans cost
-//! about a microsecond, export included. The standard OTEL_* environment,
+//! bytes) cost several times what a cache hit costs, and capped the spans
+//! exported per second below the gateway's own throughput; these spans
+//! are a small fraction of a hit, export included (BENCHMARKS.md). The standard OTEL_* environment,
 //! the W3C trace context and the span names and attributes are unchanged.
 //!
 //! What happened below the server span is handed to it when it ends

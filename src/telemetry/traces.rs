@@ -16,8 +16,8 @@
 //! - `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
 //!   `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_EXPORT_TIMEOUT`: the batching
 //!   (the specification's defaults, 512, 5000 ms and 30000 ms, but a queue
-//!   of 8192 spans rather than 2048: at 60k calls/s on two cores, 2048 spans
-//!   overflowed while the collector was slow to answer). A batch
+//!   of 8192 spans rather than 2048: at the gateway's hit throughput, 2048
+//!   spans overflowed while the collector was slow to answer). A batch
 //!   leaves when it is full or when the delay has passed; the last ones on
 //!   shutdown, within the export timeout.
 //! - `OTEL_BSP_MAX_CONCURRENT_EXPORTS` (the OpenTelemetry Rust SDK's name):
@@ -192,7 +192,8 @@ impl TraceSettings {
             env("OTEL_TRACES_SAMPLER").as_deref(),
             env("OTEL_TRACES_SAMPLER_ARG").as_deref(),
         )?;
-        // About 200 bytes a span: under 2 MiB, some 130 ms of spans at 60k calls/s.
+        // About 200 bytes a span: under 2 MiB, a fraction of a second of
+        // spans at the gateway's hit throughput.
         let capacity = count("OTEL_BSP_MAX_QUEUE_SIZE", 8192)?;
         // The specification: a batch larger than the queue is the queue.
         let batch = count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?.min(capacity);
@@ -237,8 +238,8 @@ pub fn start(settings: TraceSettings) -> Option<Exporter> {
     let (done, finished) = oneshot::channel();
     // A thread of its own rather than a task among the calls': under load
     // the workers' run queues hold every call in flight, and an exporter
-    // waiting its turn behind them let the queue overflow (measured: 9 % of
-    // spans dropped at 53k calls/s); the OS schedules a thread fairly.
+    // waiting its turn behind them let the queue overflow and drop spans
+    // at full load; the OS schedules a thread fairly.
     let exporter_queue = queue.clone();
     let spawned = std::thread::Builder::new()
         .name("otlp-export".to_owned())

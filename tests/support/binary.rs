@@ -1,25 +1,110 @@
 //! The gateway's binary as a child process: reading its log as it comes and
 //! connecting once it listens.
 
-use std::process::Child;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tonic::transport::Channel;
 
-/// The gateway's binary started with `args` and `env` (and no instance
-/// metadata lookups), its standard error read as it comes.
+/// The gateway's binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_cognito-identity-gateway");
+
+/// The gateway's binary with a clean environment, as a unit or a pod starts
+/// it: only `PATH`, and no instance metadata lookups (nothing here has an
+/// instance role). No input; output discarded; standard error piped, for
+/// [`Process::spawn`].
+pub fn command() -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// The gateway's binary started with `args` and `env` over [`command`]'s
+/// clean environment, its standard error read as it comes.
 pub fn gateway(args: &[&str], env: &[(&str, &str)]) -> (Child, JoinHandle<String>) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cognito-identity-gateway"))
+    let mut child = command()
         .args(args)
         .envs(env.iter().copied())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the gateway starts");
     let log = collect_stderr(&mut child);
     (child, log)
+}
+
+/// Sends `signal` (`TERM`, `INT`, …) to `child`.
+pub fn signal(child: &Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{signal} {} failed", child.id());
+}
+
+/// A started gateway: its standard error read as it comes, killed if a
+/// failed assertion leaves it running.
+pub struct Process {
+    child: Option<Child>,
+    log: Option<JoinHandle<String>>,
+}
+
+impl Process {
+    /// Starts `command` (from [`command`], with its arguments).
+    pub fn spawn(command: &mut Command) -> Self {
+        let mut child = command.spawn().expect("the gateway starts");
+        let log = collect_stderr(&mut child);
+        Self {
+            child: Some(child),
+            log: Some(log),
+        }
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Stops it as Kubernetes does (SIGTERM), waits for it, and returns its
+    /// exit status and standard error.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("still running");
+        signal(&child, "TERM");
+        let status = child.wait().expect("the gateway is waited for");
+        let log = self
+            .log
+            .take()
+            .map(|log| log.join().expect("the log is read"));
+        (status, log.unwrap_or_default())
+    }
+
+    /// [`Process::terminate`] without blocking the runtime: for tests whose
+    /// stand-in servers (a collector, an upstream) the gateway still talks
+    /// to while it stops.
+    pub async fn terminated(self) -> (ExitStatus, String) {
+        tokio::task::spawn_blocking(move || self.terminate())
+            .await
+            .expect("the gateway is waited for")
+    }
+
+    /// [`Process::terminate`]'s standard error alone.
+    pub fn stop(self) -> String {
+        self.terminate().1
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Reads the child's standard error (piped) until it ends, on a thread of
@@ -51,8 +136,7 @@ pub async fn connect(port: u16) -> Channel {
 /// at `policy`, listening and serving its admin routes on free loopback
 /// ports (a second's shutdown grace); killed when dropped.
 pub struct Running {
-    child: Child,
-    log: Option<JoinHandle<String>>,
+    process: Process,
     /// The API's port.
     pub grpc: u16,
     /// The admin listener's port.
@@ -79,10 +163,8 @@ impl Running {
             "1s",
         ];
         args.extend_from_slice(extra);
-        let (child, log) = gateway(&args, &[]);
         Self {
-            child,
-            log: Some(log),
+            process: Process::spawn(command().args(&args)),
             grpc,
             admin,
         }
@@ -106,21 +188,7 @@ impl Running {
     }
 
     /// Stops it (SIGTERM), waits for it, and returns its log.
-    pub fn stop(mut self) -> String {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        self.log
-            .take()
-            .map(|log| log.join().expect("the log is read"))
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn stop(self) -> String {
+        self.process.stop()
     }
 }
