@@ -128,7 +128,10 @@ fn parse_amz_date(value: &str) -> Option<SystemTime> {
 }
 
 /// Checks the request's SigV4 signature against the known access keys
-/// (access key id to secret key) at `now`.
+/// (access key id to secret key) at `now`: the Authorization header names
+/// a known key scoped to this service, the request's time is near `now`,
+/// and the signature the emulator computes over what the client signed is
+/// the one sent.
 pub fn verify(
     req: &SignedRequest<'_>,
     keys: &HashMap<String, String>,
@@ -155,6 +158,47 @@ pub fn verify(
             "Credential should be scoped to the cognito-identity service",
         ));
     }
+    let time = request_time(req, &auth, now)?;
+    let (headers, session_token) = signed_headers(req, &auth)?;
+    let signable = SignableRequest::new(
+        req.method,
+        req.uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str),
+        headers.into_iter(),
+        SignableBody::Precomputed(payload_hash(req)),
+    )
+    .map_err(|_| mismatch())?;
+    let identity: Identity =
+        Credentials::new(auth.access_key, secret, session_token, None, "emulator").into();
+    let mut settings = SigningSettings::default();
+    // The default leaves out headers the SDK does not sign (User-Agent, ...);
+    // here the client's list decides, and it is all that is passed.
+    settings.excluded_headers = None;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(auth.region)
+        .name(SERVICE)
+        .time(time)
+        .settings(settings)
+        .build()
+        .map_err(|_| mismatch())?
+        .into();
+    let expected = sign(signable, &params).map_err(|_| mismatch())?;
+    constant_time::verify_slices_are_equal(
+        expected.signature().as_bytes(),
+        auth.signature.as_bytes(),
+    )
+    .map_err(|_| mismatch())
+}
+
+/// The request's X-Amz-Date, which must fall on the credential's date and
+/// within [`MAX_SKEW`] of `now`.
+fn request_time(
+    req: &SignedRequest<'_>,
+    auth: &Authorization<'_>,
+    now: SystemTime,
+) -> Result<SystemTime, AwsError> {
     let amz_date = req
         .headers
         .get(X_AMZ_DATE)
@@ -174,7 +218,15 @@ pub fn verify(
             "Signature expired: the request time is more than 15 minutes from the server's.",
         ));
     }
+    Ok(time)
+}
 
+/// The headers the client says it signed, as the signer takes them, and
+/// the session token among them if any.
+fn signed_headers<'r>(
+    req: &'r SignedRequest<'_>,
+    auth: &Authorization<'r>,
+) -> Result<(Vec<(&'r str, &'r str)>, Option<String>), AwsError> {
     let mut headers: Vec<(&str, &str)> = Vec::new();
     let mut session_token = None;
     for name in auth.signed_headers.split(';') {
@@ -204,50 +256,20 @@ pub fn verify(
     if !headers.iter().any(|(name, _)| *name == "host") {
         return Err(mismatch());
     }
-    // The body's hash, not the body: the signer's debug output of a body
-    // hides it only unless an environment variable says otherwise, and the
-    // body holds Logins values. A client-sent hash is used as sent.
-    let payload_hash = req
-        .headers
+    Ok((headers, session_token))
+}
+
+/// The body's hash, not the body: the signer's debug output of a body
+/// hides it only unless an environment variable says otherwise, and the
+/// body holds Logins values. A client-sent hash is used as sent.
+fn payload_hash(req: &SignedRequest<'_>) -> String {
+    req.headers
         .get("x-amz-content-sha256")
         .and_then(|v| v.to_str().ok())
         .map_or_else(
             || hex::encode(digest::digest(&digest::SHA256, req.body)),
             str::to_owned,
-        );
-    let target = req
-        .uri
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str);
-    let signable = SignableRequest::new(
-        req.method,
-        target,
-        headers.into_iter(),
-        SignableBody::Precomputed(payload_hash),
-    )
-    .map_err(|_| mismatch())?;
-
-    let identity: Identity =
-        Credentials::new(auth.access_key, secret, session_token, None, "emulator").into();
-    let mut settings = SigningSettings::default();
-    // The default leaves out headers the SDK does not sign (User-Agent, ...);
-    // here the client's list decides, and it is all that is passed.
-    settings.excluded_headers = None;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(auth.region)
-        .name(SERVICE)
-        .time(time)
-        .settings(settings)
-        .build()
-        .map_err(|_| mismatch())?
-        .into();
-    let expected = sign(signable, &params).map_err(|_| mismatch())?;
-    constant_time::verify_slices_are_equal(
-        expected.signature().as_bytes(),
-        auth.signature.as_bytes(),
-    )
-    .map_err(|_| mismatch())
+        )
 }
 
 #[cfg(test)]
