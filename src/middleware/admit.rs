@@ -166,6 +166,17 @@ pub struct Received {
 }
 
 impl Received {
+    /// Adds `data`, refusing the message once its declared or received
+    /// length is past `max`.
+    fn add(&mut self, data: Bytes, max: usize) -> Result<(), Error> {
+        self.push(data, max);
+        let too_long = self.declared().is_some_and(|len| len > max) || self.len > max + PREFIX;
+        if too_long {
+            return Err(Error::RequestTooLarge { limit: max });
+        }
+        Ok(())
+    }
+
     /// Adds what has come of a message that may be at most `max` bytes.
     /// The buffer grows by doubling, never past the whole message its
     /// prefix declares: what it holds, which the budget counts, is at most
@@ -342,17 +353,10 @@ where
         loop {
             match Pin::new(&mut *stream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        received.push(data, slots.max_message);
-                        let too_long = received
-                            .declared()
-                            .is_some_and(|len| len > slots.max_message)
-                            || received.len > slots.max_message + PREFIX;
-                        if too_long {
-                            return Poll::Ready(Read::Refused(Error::RequestTooLarge {
-                                limit: slots.max_message,
-                            }));
-                        }
+                    if let Ok(data) = frame.into_data()
+                        && let Err(refused) = received.add(data, slots.max_message)
+                    {
+                        return Poll::Ready(Read::Refused(refused));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Read::Reset(e.into())),
@@ -361,20 +365,7 @@ where
                 // waited for.
                 Poll::Pending if received.complete() => break,
                 Poll::Pending => {
-                    received.own();
-                    if !held.hold(received.held(), &slots.buffered, slots.buffer_limit) {
-                        return Poll::Ready(Read::Refused(Error::RequestBufferFull {
-                            limit: slots.buffer_limit,
-                        }));
-                    }
-                    let deadline = slots.body_timeout;
-                    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(deadline)));
-                    return match timer.as_mut().poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(Read::Refused(Error::RequestBodyTimeout {
-                            after: deadline,
-                        })),
-                        Poll::Pending => Poll::Pending,
-                    };
+                    return stalled(received, held, timer, slots, cx).map(Read::Refused);
                 }
             }
         }
@@ -401,6 +392,31 @@ where
             in_flight.take(),
         ))
     }
+}
+
+/// The body has no more for now and the message is not whole: what has
+/// come is copied out of the connection's buffers and held against the
+/// global budget, and the call waits for the rest until the body timeout.
+/// `Ready` with the refusal when either runs out.
+fn stalled(
+    received: &mut Received,
+    held: &mut Held,
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    slots: &AdmitLayer,
+    cx: &mut Context<'_>,
+) -> Poll<Error> {
+    received.own();
+    if !held.hold(received.held(), &slots.buffered, slots.buffer_limit) {
+        return Poll::Ready(Error::RequestBufferFull {
+            limit: slots.buffer_limit,
+        });
+    }
+    let deadline = slots.body_timeout;
+    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(deadline)));
+    timer
+        .as_mut()
+        .poll(cx)
+        .map(|()| Error::RequestBodyTimeout { after: deadline })
 }
 
 impl<S, E> Future for AdmitFuture<S, S::Future>
