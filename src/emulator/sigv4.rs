@@ -159,7 +159,10 @@ pub fn verify(
         ));
     }
     let time = request_time(req, &auth, now)?;
-    let (headers, session_token) = signed_headers(req, &auth)?;
+    let SignedHeaders {
+        headers,
+        session_token,
+    } = signed_headers(req, &auth)?;
     let signable = SignableRequest::new(
         req.method,
         req.uri
@@ -221,12 +224,18 @@ fn request_time(
     Ok(time)
 }
 
-/// The headers the client says it signed, as the signer takes them, and
-/// the session token among them if any.
+/// The headers the client says it signed, as the signer takes them (the
+/// time and the session token apart).
+struct SignedHeaders<'r> {
+    headers: Vec<(&'r str, &'r str)>,
+    session_token: Option<String>,
+}
+
+/// The headers the client says it signed, read from the request.
 fn signed_headers<'r>(
     req: &'r SignedRequest<'_>,
     auth: &Authorization<'r>,
-) -> Result<(Vec<(&'r str, &'r str)>, Option<String>), AwsError> {
+) -> Result<SignedHeaders<'r>, AwsError> {
     let mut headers: Vec<(&str, &str)> = Vec::new();
     let mut session_token = None;
     for name in auth.signed_headers.split(';') {
@@ -256,7 +265,10 @@ fn signed_headers<'r>(
     if !headers.iter().any(|(name, _)| *name == "host") {
         return Err(mismatch());
     }
-    Ok((headers, session_token))
+    Ok(SignedHeaders {
+        headers,
+        session_token,
+    })
 }
 
 /// The body's hash, not the body: the signer's debug output of a body
