@@ -23,7 +23,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use super::otlp;
-use super::spans::FinishedSpan;
+use super::finished::FinishedSpan;
 
 /// The OTLP trace service's export method, for `grpc`.
 const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";

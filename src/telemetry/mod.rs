@@ -12,8 +12,10 @@
 
 mod escape;
 pub mod export;
+pub mod finished;
 pub mod metrics;
 pub mod otlp;
+pub mod propagation;
 pub mod rpc;
 pub mod rpc_metrics;
 pub mod spans;
@@ -96,7 +98,7 @@ fn log_filter(env: EnvFilter) -> impl Filter<Registry> {
 /// trace export (on a thread of its own). A second call installs no more
 /// logging.
 pub fn start(settings: TelemetrySettings) -> Telemetry {
-    traces::install_propagators();
+    propagation::install_propagators();
     let exporter = settings.traces.and_then(traces::start);
     let filter =
         log_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));

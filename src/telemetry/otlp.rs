@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use opentelemetry::{Key, Value};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
-use super::spans::{FinishedSpan, Side};
+use super::finished::{FinishedSpan, Side};
 use crate::proto::cognito_identity_service_server::SERVICE_NAME;
 
 /// `Span.SpanKind`.

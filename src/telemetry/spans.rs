@@ -9,8 +9,9 @@
 //! `SpanData`) and the SDK's export path (`SpanData` to proto structs to
 //! bytes) cost several times what a cache hit costs, and capped the spans
 //! exported per second below the gateway's own throughput; these spans
-//! are a small fraction of a hit, export included (BENCHMARKS.md). The standard OTEL_* environment,
-//! the W3C trace context and the span names and attributes are unchanged.
+//! are a small fraction of a hit, export included (BENCHMARKS.md). The
+//! standard OTEL_* environment, the W3C trace context and the span names
+//! and attributes are unchanged.
 //!
 //! What happened below the server span is handed to it when it ends
 //! ([`ServerSpan::end`]): why the call failed, how the cache answered, and
@@ -25,54 +26,9 @@ use opentelemetry::trace::{TraceContextExt, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
 use super::export::Queue;
-use super::traces;
+use super::finished::{FinishedSpan, Side};
+use super::propagation;
 use crate::domain::{CacheOutcome, UpstreamCall};
-
-/// A span that has ended, as the exporter encodes it.
-#[derive(Debug)]
-pub struct FinishedSpan {
-    pub(crate) trace_id: [u8; 16],
-    pub(crate) span_id: [u8; 8],
-    pub(crate) parent_span_id: Option<[u8; 8]>,
-    pub(crate) trace_state: Option<Box<str>>,
-    pub(crate) start_unix_nanos: u64,
-    pub(crate) end_unix_nanos: u64,
-    /// `error.type`: an error's reason (a Cognito error code, or the
-    /// gateway's own reason such as `INVALID_REQUEST`).
-    pub(crate) error_type: Option<Box<str>>,
-    pub(crate) side: Side,
-}
-
-/// What differs between the two kinds of span.
-#[derive(Debug)]
-pub enum Side {
-    /// An API call, served.
-    Server {
-        /// `{package.service}/{method}`.
-        name: &'static str,
-        /// `rpc.method`.
-        method: &'static str,
-        /// `rpc.grpc.status_code`.
-        status: i32,
-        /// `server.address`/`server.port`.
-        server: Option<SocketAddr>,
-        /// `client.address`/`client.port`.
-        client: Option<SocketAddr>,
-        /// `cache.outcome`: hit, miss, coalesced, stale.
-        cache_outcome: Option<&'static str>,
-    },
-    /// A call to Cognito.
-    Client {
-        /// `rpc.method`: the Cognito operation.
-        operation: &'static str,
-        /// `cloud.region`.
-        region: Arc<str>,
-        /// `aws.request_id`.
-        request_id: Option<Box<str>>,
-        /// `http.response.status_code`.
-        http_status: Option<u16>,
-    },
-}
 
 /// Which calls are traced: `OTEL_TRACES_SAMPLER` and its argument.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -164,10 +120,10 @@ struct Parent {
 impl Parent {
     fn from_headers(headers: &http::HeaderMap) -> Option<Self> {
         // Only a caller that sent a trace context has one to continue.
-        if !headers.contains_key(&traces::TRACEPARENT) {
+        if !headers.contains_key(&propagation::TRACEPARENT) {
             return None;
         }
-        let cx = traces::extract(headers);
+        let cx = propagation::extract(headers);
         let span = cx.span();
         let context = span.span_context();
         context.is_valid().then(|| {
@@ -386,7 +342,7 @@ mod tests {
                 .unwrap(),
         );
         headers.insert("tracestate", "vendor=a".parse().unwrap());
-        traces::install_propagators();
+        propagation::install_propagators();
         let parent = Parent::from_headers(&headers).unwrap();
         assert_eq!(
             TraceId::from_bytes(parent.trace_id).to_string(),

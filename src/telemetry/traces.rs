@@ -32,10 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use opentelemetry::propagation::{Extractor, TextMapCompositePropagator};
-use opentelemetry::{Context, global};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use tokio::sync::oneshot;
 
 use super::export::{self, Batching, Queue, Sender};
@@ -45,8 +42,6 @@ use super::spans::{self, Sampler};
 /// The service name when `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name none.
 const DEFAULT_SERVICE_NAME: &str = "cognito-identity-gateway";
 
-/// The W3C header that carries a caller's span.
-pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -86,14 +81,6 @@ fn count(name: &str, default: usize) -> Result<usize, String> {
             .filter(|n| *n > 0)
             .ok_or_else(|| format!("{name}={v:?} is not a positive number")),
     }
-}
-
-/// Reads W3C trace context and baggage from now on.
-pub fn install_propagators() {
-    global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
-        Box::new(TraceContextPropagator::new()),
-        Box::new(BaggagePropagator::new()),
-    ]));
 }
 
 /// The running exporter; [`Exporter::shutdown`] sends what is left.
@@ -315,23 +302,6 @@ fn percent_decode(text: &str) -> Vec<u8> {
         }
     }
     out
-}
-
-struct HeaderExtractor<'a>(&'a http::HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(http::HeaderName::as_str).collect()
-    }
-}
-
-/// The caller's trace context and baggage from gRPC metadata (HTTP/2 headers).
-pub fn extract(headers: &http::HeaderMap) -> Context {
-    global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))
 }
 
 #[cfg(test)]
