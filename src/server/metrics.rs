@@ -7,7 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::conn::Reason;
+use super::close::Reason;
 
 /// How a TLS handshake ended.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod close;
 pub mod conn;
 mod metrics;
 pub mod one_write;
