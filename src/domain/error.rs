@@ -1,7 +1,7 @@
 //! The domain's one error type. The upstream adapter sorts SDK errors into
 //! these cases; `grpc::status` turns them into gRPC statuses, in one place.
 
-use super::operation::OperationName;
+use super::operation_name::OperationName;
 use super::validate::Violations;
 
 /// Everything that can go wrong with a call.

@@ -7,6 +7,7 @@
 mod context;
 mod error;
 mod operation;
+mod operation_name;
 mod operations;
 mod outcome;
 mod secret;
@@ -17,7 +18,8 @@ use std::future::Future;
 
 pub use context::{Activity, Caller, Deadline, InFlight, Peer, RequestContext};
 pub use error::Error;
-pub use operation::{Answer, Caching, KeyFields, Lifetime, Operation, OperationName, Scope};
+pub use operation::{Answer, Caching, KeyFields, Lifetime, Operation, Scope};
+pub use operation_name::OperationName;
 pub use operations::{
     Credentials, GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput,
     GetIdOutput, GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, OpenIdToken, RawMap,
