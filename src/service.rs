@@ -344,14 +344,13 @@ impl<U: Upstream> IdentityService for Gateway<U> {
             }
             return Either::Right(std::future::ready(Served::refused(refusal)));
         }
-        // A developer call is served only once its audit line has a place.
-        let audited = O::NAME == OperationName::GetOpenIdTokenForDeveloperIdentity
-            || checked.dry_run_refusal();
+        // A call that mints for any user is served only once its audit
+        // line has a place.
+        let audited = O::MINTS_FOR_ANY_USER || checked.dry_run_refusal();
         let reserved = match &self.audit {
             Some(audit) if audited => {
                 let caller = checked.caller_name(ctx);
-                let required = O::NAME == OperationName::GetOpenIdTokenForDeveloperIdentity;
-                match audit.reserve(ctx, caller, checked.decision, &input, required) {
+                match audit.reserve(ctx, caller, checked.decision, &input, O::MINTS_FOR_ANY_USER) {
                     Ok(reserved) => reserved,
                     Err(refusal) => {
                         return Either::Right(std::future::ready(Served::refused(refusal)));

@@ -147,6 +147,9 @@ pub trait Operation: fmt::Debug + Send + Sync + 'static {
     type Output: Answer;
     /// Its name.
     const NAME: OperationName;
+    /// Whether it mints a token for any user the caller names
+    /// ([`OperationName::mints_for_any_user`]).
+    const MINTS_FOR_ANY_USER: bool = Self::NAME.mints_for_any_user();
     /// Whether its answer may be cached.
     fn caching(&self) -> Caching;
     /// Writes every field that changes its answer, for the cache key.

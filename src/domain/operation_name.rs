@@ -34,6 +34,15 @@ impl OperationName {
         Self::ALL.into_iter().find(|o| o.as_str() == name)
     }
 
+    /// Whether the backend's developer credentials mint, through this
+    /// operation, a token for whichever user id the caller names in its
+    /// Logins. Such an operation is the one that policy must restrict,
+    /// that is audited on every call, and whose user the audit log
+    /// hashes; the others act only on what their caller already holds.
+    pub const fn mints_for_any_user(self) -> bool {
+        matches!(self, Self::GetOpenIdTokenForDeveloperIdentity)
+    }
+
     /// The name, as the API spells it.
     pub const fn as_str(self) -> &'static str {
         match self {

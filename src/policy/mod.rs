@@ -447,7 +447,7 @@ impl Rule {
         {
             return Err((3, format!("no rule allows the principal tag {key:?}")));
         }
-        if scope.operation == OperationName::GetOpenIdTokenForDeveloperIdentity
+        if scope.operation.mints_for_any_user()
             && scope.identity_id.is_some()
             && !self.link_existing_identities
         {
@@ -458,7 +458,7 @@ impl Rule {
                     .to_owned(),
             ));
         }
-        if scope.operation == OperationName::GetOpenIdTokenForDeveloperIdentity
+        if scope.operation.mints_for_any_user()
             && let Some(max) = self.max_token_duration
         {
             let asked = scope
