@@ -266,7 +266,7 @@ async fn send<O: Operation, U: Upstream>(
     input: &O,
     purpose: FetchFor,
 ) -> Upstreamed<O::Output> {
-    let ticket = match backend.guard.clear(O::NAME, purpose).await {
+    let ticket = match backend.guard.admit(O::NAME, purpose).await {
         Ok(ticket) => ticket,
         Err(refused) => return Upstreamed::unrecorded(Err(refused)),
     };
@@ -354,7 +354,7 @@ impl<U: Upstream> IdentityService for Gateway<U> {
             (Some(cache), Some(key)) => Either::Left(cache.get_or_fetch(
                 key,
                 deadline,
-                || guard.wait(),
+                || guard.take_waiting_place(),
                 move |purpose| {
                     let (backend, input) = (backend.clone(), input.clone());
                     async move { send(&*backend, &*input, purpose).await }
@@ -362,7 +362,7 @@ impl<U: Upstream> IdentityService for Gateway<U> {
             )),
             // Boxed like the cache's miss path: the SDK's future is large.
             _ => Either::Right(Box::pin(async move {
-                let _waiting = match backend.guard.wait() {
+                let _waiting = match backend.guard.take_waiting_place() {
                     Ok(place) => place,
                     Err(refused) => return Served::refused(refused),
                 };

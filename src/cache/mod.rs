@@ -203,7 +203,7 @@ impl TokenCache {
     /// how the cache answered and the upstream call made for this caller.
     ///
     /// A caller that has to wait on the upstream first takes its place with
-    /// `admit` (the guard's waiting limit), held until the answer comes. A
+    /// `take_place` (the guard's waiting limit), held until the answer comes. A
     /// still-valid token seen with too little life left is served instead
     /// of a retryable failure, and instead of waiting past `deadline`: the
     /// renewal is waited for until [`STALE_RESERVE`] before it.
@@ -211,7 +211,7 @@ impl TokenCache {
         &self,
         key: CacheKey,
         deadline: Option<Instant>,
-        admit: A,
+        take_place: A,
         fetch: F,
     ) -> Served<T>
     where
@@ -243,7 +243,7 @@ impl TokenCache {
         // The miss path holds moka's insertion and the upstream call, whose
         // futures are large: boxed, so that the hit path's future stays
         // small and cheap to move (a measured memmove hot spot).
-        Box::pin(self.fetch_into(key, stale, deadline, admit, fetch)).await
+        Box::pin(self.fetch_into(key, stale, deadline, take_place, fetch)).await
     }
 
     /// The miss path of [`Self::get_or_fetch`]: `stale` is the entry seen
@@ -253,7 +253,7 @@ impl TokenCache {
         key: CacheKey,
         stale: Option<Arc<Entry>>,
         deadline: Option<Instant>,
-        admit: A,
+        take_place: A,
         fetch: F,
     ) -> Served<T>
     where
@@ -262,7 +262,7 @@ impl TokenCache {
         F: Fn(FetchFor) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Upstreamed<T>> + Send + 'static,
     {
-        let _waiting = match admit() {
+        let _waiting = match take_place() {
             Ok(place) => place,
             Err(refused) => {
                 return self
