@@ -251,7 +251,10 @@ struct Checked {
 }
 
 impl Checked {
-    fn caller_name(&mut self, ctx: &RequestContext) -> std::sync::Arc<str> {
+    /// The caller's name for its audit line, taken out: the policy's name,
+    /// or else the identity it showed. Taken once, as a call writes one
+    /// line.
+    fn take_caller_name(&mut self, ctx: &RequestContext) -> std::sync::Arc<str> {
         self.caller
             .take()
             .unwrap_or_else(|| audit::caller_name(&ctx.caller))
@@ -323,7 +326,7 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         let input = Arc::new(input);
         if let Some(refusal) = checked.refusal.take() {
             if let Some(audit) = &self.audit {
-                let caller = checked.caller_name(ctx);
+                let caller = checked.take_caller_name(ctx);
                 audit.refused(ctx, caller, checked.verdict, input, &refusal);
             }
             return Either::Right(std::future::ready(Served::refused(refusal)));
@@ -333,7 +336,7 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         let audited = O::MINTS_FOR_ANY_USER || checked.verdict.dry_run_refusal();
         let reserved = match &self.audit {
             Some(audit) if audited => {
-                let caller = checked.caller_name(ctx);
+                let caller = checked.take_caller_name(ctx);
                 match audit.reserve(ctx, caller, checked.verdict, &input, O::MINTS_FOR_ANY_USER) {
                     Ok(reserved) => reserved,
                     Err(refusal) => {
