@@ -26,7 +26,7 @@ use crate::domain::{
     RequestContext, Served, Upstream, Upstreamed,
 };
 use crate::guard::{Guard, GuardSettings, breaker};
-use crate::policy::{Decision, LivePolicy};
+use crate::policy::{Decision, LivePolicy, Verdict};
 
 /// The upstream and its guard, shared with every fetch the cache makes.
 #[derive(Debug)]
@@ -183,26 +183,27 @@ impl<U: Upstream> Gateway<U> {
         let Some(live) = &self.policy else {
             return Checked {
                 caller: None,
-                decision: "no_policy",
+                verdict: Verdict::NoPolicy,
                 refusal: None,
             };
         };
         let operation = O::NAME;
-        let policy = live.current();
-        let (caller, refusal, dry_run) = match policy.decide(&ctx.caller, ctx.peer, &input.scope())
-        {
+        let decision = live.current().decide(&ctx.caller, ctx.peer, &input.scope());
+        let verdict = decision.verdict();
+        let (caller, refusal) = match decision {
             // Counted by the policy, on the caller's own series.
             Decision::Allow { caller } => {
                 return Checked {
                     caller: Some(caller),
-                    decision: "allow",
+                    verdict,
                     refusal: None,
                 };
             }
+            // Counted as rate limited, not as a decision.
             Decision::RateLimited {
                 caller,
                 retry_after,
-                dry_run,
+                ..
             } => {
                 live.metrics().rate_limited(&caller);
                 let refusal = Error::CallerRateLimited {
@@ -210,41 +211,31 @@ impl<U: Upstream> Gateway<U> {
                     operation,
                     retry_after,
                 };
-                (caller, refusal, dry_run)
+                (caller, refusal)
             }
-            Decision::Deny {
-                caller,
-                why,
-                dry_run,
-            } => {
+            Decision::Deny { caller, why, .. } => {
+                live.metrics().decision(&caller, operation, verdict);
                 let refusal = Error::PolicyDenied {
                     caller: caller.clone(),
                     operation,
                     why,
                 };
-                (caller, refusal, dry_run)
+                (caller, refusal)
             }
-            Decision::Unauthenticated { why, dry_run } => {
+            Decision::Unauthenticated { why, .. } => {
+                let caller = crate::policy::ANONYMOUS;
+                live.metrics().decision(caller, operation, verdict);
                 let refusal = Error::CallerUnauthenticated { operation, why };
-                (crate::policy::ANONYMOUS.to_owned(), refusal, dry_run)
+                (caller.to_owned(), refusal)
             }
         };
-        let rate_limited = matches!(refusal, Error::CallerRateLimited { .. });
-        let decision = match (rate_limited, dry_run) {
-            (true, false) => "rate_limited",
-            (true, true) => "dry_run_rate_limited",
-            (false, false) => "deny",
-            (false, true) => "dry_run_deny",
-        };
-        if !rate_limited {
-            live.metrics().decision(&caller, operation, decision);
-        }
+        let dry_run = verdict.dry_run_refusal();
         if dry_run {
             tracing::info!("dry run: the policy would refuse this call: {refusal}");
         }
         Checked {
             caller: Some(caller.into()),
-            decision,
+            verdict,
             refusal: (!dry_run).then_some(refusal),
         }
     }
@@ -254,20 +245,16 @@ impl<U: Upstream> Gateway<U> {
 struct Checked {
     /// The policy's name for the caller; `None` without a policy.
     caller: Option<std::sync::Arc<str>>,
-    /// The decision, as the audit log names it.
-    decision: &'static str,
+    verdict: Verdict,
     /// Why the call is refused, if it is.
     refusal: Option<Error>,
 }
 
 impl Checked {
-    /// A call the audit log records whatever its operation: one a dry run
-    /// would have refused.
-    fn dry_run_refusal(&self) -> bool {
-        self.decision.starts_with("dry_run")
-    }
-
-    fn caller_name(&mut self, ctx: &RequestContext) -> std::sync::Arc<str> {
+    /// The caller's name for its audit line, taken out: the policy's name,
+    /// or else the identity it showed. Taken once, as a call writes one
+    /// line.
+    fn take_caller_name(&mut self, ctx: &RequestContext) -> std::sync::Arc<str> {
         self.caller
             .take()
             .unwrap_or_else(|| audit::caller_name(&ctx.caller))
@@ -282,7 +269,7 @@ async fn send<O: Operation, U: Upstream>(
     input: &O,
     purpose: FetchFor,
 ) -> Upstreamed<O::Output> {
-    let ticket = match backend.guard.clear(O::NAME, purpose).await {
+    let ticket = match backend.guard.admit(O::NAME, purpose).await {
         Ok(ticket) => ticket,
         Err(refused) => return Upstreamed::unrecorded(Err(refused)),
     };
@@ -339,19 +326,18 @@ impl<U: Upstream> IdentityService for Gateway<U> {
         let input = Arc::new(input);
         if let Some(refusal) = checked.refusal.take() {
             if let Some(audit) = &self.audit {
-                let caller = checked.caller_name(ctx);
-                audit.refused(ctx, caller, checked.decision, input, &refusal);
+                let caller = checked.take_caller_name(ctx);
+                audit.refused(ctx, caller, checked.verdict, input, &refusal);
             }
             return Either::Right(std::future::ready(Served::refused(refusal)));
         }
-        // A developer call is served only once its audit line has a place.
-        let audited = O::NAME == OperationName::GetOpenIdTokenForDeveloperIdentity
-            || checked.dry_run_refusal();
+        // A call that mints for any user is served only once its audit
+        // line has a place.
+        let audited = O::MINTS_FOR_ANY_USER || checked.verdict.dry_run_refusal();
         let reserved = match &self.audit {
             Some(audit) if audited => {
-                let caller = checked.caller_name(ctx);
-                let required = O::NAME == OperationName::GetOpenIdTokenForDeveloperIdentity;
-                match audit.reserve(ctx, caller, checked.decision, &input, required) {
+                let caller = checked.take_caller_name(ctx);
+                match audit.reserve(ctx, caller, checked.verdict, &input, O::MINTS_FOR_ANY_USER) {
                     Ok(reserved) => reserved,
                     Err(refusal) => {
                         return Either::Right(std::future::ready(Served::refused(refusal)));
@@ -371,7 +357,7 @@ impl<U: Upstream> IdentityService for Gateway<U> {
             (Some(cache), Some(key)) => Either::Left(cache.get_or_fetch(
                 key,
                 deadline,
-                || guard.wait(),
+                || guard.take_waiting_place(),
                 move |purpose| {
                     let (backend, input) = (backend.clone(), input.clone());
                     async move { send(&*backend, &*input, purpose).await }
@@ -379,7 +365,7 @@ impl<U: Upstream> IdentityService for Gateway<U> {
             )),
             // Boxed like the cache's miss path: the SDK's future is large.
             _ => Either::Right(Box::pin(async move {
-                let _waiting = match backend.guard.wait() {
+                let _waiting = match backend.guard.take_waiting_place() {
                     Ok(place) => place,
                     Err(refused) => return Served::refused(refused),
                 };

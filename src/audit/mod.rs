@@ -37,7 +37,7 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 
 use crate::domain::{CacheOutcome, Caller, Error, Operation, RequestContext, Scope, Served};
-use crate::policy;
+use crate::policy::{self, Verdict};
 use metrics::AuditMetrics;
 pub use user::HmacKey;
 use writer::Writer;
@@ -83,7 +83,7 @@ struct Entry {
     time: SystemTime,
     caller: Arc<str>,
     identity: Caller,
-    decision: &'static str,
+    decision: Verdict,
     trace_id: Option<[u8; 16]>,
     asked: Arc<dyn Audited>,
     identity_id: Option<String>,
@@ -192,7 +192,7 @@ impl Auditor {
         &self,
         ctx: &RequestContext,
         caller: Arc<str>,
-        decision: &'static str,
+        verdict: Verdict,
         asked: Arc<O>,
         refusal: &Error,
     ) {
@@ -200,7 +200,7 @@ impl Auditor {
             self.metrics.dropped(1);
             return;
         }
-        let mut entry = self.entry(ctx, caller, decision, asked, Some(refusal));
+        let mut entry = self.entry(ctx, caller, verdict, asked, Some(refusal));
         entry.time = SystemTime::now();
         if self.queue.try_send(Some(entry)).is_err() {
             self.metrics.dropped(1);
@@ -215,7 +215,7 @@ impl Auditor {
         &self,
         ctx: &RequestContext,
         caller: Arc<str>,
-        decision: &'static str,
+        verdict: Verdict,
         asked: &Arc<O>,
         required: bool,
     ) -> Result<Option<Reserved>, Error> {
@@ -234,7 +234,7 @@ impl Auditor {
                 entry: Some(Box::new(self.entry(
                     ctx,
                     caller,
-                    decision,
+                    verdict,
                     asked.clone(),
                     None,
                 ))),
@@ -243,7 +243,7 @@ impl Auditor {
             None => {
                 let refusal = Error::AuditUnavailable { operation: O::NAME };
                 self.metrics.refused();
-                self.refused(ctx, caller, decision, asked.clone(), &refusal);
+                self.refused(ctx, caller, verdict, asked.clone(), &refusal);
                 Err(refusal)
             }
         }
@@ -254,7 +254,7 @@ impl Auditor {
         &self,
         ctx: &RequestContext,
         caller: Arc<str>,
-        decision: &'static str,
+        verdict: Verdict,
         asked: Arc<O>,
         refusal: Option<&Error>,
     ) -> Entry {
@@ -262,7 +262,7 @@ impl Auditor {
             time: SystemTime::UNIX_EPOCH,
             caller,
             identity: ctx.caller.clone(),
-            decision,
+            decision: verdict,
             trace_id: ctx.trace_id,
             asked,
             identity_id: None,
@@ -396,7 +396,7 @@ mod tests {
         };
         let input = Arc::new(developer(&[("login.shop.example", "user-42")]));
         let reserved = auditor
-            .reserve(&ctx, "checkout".into(), "allow", &input, true)
+            .reserve(&ctx, "checkout".into(), Verdict::Allow, &input, true)
             .unwrap();
         // The deadline passed: the call's future, and its place, dropped.
         drop(reserved);
@@ -453,7 +453,13 @@ mod tests {
         // Refusals until the pipe and the writer's buffer are full and the
         // writer blocks: then the queue fills, as far as refusals may.
         let refuse = || {
-            auditor.refused(&ctx, "anonymous".into(), "deny", input.clone(), &refusal);
+            auditor.refused(
+                &ctx,
+                "anonymous".into(),
+                Verdict::Deny { dry_run: false },
+                input.clone(),
+                &refusal,
+            );
         };
         for _ in 0..2_000 {
             (0..10).for_each(|_| refuse());
@@ -469,14 +475,20 @@ mod tests {
         let places = auditor.queue.capacity();
         assert_eq!(places, 2, "a quarter of the queue is kept for calls");
         for _ in 0..places {
-            let reserved = auditor.reserve(&ctx, "checkout".into(), "allow", &input, true);
+            let reserved = auditor.reserve(&ctx, "checkout".into(), Verdict::Allow, &input, true);
             // Kept until the end of the test: a dropped place is a line.
             std::mem::forget(reserved.unwrap().expect("a place"));
         }
-        let full = auditor.reserve(&ctx, "checkout".into(), "allow", &input, true);
+        let full = auditor.reserve(&ctx, "checkout".into(), Verdict::Allow, &input, true);
         assert!(matches!(full, Err(Error::AuditUnavailable { .. })));
         // A line not required is lost, and its call served.
-        let optional = auditor.reserve(&ctx, "checkout".into(), "dry_run_deny", &input, false);
+        let optional = auditor.reserve(
+            &ctx,
+            "checkout".into(),
+            Verdict::Deny { dry_run: true },
+            &input,
+            false,
+        );
         assert!(matches!(optional, Ok(None)));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -4,7 +4,7 @@
 use aws_lc_rs::hmac;
 
 use super::line::hex;
-use crate::domain::{OperationName, Scope};
+use crate::domain::Scope;
 
 /// The Logins keys of Cognito's and the public providers' tokens: every
 /// other key of a developer call's Logins is its developer provider (a
@@ -46,7 +46,7 @@ impl std::fmt::Debug for HmacKey {
 /// provider's key looks like a developer provider's name: with two such
 /// keys, which is the user is not known, and none is hashed.
 pub(super) fn developer_user<'a>(scope: &Scope<'a>) -> Option<&'a str> {
-    if scope.operation != OperationName::GetOpenIdTokenForDeveloperIdentity {
+    if !scope.operation.mints_for_any_user() {
         return None;
     }
     let mut candidates = scope.logins.iter().filter(|(name, _)| {

@@ -239,7 +239,7 @@ impl Writer {
             outcome: entry.outcome,
             reason: entry.reason.as_deref(),
             cache: entry.cache.map(CacheOutcome::as_str),
-            decision: entry.decision,
+            decision: entry.decision.label(),
             trace_id: entry.trace_id,
         };
         self.held.push(|buf| line.write(buf));

@@ -115,9 +115,17 @@ enum Miss {
     Uncacheable(Box<dyn Any + Send + Sync>),
 }
 
-/// The upstream call of the fetch this caller ran itself, once it has run:
-/// moka runs one waiter's init future and hands its outcome to the rest.
-type OwnFetch = Arc<Mutex<Option<Option<Box<UpstreamCall>>>>>;
+/// Whether a caller's own fetch ran: moka runs one waiter's init future
+/// and hands its outcome to the rest, which coalesce on it.
+#[derive(Debug, Default)]
+enum OwnFetch {
+    /// Another waiter's fetch answered this caller.
+    #[default]
+    NotRun,
+    /// This caller's fetch ran, with the upstream call it made when one
+    /// was recorded (none when the guard refused it).
+    Ran(Option<Box<UpstreamCall>>),
+}
 
 /// The token cache.
 pub struct TokenCache {
@@ -203,7 +211,7 @@ impl TokenCache {
     /// how the cache answered and the upstream call made for this caller.
     ///
     /// A caller that has to wait on the upstream first takes its place with
-    /// `admit` (the guard's waiting limit), held until the answer comes. A
+    /// `take_place` (the guard's waiting limit), held until the answer comes. A
     /// still-valid token seen with too little life left is served instead
     /// of a retryable failure, and instead of waiting past `deadline`: the
     /// renewal is waited for until [`STALE_RESERVE`] before it.
@@ -211,7 +219,7 @@ impl TokenCache {
         &self,
         key: CacheKey,
         deadline: Option<Instant>,
-        admit: A,
+        take_place: A,
         fetch: F,
     ) -> Served<T>
     where
@@ -243,7 +251,7 @@ impl TokenCache {
         // The miss path holds moka's insertion and the upstream call, whose
         // futures are large: boxed, so that the hit path's future stays
         // small and cheap to move (a measured memmove hot spot).
-        Box::pin(self.fetch_into(key, stale, deadline, admit, fetch)).await
+        Box::pin(self.fetch_into(key, stale, deadline, take_place, fetch)).await
     }
 
     /// The miss path of [`Self::get_or_fetch`]: `stale` is the entry seen
@@ -253,7 +261,7 @@ impl TokenCache {
         key: CacheKey,
         stale: Option<Arc<Entry>>,
         deadline: Option<Instant>,
-        admit: A,
+        take_place: A,
         fetch: F,
     ) -> Served<T>
     where
@@ -262,7 +270,7 @@ impl TokenCache {
         F: Fn(FetchFor) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Upstreamed<T>> + Send + 'static,
     {
-        let _waiting = match admit() {
+        let _waiting = match take_place() {
             Ok(place) => place,
             Err(refused) => {
                 return self
@@ -270,55 +278,14 @@ impl TokenCache {
                     .await;
             }
         };
-        if let Some(seen) = stale.clone() {
-            // Remove it so that the call below fetches, unless another caller
-            // has replaced it already; put back if the fetch fails.
-            self.cache
-                .entry(key)
-                .and_compute_with(|current| {
-                    std::future::ready(match current {
-                        Some(c) if Arc::ptr_eq(c.value(), &seen) => Op::Remove,
-                        _ => Op::Nop,
-                    })
-                })
-                .await;
+        if let Some(seen) = &stale {
+            self.forget(key, seen).await;
         }
-        let own: OwnFetch = Arc::default();
-        let init = {
-            let own = own.clone();
-            let call = fetch(FetchFor::Caller(deadline));
-            let lifetimes = self.lifetimes.clone();
-            async move {
-                let Upstreamed {
-                    result,
-                    call,
-                    valid_until,
-                } = call.await;
-                if let Ok(mut own) = own.lock() {
-                    *own = Some(call);
-                }
-                match result {
-                    Ok(value) => lifetimes
-                        .entry(value, valid_until)
-                        .map(Arc::new)
-                        .map_err(|value| Miss::Uncacheable(Box::new(value))),
-                    Err(e) => Err(Miss::Upstream(e)),
-                }
-            }
-        };
+        let own = Arc::new(Mutex::new(OwnFetch::NotRun));
+        let call = fetch(FetchFor::Caller(deadline));
+        let init = Self::init(call, self.lifetimes.clone(), own.clone());
         let fetched = self.cache.try_get_with(key, init);
-        // With a valid token in hand, the renewal is not waited for past
-        // the caller's deadline (real time; the reserve is the clock's).
-        let clock = &self.lifetimes.clock;
-        let stale_for = match (&stale, deadline) {
-            (Some(entry), Some(deadline))
-                if entry.valid(clock.now(), self.lifetimes.settings.safety_margin) =>
-            {
-                let left = clock.from_real(deadline.saturating_duration_since(Instant::now()));
-                Some(clock.real(left.saturating_sub(STALE_RESERVE)))
-            }
-            _ => None,
-        };
+        let stale_for = self.stale_for(stale.as_ref(), deadline);
         let outcome = match stale_for {
             Some(wait) => match tokio::time::timeout(wait, fetched).await {
                 Ok(outcome) => outcome,
@@ -331,14 +298,13 @@ impl TokenCache {
             },
             None => fetched.await,
         };
-        let (fetched, upstream) = match own.lock().ok().and_then(|mut own| own.take()) {
-            Some(call) => (true, call),
-            None => (false, None),
-        };
-        let (counter, label) = if fetched {
-            (&self.counters.misses, CacheOutcome::Miss)
-        } else {
-            (&self.counters.coalesced, CacheOutcome::Coalesced)
+        let own = own
+            .lock()
+            .map(|mut own| std::mem::take(&mut *own))
+            .unwrap_or_default();
+        let (counter, label, upstream) = match own {
+            OwnFetch::Ran(call) => (&self.counters.misses, CacheOutcome::Miss, call),
+            OwnFetch::NotRun => (&self.counters.coalesced, CacheOutcome::Coalesced, None),
         };
         counter.fetch_add(1, Ordering::Relaxed);
         match outcome {
@@ -350,6 +316,65 @@ impl TokenCache {
                         .await
                 }
             },
+        }
+    }
+
+    /// Removes `seen` from the cache so that a fetch for `key` calls the
+    /// upstream, unless another caller has replaced it already; the fetch
+    /// puts it back if it fails.
+    async fn forget(&self, key: CacheKey, seen: &Arc<Entry>) {
+        self.cache
+            .entry(key)
+            .and_compute_with(|current| {
+                std::future::ready(match current {
+                    Some(c) if Arc::ptr_eq(c.value(), seen) => Op::Remove,
+                    _ => Op::Nop,
+                })
+            })
+            .await;
+    }
+
+    /// moka's init future for a caller's own fetch: the entry of what
+    /// `call` answers, and in `own` that this fetch ran.
+    async fn init<T, Fut>(
+        call: Fut,
+        lifetimes: Lifetimes,
+        own: Arc<Mutex<OwnFetch>>,
+    ) -> Result<Arc<Entry>, Miss>
+    where
+        T: Answer,
+        Fut: Future<Output = Upstreamed<T>>,
+    {
+        let Upstreamed {
+            result,
+            call,
+            valid_until,
+        } = call.await;
+        if let Ok(mut own) = own.lock() {
+            *own = OwnFetch::Ran(call);
+        }
+        match result {
+            Ok(value) => lifetimes
+                .entry(value, valid_until)
+                .map(Arc::new)
+                .map_err(|value| Miss::Uncacheable(Box::new(value))),
+            Err(e) => Err(Miss::Upstream(e)),
+        }
+    }
+
+    /// How long a caller holding the still-valid `stale` token waits for
+    /// its renewal: not past its deadline (real time; the reserve is the
+    /// clock's). `None`: as long as the renewal takes.
+    fn stale_for(&self, stale: Option<&Arc<Entry>>, deadline: Option<Instant>) -> Option<Duration> {
+        let clock = &self.lifetimes.clock;
+        match (stale, deadline) {
+            (Some(entry), Some(deadline))
+                if entry.valid(clock.now(), self.lifetimes.settings.safety_margin) =>
+            {
+                let left = clock.from_real(deadline.saturating_duration_since(Instant::now()));
+                Some(clock.real(left.saturating_sub(STALE_RESERVE)))
+            }
+            _ => None,
         }
     }
 

@@ -16,6 +16,10 @@ use crate::server::tls::{LiveTls, TlsFiles};
 /// identifier recovered by trying candidates.
 const MIN_AUDIT_KEY: usize = 16;
 
+/// A setting refused: what is wrong with it is in [`Problems`] already,
+/// to be reported with every other problem.
+struct Invalid;
+
 /// Who may call, as configured.
 pub(super) struct Callers {
     pub(super) policy: Option<Arc<LivePolicy>>,
@@ -81,20 +85,21 @@ impl Cli {
         Some(Callers {
             policy,
             identity_header,
-            tls: tls?,
-            audit: audit?,
+            tls: tls.ok()?,
+            audit: audit.ok()?,
         })
     }
 
-    /// `Some(None)`: plaintext.
-    fn tls(&self, p: &mut Problems) -> Option<Option<Arc<LiveTls>>> {
+    /// The listener's TLS; `Ok(None)`: plaintext, as no certificate is
+    /// given.
+    fn tls(&self, p: &mut Problems) -> Result<Option<Arc<LiveTls>>, Invalid> {
         let files = match (&self.tls_cert, &self.tls_key) {
             (None, None) => {
                 if self.tls_client_ca.is_some() {
                     p.0.push("--tls-client-ca: needs --tls-cert and --tls-key".to_owned());
-                    return None;
+                    return Err(Invalid);
                 }
-                return Some(None);
+                return Ok(None);
             }
             (Some(cert), Some(key)) => TlsFiles {
                 cert: cert.clone(),
@@ -103,18 +108,20 @@ impl Cli {
             },
             (Some(_), None) => {
                 p.0.push("--tls-cert: needs --tls-key".to_owned());
-                return None;
+                return Err(Invalid);
             }
             (None, Some(_)) => {
                 p.0.push("--tls-key: needs --tls-cert".to_owned());
-                return None;
+                return Err(Invalid);
             }
         };
-        Some(Some(p.check_as_is(LiveTls::load(files).map(Arc::new))?))
+        let tls = p.check_as_is(LiveTls::load(files).map(Arc::new));
+        tls.map(Some).ok_or(Invalid)
     }
 
-    /// `Some(None)`: no audit log.
-    fn audit(&self, p: &mut Problems) -> Option<Option<AuditSettings>> {
+    /// The audit log's settings; `Ok(None)`: no audit log, as none is
+    /// asked for. Its other flags are checked either way.
+    fn audit(&self, p: &mut Problems) -> Result<Option<AuditSettings>, Invalid> {
         let queue = p.number(
             "audit-queue-capacity",
             &self.audit_queue_capacity,
@@ -122,7 +129,7 @@ impl Cli {
         );
         let fallback_after = p.duration("audit-fallback-after", &self.audit_fallback_after);
         let Some(log) = &self.audit_log else {
-            return Some(None);
+            return Ok(None);
         };
         let sink = match log.as_str() {
             "-" => AuditSink::Stdout,
@@ -134,14 +141,14 @@ impl Cli {
                  the same on every replica)"
                     .to_owned(),
             );
-            return None;
+            return Err(Invalid);
         };
-        let key = p.check_as_is(audit_key(key_file))?;
-        Some(Some(AuditSettings {
+        let key = p.check_as_is(audit_key(key_file)).ok_or(Invalid)?;
+        Ok(Some(AuditSettings {
             sink,
             key,
-            queue: queue?,
-            fallback_after: fallback_after?,
+            queue: queue.ok_or(Invalid)?,
+            fallback_after: fallback_after.ok_or(Invalid)?,
         }))
     }
 }

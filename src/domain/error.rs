@@ -1,7 +1,8 @@
 //! The domain's one error type. The upstream adapter sorts SDK errors into
 //! these cases; `grpc::status` turns them into gRPC statuses, in one place.
 
-use super::operation::OperationName;
+use super::cognito_codes::CognitoCode;
+use super::operation_name::OperationName;
 use super::validate::Violations;
 
 /// Everything that can go wrong with a call.
@@ -196,13 +197,7 @@ impl Error {
     /// Whether trying the same call again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Cognito { code, .. } => matches!(
-                code.as_str(),
-                "TooManyRequestsException"
-                    | "LimitExceededException"
-                    | "InternalErrorException"
-                    | "ExternalServiceException"
-            ),
+            Error::Cognito { code, .. } => CognitoCode::of(code).retryable,
             Error::Unreachable(_)
             | Error::UpstreamTimeout
             | Error::DeadlineExceeded
@@ -233,12 +228,7 @@ impl Error {
         match self {
             Error::Unreachable(_) | Error::UpstreamTimeout => true,
             Error::BadResponse { status, .. } => *status >= 500,
-            Error::Cognito { code, .. } => {
-                matches!(
-                    code.as_str(),
-                    "InternalErrorException" | "ServiceUnavailable"
-                )
-            }
+            Error::Cognito { code, .. } => CognitoCode::of(code).upstream_down,
             _ => false,
         }
     }

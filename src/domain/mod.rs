@@ -1,12 +1,15 @@
-//! The domain: validated requests, replies, the caller, the one error type,
-//! the [`Operation`] each request is, and the two seams the gateway is built
+//! The domain: validated requests, replies, the caller, the one error type
+//! and the one table of Cognito's error codes ([`CognitoCode`]), the
+//! [`Operation`] each request is, and the two seams the gateway is built
 //! around, [`IdentityService`] (what the gRPC layer calls) and [`Upstream`]
 //! (what talks to Cognito). No proto type and no AWS SDK type appears here,
 //! and nothing here imports another module of the crate.
 
+mod cognito_codes;
 mod context;
 mod error;
 mod operation;
+mod operation_name;
 mod operations;
 mod outcome;
 mod secret;
@@ -15,9 +18,11 @@ pub mod validate;
 
 use std::future::Future;
 
+pub use cognito_codes::CognitoCode;
 pub use context::{Activity, Caller, Deadline, InFlight, Peer, RequestContext};
 pub use error::Error;
-pub use operation::{Answer, Caching, KeyFields, Lifetime, Operation, OperationName, Scope};
+pub use operation::{Answer, Caching, KeyFields, Lifetime, Operation, Scope};
+pub use operation_name::OperationName;
 pub use operations::{
     Credentials, GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput,
     GetIdOutput, GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, OpenIdToken, RawMap,

@@ -8,59 +8,13 @@ use std::future::Future;
 use std::time::SystemTime;
 
 use super::Upstream;
+use super::operation_name::OperationName;
 use super::operations::{
     GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput, GetIdOutput,
     GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, OpenIdToken,
 };
 use super::outcome::Upstreamed;
 use super::types::SecretMap;
-
-/// The operations, named as in the Cognito Identity API (and as the gRPC
-/// methods that offer them). The discriminant tags each operation's cache
-/// keys, so that the same fields in two operations never share an entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum OperationName {
-    /// GetId.
-    GetId = 1,
-    /// GetOpenIdToken.
-    GetOpenIdToken = 2,
-    /// GetOpenIdTokenForDeveloperIdentity.
-    GetOpenIdTokenForDeveloperIdentity = 3,
-    /// GetCredentialsForIdentity.
-    GetCredentialsForIdentity = 4,
-}
-
-impl OperationName {
-    /// Every operation.
-    pub const ALL: [OperationName; 4] = [
-        Self::GetId,
-        Self::GetOpenIdToken,
-        Self::GetOpenIdTokenForDeveloperIdentity,
-        Self::GetCredentialsForIdentity,
-    ];
-
-    /// The operation of this name, as the API spells it.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.as_str() == name)
-    }
-
-    /// The name, as the API spells it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::GetId => "GetId",
-            Self::GetOpenIdToken => "GetOpenIdToken",
-            Self::GetOpenIdTokenForDeveloperIdentity => "GetOpenIdTokenForDeveloperIdentity",
-            Self::GetCredentialsForIdentity => "GetCredentialsForIdentity",
-        }
-    }
-}
-
-impl fmt::Display for OperationName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Whether an answer may be cached, and under which of the cache's
 /// switches; the cache's settings decide the rest.
@@ -193,6 +147,9 @@ pub trait Operation: fmt::Debug + Send + Sync + 'static {
     type Output: Answer;
     /// Its name.
     const NAME: OperationName;
+    /// Whether it mints a token for any user the caller names
+    /// ([`OperationName::mints_for_any_user`]).
+    const MINTS_FOR_ANY_USER: bool = Self::NAME.mints_for_any_user();
     /// Whether its answer may be cached.
     fn caching(&self) -> Caching;
     /// Writes every field that changes its answer, for the cache key.

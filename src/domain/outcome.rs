@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::error::Error;
-use super::operation::OperationName;
+use super::operation_name::OperationName;
 
 /// How the cache answered a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 //! Cognito's errors keep their code: the status carries a
 //! `google.rpc.ErrorInfo` whose `reason` is the Cognito error code, in the
 //! domain `cognito-identity.amazonaws.com`, with the AWS request id and
-//! whether a retry may help in its metadata. Failures that are the gateway's
+//! whether a retry may help in its metadata; the gRPC code and the retry
+//! advice are those of the domain's table ([`CognitoCode`]). Failures that are the gateway's
 //! own (validation, transport, deadlines) use the domain
 //! `cognito-identity-gateway`; validation failures also carry a
 //! `google.rpc.BadRequest` naming every bad field.
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
-use crate::domain::{Error, OperationName};
+use crate::domain::{CognitoCode, Error, OperationName};
 
 /// ErrorInfo domain of errors that Cognito returned.
 pub const COGNITO_DOMAIN: &str = "cognito-identity.amazonaws.com";
@@ -31,22 +32,6 @@ pub const RETRYABLE_KEY: &str = "retryable";
 pub const CALLER_KEY: &str = "caller";
 /// ErrorInfo metadata key of the operation a caller was refused.
 pub const OPERATION_KEY: &str = "operation";
-
-/// The gRPC code for a Cognito error code.
-pub fn code_for_cognito_error(code: &str) -> Code {
-    match code {
-        "InvalidParameterException" => Code::InvalidArgument,
-        "NotAuthorizedException" => Code::PermissionDenied,
-        "ResourceNotFoundException" => Code::NotFound,
-        "ResourceConflictException" | "DeveloperUserAlreadyRegisteredException" => {
-            Code::AlreadyExists
-        }
-        "TooManyRequestsException" | "LimitExceededException" => Code::ResourceExhausted,
-        "InvalidIdentityPoolConfigurationException" => Code::FailedPrecondition,
-        "ExternalServiceException" | "InternalErrorException" => Code::Unavailable,
-        _ => Code::Unknown,
-    }
-}
 
 fn error_info(
     reason: &str,
@@ -91,7 +76,7 @@ pub fn code_of(err: &Error) -> Code {
         | Error::MalformedRequest { .. }
         | Error::RequestTooLarge { .. } => Code::InvalidArgument,
         Error::RequestBodyTimeout { .. } => Code::DeadlineExceeded,
-        Error::Cognito { code, .. } => code_for_cognito_error(code),
+        Error::Cognito { code, .. } => CognitoCode::of(code).grpc,
         Error::PolicyDenied { .. } => Code::PermissionDenied,
         Error::CallerRateLimited { .. } => Code::ResourceExhausted,
         Error::CallerUnauthenticated { .. } => Code::Unauthenticated,
@@ -223,6 +208,8 @@ mod tests {
             ),
             ("ExternalServiceException", Code::Unavailable, true),
             ("InternalErrorException", Code::Unavailable, true),
+            // Not in Cognito's model: the HTTP 503 any AWS endpoint may answer.
+            ("ServiceUnavailable", Code::Unavailable, true),
             ("SomethingNewException", Code::Unknown, false),
         ];
         for (cognito_code, grpc_code, retryable) in table {

@@ -12,8 +12,8 @@
 //!
 //! The breaker is asked first, so that a refused call takes nothing from a
 //! budget. Every upstream call, a caller's or a background refresh's, goes
-//! through [`Guard::clear`]; only callers take a waiting place
-//! ([`Guard::wait`]).
+//! through [`Guard::admit`]; only callers take a waiting place
+//! ([`Guard::take_waiting_place`]).
 
 pub mod breaker;
 mod metrics;
@@ -97,9 +97,9 @@ impl Guard {
     }
 
     /// A caller's place among those waiting on Cognito, held until its
-    /// answer comes; refused with [`Error::UpstreamBusy`] when they are all
-    /// taken.
-    pub fn wait(&self) -> Result<Waiting, Error> {
+    /// answer comes; refused at once with [`Error::UpstreamBusy`] when they
+    /// are all taken (it never waits for one).
+    pub fn take_waiting_place(&self) -> Result<Waiting, Error> {
         let before = self.waiting.fetch_add(1, Ordering::AcqRel);
         let place = Waiting(self.waiting.clone());
         match self.waiting_limit {
@@ -112,11 +112,11 @@ impl Guard {
         }
     }
 
-    /// Clears one upstream call to `operation` made for `purpose`: refused
+    /// Admits one upstream call to `operation` made for `purpose`: refused
     /// at once while the breaker is open, then within the operation's
     /// budget (a caller may wait for a slot). The ticket says what became
     /// of the call.
-    pub async fn clear(
+    pub async fn admit(
         &self,
         operation: OperationName,
         purpose: FetchFor,
@@ -150,14 +150,14 @@ mod tests {
             },
             Clock::default(),
         );
-        let a = guard.wait().unwrap();
-        let _b = guard.wait().unwrap();
+        let a = guard.take_waiting_place().unwrap();
+        let _b = guard.take_waiting_place().unwrap();
         assert!(matches!(
-            guard.wait(),
+            guard.take_waiting_place(),
             Err(Error::UpstreamBusy { limit: 2 })
         ));
         drop(a);
-        assert!(guard.wait().is_ok());
+        assert!(guard.take_waiting_place().is_ok());
     }
 
     #[tokio::test]
@@ -175,12 +175,12 @@ mod tests {
         );
         let caller = FetchFor::Caller(None);
         guard
-            .clear(OperationName::GetId, caller)
+            .admit(OperationName::GetId, caller)
             .await
             .unwrap()
             .finished(Some(&Error::UpstreamTimeout));
         for _ in 0..10 {
-            let refused = guard.clear(OperationName::GetId, caller).await;
+            let refused = guard.admit(OperationName::GetId, caller).await;
             assert!(matches!(refused, Err(Error::CircuitOpen { .. })));
         }
         assert_eq!(guard.circuit().name(), "open");

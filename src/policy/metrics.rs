@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::Verdict;
 use crate::domain::OperationName;
 use crate::reload::Reloads;
 
@@ -19,7 +20,7 @@ struct DecisionLabels {
     caller: String,
     operation: OperationName,
     /// `allow`, `deny`, `dry_run_deny`.
-    decision: &'static str,
+    decision: Verdict,
 }
 
 /// The label of a caller's series.
@@ -74,23 +75,23 @@ impl PolicyMetrics {
     }
 
     /// The policy judged a call of `caller`'s.
-    pub fn decision(&self, caller: &str, operation: OperationName, decision: &'static str) {
-        self.decision_series(caller, operation, decision).inc();
+    pub fn decision(&self, caller: &str, operation: OperationName, verdict: Verdict) {
+        self.decision_series(caller, operation, verdict).inc();
     }
 
-    /// The series of `caller`'s `decision`s on `operation`, to be kept by
+    /// The series of `caller`'s `verdict`s on `operation`, to be kept by
     /// whoever counts them (an atomic add a call, no lookup).
     pub(super) fn decision_series(
         &self,
         caller: &str,
         operation: OperationName,
-        decision: &'static str,
+        verdict: Verdict,
     ) -> Counter {
         self.decisions
             .get_or_create(&DecisionLabels {
                 caller: caller.to_owned(),
                 operation,
-                decision,
+                decision: verdict,
             })
             .clone()
     }

@@ -19,10 +19,12 @@ mod live;
 mod load;
 mod metrics;
 mod peers;
+mod verdict;
 
 pub use live::LivePolicy;
 pub use metrics::PolicyMetrics;
 use peers::PeerLimits;
+pub use verdict::Verdict;
 
 use foldhash::{HashMap, HashSet};
 use std::borrow::Cow;
@@ -343,7 +345,7 @@ impl Allowed {
     fn count(&self, metrics: &PolicyMetrics, caller: &str, operation: OperationName) {
         let i = (operation as usize - 1) % 4;
         self.0[i]
-            .get_or_init(|| metrics.decision_series(caller, operation, "allow"))
+            .get_or_init(|| metrics.decision_series(caller, operation, Verdict::Allow))
             .inc();
     }
 }
@@ -447,7 +449,7 @@ impl Rule {
         {
             return Err((3, format!("no rule allows the principal tag {key:?}")));
         }
-        if scope.operation == OperationName::GetOpenIdTokenForDeveloperIdentity
+        if scope.operation.mints_for_any_user()
             && scope.identity_id.is_some()
             && !self.link_existing_identities
         {
@@ -458,7 +460,7 @@ impl Rule {
                     .to_owned(),
             ));
         }
-        if scope.operation == OperationName::GetOpenIdTokenForDeveloperIdentity
+        if scope.operation.mints_for_any_user()
             && let Some(max) = self.max_token_duration
         {
             let asked = scope
