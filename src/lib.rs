@@ -37,7 +37,7 @@
 //! settings; only this file and `main` import it), [`shutdown`] (signals),
 //! [`jwt`] (reading a token's claims), [`rate`] (a token bucket), [`clock`]
 //! (the time tokens' lives and budgets are read from), [`reload`]
-//! (noticing changed files), [`proto`]
+//! (values built from files, taken up again when they change), [`proto`]
 //! (the generated code), and `emulator` (an embedded Cognito Identity
 //! emulator, behind the default feature `emulator`). [`serve`] runs what the
 //! configuration says; `main` calls it, and the integration tests call
@@ -166,17 +166,15 @@ async fn gateway(
         None => "plaintext",
     };
     tracing::info!(listen = %settings.listen, admin = ?settings.admin_listen, tls, "serving gRPC");
-    // Checked every so often besides the watch; a mounted ConfigMap takes
-    // up to a minute to change anyway.
     let _policy_watch = settings
         .policy
         .clone()
-        .and_then(|policy| policy.watch(std::time::Duration::from_secs(10)));
+        .and_then(|policy| policy.watch(reload::CHECK_EVERY));
     let _tls_watch = settings
         .server
         .tls
         .clone()
-        .map(|tls| tls.watch(std::time::Duration::from_secs(10)));
+        .and_then(|tls| tls.watch(reload::CHECK_EVERY));
     let (audit, audit_writer) = match settings.audit {
         Some(audit) => {
             let (auditor, writer) = audit::Auditor::start(audit, grpc::status::code_name)

@@ -114,7 +114,7 @@ async fn serve(name: &str, server_pem: &Pem, client_ca: &str) -> Mounted {
     );
     let policy = Arc::new(LivePolicy::load(&config.join("policy.yaml")).unwrap());
     let watches = [
-        tls.clone().watch(Duration::from_secs(1)),
+        tls.clone().watch(Duration::from_secs(1)).unwrap(),
         policy.clone().watch(Duration::from_secs(1)).unwrap(),
     ];
     let (url, emulator) = start_emulator().await;

@@ -20,7 +20,7 @@ mod load;
 mod metrics;
 mod peers;
 
-pub use live::LivePolicy;
+pub use live::{LivePolicy, LoadedPolicy, PolicyFile};
 pub use metrics::PolicyMetrics;
 use peers::PeerLimits;
 
