@@ -74,6 +74,7 @@ use tokio::net::TcpListener;
 
 use crate::clock::Clock;
 use crate::config::{ConfigError, Program, Settings};
+use crate::policy::LivePolicy;
 use crate::server::{Listeners, RunError};
 use crate::service::Gateway;
 use crate::telemetry::metrics::Metrics;
@@ -161,20 +162,19 @@ async fn gateway(
         );
     }
     let tls = match &settings.server.tls {
-        Some(tls) if tls.asks_for_client_certificates() => "mutual TLS",
+        Some(tls) if tls.files().asks_for_client_certificates() => "mutual TLS",
         Some(_) => "TLS",
         None => "plaintext",
     };
     tracing::info!(listen = %settings.listen, admin = ?settings.admin_listen, tls, "serving gRPC");
-    let _policy_watch = settings
+    // The policy in force from the file as it was checked, and reloaded
+    // when it changes while the gateway runs.
+    let policy = settings
         .policy
+        .map(|loaded| Arc::new(LivePolicy::new(loaded)));
+    let _policy_watch = policy
         .clone()
         .and_then(|policy| policy.watch(reload::CHECK_EVERY));
-    let _tls_watch = settings
-        .server
-        .tls
-        .clone()
-        .and_then(|tls| tls.watch(reload::CHECK_EVERY));
     let (audit, audit_writer) = match settings.audit {
         Some(audit) => {
             let (auditor, writer) = audit::Auditor::start(audit, grpc::status::code_name)
@@ -185,7 +185,7 @@ async fn gateway(
     };
     let service = Gateway::new(upstream, settings.cache, Clock::default())
         .with_guard(settings.guard)
-        .with_policy(settings.policy)
+        .with_policy(policy)
         .with_audit(audit);
     metrics.register(|registry| service.register(registry));
     let service = Arc::new(service);

@@ -3,14 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use super::Cli;
 use super::problems::Problems;
 use crate::audit::{AuditSettings, AuditSink, HmacKey};
 use crate::grpc::{IdentityHeader, TrustedPeers};
-use crate::policy::LivePolicy;
-use crate::server::tls::{LiveTls, TlsFiles};
+use crate::policy::LoadedPolicy;
+use crate::server::tls::{LoadedTls, TlsFiles};
 
 /// The shortest audit key accepted: an HMAC key guessed is a user
 /// identifier recovered by trying candidates.
@@ -18,9 +17,9 @@ const MIN_AUDIT_KEY: usize = 16;
 
 /// Who may call, as configured.
 pub(super) struct Callers {
-    pub(super) policy: Option<Arc<LivePolicy>>,
+    pub(super) policy: Option<LoadedPolicy>,
     pub(super) identity_header: Option<IdentityHeader>,
-    pub(super) tls: Option<Arc<LiveTls>>,
+    pub(super) tls: Option<LoadedTls>,
     pub(super) audit: Option<AuditSettings>,
 }
 
@@ -30,7 +29,7 @@ impl Cli {
     /// it is explicit (loopback, the emulator, or --allow-all-callers).
     pub(super) fn callers(&self, listen: SocketAddr, p: &mut Problems) -> Option<Callers> {
         let policy = match &self.policy {
-            Some(path) => Some(p.check_as_is(LivePolicy::load(path).map(Arc::new))?),
+            Some(path) => Some(p.check_as_is(LoadedPolicy::from_file(path))?),
             None => None,
         };
         let allow_all = p.boolean("allow-all-callers", &self.allow_all_callers)?;
@@ -87,7 +86,7 @@ impl Cli {
     }
 
     /// `Some(None)`: plaintext.
-    fn tls(&self, p: &mut Problems) -> Option<Option<Arc<LiveTls>>> {
+    fn tls(&self, p: &mut Problems) -> Option<Option<LoadedTls>> {
         let files = match (&self.tls_cert, &self.tls_key) {
             (None, None) => {
                 if self.tls_client_ca.is_some() {
@@ -110,7 +109,7 @@ impl Cli {
                 return None;
             }
         };
-        Some(Some(p.check_as_is(LiveTls::load(files).map(Arc::new))?))
+        Some(Some(p.check_as_is(LoadedTls::load(files))?))
     }
 
     /// `Some(None)`: no audit log.
@@ -216,7 +215,7 @@ mod tests {
         ])
         .unwrap();
         let tls = s.server.tls.expect("TLS on");
-        assert!(tls.asks_for_client_certificates());
+        assert!(tls.files().asks_for_client_certificates());
         // Debug names the files and shows no key.
         let debug = format!("{tls:?}");
         assert!(

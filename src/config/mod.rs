@@ -13,7 +13,7 @@ use clap::Parser;
 use crate::audit::AuditSettings;
 use crate::cache::CacheSettings;
 use crate::guard::GuardSettings;
-use crate::policy::LivePolicy;
+use crate::policy::LoadedPolicy;
 use crate::server::ServerSettings;
 use crate::telemetry::{LogFormat, TelemetrySettings, TraceSettings};
 use crate::upstream::UpstreamSettings;
@@ -335,9 +335,10 @@ pub struct Settings {
     pub guard: GuardSettings,
     /// Logs and traces.
     pub telemetry: TelemetrySettings,
-    /// The caller policy, reloaded when its file changes; `None`: every
-    /// caller may call everything.
-    pub policy: Option<std::sync::Arc<LivePolicy>>,
+    /// The caller policy, read and checked (put in force, and reloaded
+    /// when its file changes, once the gateway runs); `None`: every caller
+    /// may call everything.
+    pub policy: Option<LoadedPolicy>,
     /// The audit log, if on.
     pub audit: Option<AuditSettings>,
     /// Start an embedded emulator and use it as the upstream (`--emulator`):

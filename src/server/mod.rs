@@ -28,7 +28,7 @@ use crate::{middleware, proto};
 
 pub use metrics::ServerMetrics;
 
-use tls::LiveTls;
+use tls::{LiveTls, LoadedTls};
 
 /// The largest request message the API decodes: twice the largest valid
 /// request of the service model in ASCII (see
@@ -67,8 +67,9 @@ pub struct ServerSettings {
     /// callers are anonymous unless a client certificate names them.
     pub caller_identity_header: Option<IdentityHeader>,
     /// TLS on the API listener (`--tls-cert`, `--tls-key`,
-    /// `--tls-client-ca`); `None`: plaintext.
-    pub tls: Option<Arc<LiveTls>>,
+    /// `--tls-client-ca`), its files read and checked: [`run`] puts them in
+    /// force, and reloads them when they change. `None`: plaintext.
+    pub tls: Option<LoadedTls>,
     /// Streams a connection may have open at once, advertised in SETTINGS.
     pub max_concurrent_streams: u32,
     /// How long a new connection may take to finish its TLS handshake, and
@@ -147,6 +148,15 @@ pub async fn run<S: IdentityService>(
 ) -> Result<(), RunError> {
     type Api<S> = CognitoIdentityServiceServer<GrpcApi<S>>;
 
+    // The TLS files in force as they were checked, reloaded when they
+    // change for as long as the server runs.
+    let tls = settings
+        .tls
+        .clone()
+        .map(|loaded| Arc::new(LiveTls::new(loaded)));
+    let _tls_watch = tls
+        .clone()
+        .and_then(|tls| tls.watch(crate::reload::CHECK_EVERY));
     let server_metrics = ServerMetrics::default();
     let rpc_metrics = RpcMetrics::default();
     let api =
@@ -155,7 +165,7 @@ pub async fn run<S: IdentityService>(
         rpc_metrics.register(registry);
         server_metrics.register(registry);
         api.register(registry);
-        if let Some(tls) = &settings.tls {
+        if let Some(tls) = &tls {
             tls.register(registry);
         }
     });
@@ -223,7 +233,7 @@ pub async fn run<S: IdentityService>(
 
     let incoming = conn::incoming(
         listeners.grpc,
-        settings.tls.clone(),
+        tls,
         conn::Timeouts {
             handshake: settings.handshake_timeout,
             idle: settings.idle_timeout,

@@ -95,16 +95,6 @@ pub type LoadedTls = Loaded<TlsFiles>;
 pub type LiveTls = Live<TlsFiles>;
 
 impl Live<TlsFiles> {
-    /// The configuration the files hold, checked and in force.
-    pub fn load(files: TlsFiles) -> Result<Self, String> {
-        Loaded::load(files).map(Self::new)
-    }
-
-    /// Whether callers are asked for a certificate.
-    pub fn asks_for_client_certificates(&self) -> bool {
-        self.files().asks_for_client_certificates()
-    }
-
     /// Registers its metrics (`gateway_tls_reloads_total`) in `registry`.
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         self.reloads().register(
