@@ -19,6 +19,20 @@ impl Problems {
             .ok()
     }
 
+    /// An optional flag's `value` checked by `check`: `Some(None)` when it
+    /// is not given, `None` when it is given and wrong.
+    pub(super) fn optional<T, E: fmt::Display>(
+        &mut self,
+        flag: &str,
+        value: Option<&str>,
+        check: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<Option<T>> {
+        match value {
+            None => Some(None),
+            Some(value) => self.check(flag, check(value)).map(Some),
+        }
+    }
+
     /// A check whose message names what it is about already.
     pub(super) fn check_as_is<T>(&mut self, outcome: Result<T, String>) -> Option<T> {
         outcome.map_err(|e| self.0.push(e)).ok()
