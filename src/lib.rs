@@ -37,7 +37,7 @@
 //! settings; only this file and `main` import it), [`shutdown`] (signals),
 //! [`jwt`] (reading a token's claims), [`rate`] (a token bucket), [`clock`]
 //! (the time tokens' lives and budgets are read from), [`reload`]
-//! (noticing changed files), [`proto`]
+//! (values built from files, taken up again when they change), [`proto`]
 //! (the generated code), and `emulator` (an embedded Cognito Identity
 //! emulator, behind the default feature `emulator`). [`serve`] runs what the
 //! configuration says; `main` calls it, and the integration tests call
@@ -74,6 +74,7 @@ use tokio::net::TcpListener;
 
 use crate::clock::Clock;
 use crate::config::{ConfigError, Program, Settings};
+use crate::policy::LivePolicy;
 use crate::server::{Listeners, RunError};
 use crate::service::Gateway;
 use crate::telemetry::metrics::Metrics;
@@ -161,22 +162,19 @@ async fn gateway(
         );
     }
     let tls = match &settings.server.tls {
-        Some(tls) if tls.asks_for_client_certificates() => "mutual TLS",
+        Some(tls) if tls.files().asks_for_client_certificates() => "mutual TLS",
         Some(_) => "TLS",
         None => "plaintext",
     };
     tracing::info!(listen = %settings.listen, admin = ?settings.admin_listen, tls, "serving gRPC");
-    // Checked every so often besides the watch; a mounted ConfigMap takes
-    // up to a minute to change anyway.
-    let _policy_watch = settings
+    // The policy in force from the file as it was checked, and reloaded
+    // when it changes while the gateway runs.
+    let policy = settings
         .policy
+        .map(|loaded| Arc::new(LivePolicy::new(loaded)));
+    let _policy_watch = policy
         .clone()
-        .and_then(|policy| policy.watch(std::time::Duration::from_secs(10)));
-    let _tls_watch = settings
-        .server
-        .tls
-        .clone()
-        .map(|tls| tls.watch(std::time::Duration::from_secs(10)));
+        .and_then(|policy| policy.watch(reload::CHECK_EVERY));
     let (audit, audit_writer) = match settings.audit {
         Some(audit) => {
             let (auditor, writer) = audit::Auditor::start(audit, grpc::status::code_name)
@@ -187,7 +185,7 @@ async fn gateway(
     };
     let service = Gateway::new(upstream, settings.cache, Clock::default())
         .with_guard(settings.guard)
-        .with_policy(settings.policy)
+        .with_policy(policy)
         .with_audit(audit);
     metrics.register(|registry| service.register(registry));
     let service = Arc::new(service);

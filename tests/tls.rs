@@ -23,7 +23,7 @@ use cognito_identity_gateway::proto as pb;
 use cognito_identity_gateway::proto::cognito_identity_service_client::CognitoIdentityServiceClient;
 use cognito_identity_gateway::reload::Watch;
 use cognito_identity_gateway::server::ServerSettings;
-use cognito_identity_gateway::server::tls::{LiveTls, TlsFiles};
+use cognito_identity_gateway::server::tls::{LoadedTls, TlsFiles};
 use cognito_identity_gateway::service::Gateway;
 use support::certs::{Ca, Pem};
 use support::loopback::series;
@@ -92,7 +92,7 @@ struct Mounted {
     secret: std::path::PathBuf,
     /// The ConfigMap: policy.yaml.
     config: std::path::PathBuf,
-    _watches: [Watch; 2],
+    _policy_watch: Watch,
 }
 
 /// The gateway over the emulator, serving mutual TLS with `server_pem` to
@@ -104,19 +104,15 @@ async fn serve(name: &str, server_pem: &Pem, client_ca: &str) -> Mounted {
     write_tls(&secret, &server_pem.cert, &server_pem.key, client_ca);
     let config = temp_dir(&format!("{name}-policy"));
     kubernetes_update(&config, &[("policy.yaml", &policy(false))]);
-    let tls = Arc::new(
-        LiveTls::load(TlsFiles {
-            cert: secret.join("tls.crt"),
-            key: secret.join("tls.key"),
-            client_ca: Some(secret.join("ca.crt")),
-        })
-        .unwrap(),
-    );
+    // The server puts the files in force and watches them itself.
+    let tls = LoadedTls::load(TlsFiles {
+        cert: secret.join("tls.crt"),
+        key: secret.join("tls.key"),
+        client_ca: Some(secret.join("ca.crt")),
+    })
+    .unwrap();
     let policy = Arc::new(LivePolicy::load(&config.join("policy.yaml")).unwrap());
-    let watches = [
-        tls.clone().watch(Duration::from_secs(1)),
-        policy.clone().watch(Duration::from_secs(1)).unwrap(),
-    ];
+    let policy_watch = policy.clone().watch(Duration::from_secs(1)).unwrap();
     let (url, emulator) = start_emulator().await;
     let gateway = Gateway::new(
         emulator_upstream(&url).await,
@@ -134,7 +130,7 @@ async fn serve(name: &str, server_pem: &Pem, client_ca: &str) -> Mounted {
         emulator,
         secret,
         config,
-        _watches: watches,
+        _policy_watch: policy_watch,
     }
 }
 

@@ -1,57 +1,120 @@
-//! Who may call, as configured: TLS and client certificates, the caller
-//! policy, a mesh's identity header, and the audit log.
+//! The flags of who may call: the caller policy, TLS and client
+//! certificates, and a mesh's identity header.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
 
-use super::Cli;
-use super::problems::Problems;
-use crate::audit::{AuditSettings, AuditSink, HmacKey};
+use super::problems::{Invalid, Problems};
 use crate::grpc::{IdentityHeader, TrustedPeers};
-use crate::policy::LivePolicy;
-use crate::server::tls::{LiveTls, TlsFiles};
+use crate::policy::LoadedPolicy;
+use crate::server::tls::{LoadedTls, TlsFiles};
 
-/// The shortest audit key accepted: an HMAC key guessed is a user
-/// identifier recovered by trying candidates.
-const MIN_AUDIT_KEY: usize = 16;
+/// Flags of who may call.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Callers and TLS")]
+pub struct CallersArgs {
+    /// The caller policy, a YAML file: who may call which operation, for
+    /// which pools, login providers, principal tags and token lifetimes.
+    #[arg(long, env = "COGNITO_GATEWAY_POLICY")]
+    pub policy: Option<std::path::PathBuf>,
 
-/// A setting refused: what is wrong with it is in [`Problems`] already,
-/// to be reported with every other problem.
-struct Invalid;
+    /// Without --policy, serve every caller even on an address other than
+    /// loopback (true/false).
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_ALLOW_ALL_CALLERS",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub allow_all_callers: String,
+
+    /// Take the caller's identity from this header, which a service mesh
+    /// doing mutual TLS in front of the gateway sets (l5d-client-id for
+    /// Linkerd, x-forwarded-client-cert for Envoy and Istio), on calls from
+    /// --caller-identity-header-trusted-peers. Plaintext listeners only.
+    #[arg(long, env = "COGNITO_GATEWAY_CALLER_IDENTITY_HEADER")]
+    pub caller_identity_header: Option<String>,
+
+    /// The peers --caller-identity-header is believed from: comma-separated
+    /// CIDR ranges (a bare address is one host). The default, loopback, is
+    /// where a sidecar proxy connects from; from any other peer the header
+    /// is ignored (the caller is anonymous) and counted.
+    #[arg(
+        long,
+        env = "COGNITO_GATEWAY_CALLER_IDENTITY_HEADER_TRUSTED_PEERS",
+        default_value = crate::grpc::DEFAULT_TRUSTED_PEERS
+    )]
+    pub caller_identity_header_trusted_peers: String,
+
+    /// The API listener's certificate chain (PEM): with --tls-key, the API
+    /// speaks TLS 1.2/1.3 (ALPN h2). Reloaded when it changes.
+    #[arg(long, env = "COGNITO_GATEWAY_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM). Reloaded when it changes.
+    #[arg(long, env = "COGNITO_GATEWAY_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// CA bundle (PEM) that client certificates must chain to: callers
+    /// presenting one are identified by its SPIFFE URI SAN or first DNS
+    /// SAN, callers presenting none are anonymous. Reloaded when it changes.
+    #[arg(long, env = "COGNITO_GATEWAY_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+}
 
 /// Who may call, as configured.
 pub(super) struct Callers {
-    pub(super) policy: Option<Arc<LivePolicy>>,
+    pub(super) policy: Option<LoadedPolicy>,
     pub(super) identity_header: Option<IdentityHeader>,
-    pub(super) tls: Option<Arc<LiveTls>>,
-    pub(super) audit: Option<AuditSettings>,
+    pub(super) tls: Option<LoadedTls>,
 }
 
-impl Cli {
-    /// The policy, the identity header, TLS and the audit log. Without a
-    /// policy every caller may call everything: that is allowed only where
-    /// it is explicit (loopback, the emulator, or --allow-all-callers).
-    pub(super) fn callers(&self, listen: SocketAddr, p: &mut Problems) -> Option<Callers> {
+impl CallersArgs {
+    /// The policy (read and checked), the identity header and TLS (its
+    /// files read and checked). Without a policy every caller may call
+    /// everything: that is allowed only where it is explicit (loopback,
+    /// the embedded emulator, or --allow-all-callers); `listen` is the
+    /// API's address, if valid.
+    pub(super) fn settings(
+        &self,
+        p: &mut Problems,
+        listen: Option<SocketAddr>,
+        embedded_emulator: bool,
+    ) -> Option<Callers> {
         let policy = match &self.policy {
-            Some(path) => Some(p.check_as_is(LivePolicy::load(path).map(Arc::new))?),
-            None => None,
+            None => Ok(None),
+            Some(path) => p
+                .check_as_is(LoadedPolicy::from_file(path))
+                .map(Some)
+                .ok_or(Invalid),
         };
-        let allow_all = p.boolean("allow-all-callers", &self.allow_all_callers)?;
-        #[cfg(feature = "emulator")]
-        let explicit = allow_all || self.emulator || listen.ip().is_loopback();
-        #[cfg(not(feature = "emulator"))]
-        let explicit = allow_all || listen.ip().is_loopback();
-        if policy.is_none() && !explicit {
-            p.0.push(format!(
-                "--policy: none is given, so every caller could mint any developer token; \
-                 without a policy the gateway serves only on a loopback address, with \
-                 --emulator, or with --allow-all-callers (listening on {listen})"
-            ));
-            return None;
-        }
+        let allow_all = p.boolean("allow-all-callers", &self.allow_all_callers);
+        let explicit = match (&policy, allow_all, listen) {
+            (Ok(None), Some(allow_all), Some(listen))
+                if !(allow_all || embedded_emulator || listen.ip().is_loopback()) =>
+            {
+                p.0.push(format!(
+                    "--policy: none is given, so every caller could mint any developer token; \
+                     without a policy the gateway serves only on a loopback address, with \
+                     --emulator, or with --allow-all-callers (listening on {listen})"
+                ));
+                None
+            }
+            _ => allow_all,
+        };
         let tls = self.tls(p);
-        let audit = self.audit(p);
+        let identity_header = self.identity_header(p);
+        explicit?;
+        Some(Callers {
+            policy: policy.ok()?,
+            identity_header: identity_header.ok()?,
+            tls: tls.ok()?,
+        })
+    }
+
+    /// The mesh's identity header; `Ok(None)`: none, callers are named by
+    /// their certificates or anonymous.
+    fn identity_header(&self, p: &mut Problems) -> Result<Option<IdentityHeader>, Invalid> {
         // Checked with or without the header: a bad value is a mistake
         // either way.
         let trusted_peers = p.check(
@@ -59,7 +122,7 @@ impl Cli {
             self.caller_identity_header_trusted_peers
                 .parse::<TrustedPeers>(),
         );
-        let identity_header = match &self.caller_identity_header {
+        match &self.caller_identity_header {
             Some(_) if self.tls_cert.is_some() => {
                 p.0.push(
                     "--caller-identity-header: a TLS listener identifies callers by their \
@@ -67,7 +130,7 @@ impl Cli {
                      mesh that sets it"
                         .to_owned(),
                 );
-                return None;
+                Err(Invalid)
             }
             Some(name) => {
                 let name = p.check(
@@ -75,24 +138,20 @@ impl Cli {
                     http::HeaderName::try_from(name.trim().to_ascii_lowercase())
                         .map_err(|_| format!("{name:?} is not a header name")),
                 );
-                Some(IdentityHeader::new(name?).trusted_from(trusted_peers?))
+                match (name, trusted_peers) {
+                    (Some(name), Some(peers)) => {
+                        Ok(Some(IdentityHeader::new(name).trusted_from(peers)))
+                    }
+                    _ => Err(Invalid),
+                }
             }
-            None => {
-                trusted_peers?;
-                None
-            }
-        };
-        Some(Callers {
-            policy,
-            identity_header,
-            tls: tls.ok()?,
-            audit: audit.ok()?,
-        })
+            None => trusted_peers.map(|_| None).ok_or(Invalid),
+        }
     }
 
-    /// The listener's TLS; `Ok(None)`: plaintext, as no certificate is
-    /// given.
-    fn tls(&self, p: &mut Problems) -> Result<Option<Arc<LiveTls>>, Invalid> {
+    /// The listener's TLS, its files read and checked; `Ok(None)`:
+    /// plaintext, as no certificate is given.
+    fn tls(&self, p: &mut Problems) -> Result<Option<LoadedTls>, Invalid> {
         let files = match (&self.tls_cert, &self.tls_key) {
             (None, None) => {
                 if self.tls_client_ca.is_some() {
@@ -115,59 +174,10 @@ impl Cli {
                 return Err(Invalid);
             }
         };
-        let tls = p.check_as_is(LiveTls::load(files).map(Arc::new));
-        tls.map(Some).ok_or(Invalid)
+        p.check_as_is(LoadedTls::load(files))
+            .map(Some)
+            .ok_or(Invalid)
     }
-
-    /// The audit log's settings; `Ok(None)`: no audit log, as none is
-    /// asked for. Its other flags are checked either way.
-    fn audit(&self, p: &mut Problems) -> Result<Option<AuditSettings>, Invalid> {
-        let queue = p.number(
-            "audit-queue-capacity",
-            &self.audit_queue_capacity,
-            1..=1 << 20,
-        );
-        let fallback_after = p.duration("audit-fallback-after", &self.audit_fallback_after);
-        let Some(log) = &self.audit_log else {
-            return Ok(None);
-        };
-        let sink = match log.as_str() {
-            "-" => AuditSink::Stdout,
-            path => AuditSink::File(path.into()),
-        };
-        let Some(key_file) = &self.audit_hmac_key_file else {
-            p.0.push(
-                "--audit-hmac-key-file: required with --audit-log (the key of the user hash, \
-                 the same on every replica)"
-                    .to_owned(),
-            );
-            return Err(Invalid);
-        };
-        let key = p.check_as_is(audit_key(key_file)).ok_or(Invalid)?;
-        Ok(Some(AuditSettings {
-            sink,
-            key,
-            queue: queue.ok_or(Invalid)?,
-            fallback_after: fallback_after.ok_or(Invalid)?,
-        }))
-    }
-}
-
-/// The key in `path`: its bytes, a trailing newline left out. The message
-/// names the file, never what it holds.
-fn audit_key(path: &Path) -> Result<HmacKey, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("--audit-hmac-key-file: {}: {e}", path.display()))?;
-    let key = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    let key = key.strip_suffix(b"\r").unwrap_or(key);
-    if key.len() < MIN_AUDIT_KEY {
-        return Err(format!(
-            "--audit-hmac-key-file: {}: holds {} bytes; at least {MIN_AUDIT_KEY} are needed",
-            path.display(),
-            key.len()
-        ));
-    }
-    Ok(HmacKey::new(key))
 }
 
 #[cfg(test)]
@@ -175,7 +185,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::config::{ConfigError, Settings};
+    use crate::config::{Cli, ConfigError, Settings};
 
     fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
         let mut argv = vec!["cognito-identity-gateway", "--listen", "127.0.0.1:0"];
@@ -223,7 +233,7 @@ mod tests {
         ])
         .unwrap();
         let tls = s.server.tls.expect("TLS on");
-        assert!(tls.asks_for_client_certificates());
+        assert!(tls.files().asks_for_client_certificates());
         // Debug names the files and shows no key.
         let debug = format!("{tls:?}");
         assert!(
@@ -315,62 +325,5 @@ mod tests {
         assert!(both.0[1].starts_with("--caller-identity-header: \"bad header\""));
         let alone = problems(&["--caller-identity-header-trusted-peers", ""]);
         assert!(alone.contains("names no peer"), "{alone}");
-    }
-
-    #[test]
-    fn the_audit_log_needs_a_key_of_sixteen_bytes() {
-        let d = dir("audit");
-        let (short, good) = (d.join("short.key"), d.join("good.key"));
-        std::fs::write(&short, "0123456789\n").unwrap();
-        std::fs::write(&good, "0123456789abcdef\n").unwrap();
-        let log = d.join("audit.jsonl").display().to_string();
-
-        let s = settings(&[
-            "--audit-log",
-            &log,
-            "--audit-hmac-key-file",
-            &good.display().to_string(),
-        ])
-        .unwrap();
-        let audit = s.audit.expect("audit on");
-        assert_eq!(audit.sink, AuditSink::File(log.clone().into()));
-        assert_eq!(audit.queue, 8192);
-        assert_eq!(audit.fallback_after, std::time::Duration::from_secs(10));
-        assert_eq!(format!("{:?}", audit.key), "HmacKey(..)");
-        let stdout = settings(&[
-            "--audit-log",
-            "-",
-            "--audit-hmac-key-file",
-            &good.display().to_string(),
-        ]);
-        assert_eq!(stdout.unwrap().audit.unwrap().sink, AuditSink::Stdout);
-
-        assert!(problems(&["--audit-log", &log]).contains("--audit-hmac-key-file: required"));
-        let too_short = problems(&[
-            "--audit-log",
-            &log,
-            "--audit-hmac-key-file",
-            &short.display().to_string(),
-        ]);
-        assert!(too_short.contains("holds 10 bytes"), "{too_short}");
-        assert!(!too_short.contains("0123456789"), "{too_short}");
-        assert!(problems(&["--audit-queue-capacity", "0"]).contains("--audit-queue-capacity"));
-        let sooner = settings(&[
-            "--audit-log",
-            &log,
-            "--audit-hmac-key-file",
-            &good.display().to_string(),
-            "--audit-fallback-after",
-            "1m 30s",
-        ]);
-        assert_eq!(
-            sooner.unwrap().audit.unwrap().fallback_after,
-            std::time::Duration::from_secs(90)
-        );
-        for wrong in ["0s", "soon"] {
-            let problem = problems(&["--audit-fallback-after", wrong]);
-            assert!(problem.contains("--audit-fallback-after"), "{problem}");
-        }
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

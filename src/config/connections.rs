@@ -7,6 +7,7 @@ use super::problems::Problems;
 
 /// Flags of the API listener's connections.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Connections")]
 pub struct ConnectionArgs {
     /// Streams (calls) one connection may have open at once, advertised to
     /// clients in HTTP/2 SETTINGS; clients queue the rest.

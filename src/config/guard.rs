@@ -7,6 +7,7 @@ use super::problems::Problems;
 
 /// Flags of [`GuardSettings`].
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Upstream guard")]
 pub struct GuardArgs {
     /// Calls that may wait on Cognito at once (cache misses and uncached
     /// calls); more are refused with RESOURCE_EXHAUSTED

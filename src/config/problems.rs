@@ -8,6 +8,11 @@ use std::time::Duration;
 #[derive(Default)]
 pub(super) struct Problems(pub(super) Vec<String>);
 
+/// A setting refused: what is wrong with it is in [`Problems`] already,
+/// to be reported with every other problem.
+#[derive(Debug)]
+pub(super) struct Invalid;
+
 impl Problems {
     pub(super) fn check<T, E: fmt::Display>(
         &mut self,
@@ -17,6 +22,20 @@ impl Problems {
         outcome
             .map_err(|e| self.0.push(format!("--{flag}: {e}")))
             .ok()
+    }
+
+    /// An optional flag's `value` checked by `check`: `Ok(None)` when it
+    /// is not given.
+    pub(super) fn optional<T, E: fmt::Display>(
+        &mut self,
+        flag: &str,
+        value: Option<&str>,
+        check: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Option<T>, Invalid> {
+        match value {
+            None => Ok(None),
+            Some(value) => self.check(flag, check(value)).map(Some).ok_or(Invalid),
+        }
     }
 
     /// A check whose message names what it is about already.

@@ -1,6 +1,7 @@
 //! The policy's metrics: its decisions by caller, operation and decision,
-//! the calls refused for a caller's rate limit, the peers whose limits are
-//! kept, and the policy file's reloads.
+//! the calls refused for a caller's rate limit, and the peers whose limits
+//! are kept. (The policy file's reloads are counted where the file is
+//! reloaded.)
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,7 +11,6 @@ use prometheus_client::registry::Registry;
 
 use super::Verdict;
 use crate::domain::OperationName;
-use crate::reload::Reloads;
 
 /// Labels of a decision.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,7 +37,6 @@ pub struct PolicyMetrics {
     rate_limited: Family<CallerLabel, Counter>,
     peers_held: Family<CallerLabel, Gauge>,
     peers_evicted: Family<CallerLabel, Counter>,
-    reloads: Reloads,
 }
 
 impl PolicyMetrics {
@@ -65,12 +64,6 @@ impl PolicyMetrics {
             "Peer addresses whose rate limit was forgotten to keep the number of peers \
              bounded, by the policy's name for their callers",
             self.peers_evicted.clone(),
-        );
-        self.reloads.register(
-            registry,
-            "gateway_policy_reloads",
-            "Changes of the policy file, by outcome (ok: in force; error: refused, \
-             the policy in force stays)",
         );
     }
 
@@ -121,10 +114,5 @@ impl PolicyMetrics {
                 caller: caller.to_owned(),
             })
             .inc();
-    }
-
-    /// The policy file's reloads.
-    pub(super) fn reloads(&self) -> &Reloads {
-        &self.reloads
     }
 }

@@ -21,7 +21,7 @@ mod metrics;
 mod peers;
 mod verdict;
 
-pub use live::LivePolicy;
+pub use live::{LivePolicy, LoadedPolicy, PolicyFile};
 pub use metrics::PolicyMetrics;
 use peers::PeerLimits;
 pub use verdict::Verdict;

@@ -10,7 +10,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -18,6 +17,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use super::drain;
 use super::metrics::ServerMetrics;
 use crate::domain::{CacheStats, IdentityService};
 use crate::telemetry::metrics::Metrics;
@@ -47,8 +47,9 @@ impl<S: IdentityService> Probe for Arc<S> {
 /// What the admin routes report on.
 #[derive(Clone)]
 pub struct AdminState {
-    /// Set once shutdown has begun.
-    pub draining: Arc<AtomicBool>,
+    /// The server's drain: `/readyz` is 503 once it has started, and the
+    /// listener stops when it is gone.
+    pub drain: drain::Watch,
     /// The service.
     pub probe: Arc<dyn Probe>,
     /// The gateway's metrics, for `/metrics`.
@@ -83,7 +84,7 @@ async fn route<B>(
         }
         ("GET", "/healthz") => text(200, "ok\n", PLAIN),
         ("GET", "/readyz") => {
-            if state.draining.load(Ordering::Acquire) {
+            if state.drain.is_draining() {
                 text(503, "draining\n", PLAIN)
             } else {
                 text(200, "ready\n", PLAIN)
@@ -108,13 +109,15 @@ pub async fn check_upstream(probe: &dyn Probe, metrics: &ServerMetrics) -> bool 
     up
 }
 
-/// Serves the admin routes on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
+/// Serves the admin routes on `listener` for as long as the server runs:
+/// through its drain, until the drain is gone.
+pub async fn serve(listener: TcpListener, state: AdminState) {
+    let watch = state.drain.clone();
+    let mut stopped = std::pin::pin!(watch.stopped());
     let mut listener = super::accept::Acceptor::new(listener, "admin");
     loop {
         let stream = tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut stopped => return,
             (stream, _) = listener.accept() => stream,
         };
         let state = state.clone();

@@ -68,7 +68,11 @@ impl Close {
 
     /// Also closed when the certificate `chain` (leaf first) expires, or
     /// when a new configuration of `tls` does not vouch for it.
-    pub(super) fn certificate(mut self, tls: Arc<LiveTls>, chain: Vec<CertificateDer<'static>>) -> Self {
+    pub(super) fn certificate(
+        mut self,
+        tls: Arc<LiveTls>,
+        chain: Vec<CertificateDer<'static>>,
+    ) -> Self {
         if let Some(expires) = chain.first().and_then(tls::not_after) {
             let left = expires
                 .duration_since(std::time::SystemTime::now())

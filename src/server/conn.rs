@@ -16,12 +16,13 @@ use std::time::Duration;
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::accept::Acceptor;
 use super::close::Close;
+use super::drain;
 use super::metrics::{Handshake, ServerMetrics};
 use super::one_write::OneWrite;
 use super::tls::{self, LiveTls};
@@ -135,12 +136,12 @@ impl std::fmt::Debug for Connection {
 /// handshake timeout, or the server's draining, whichever comes first.
 fn preface_deadline(
     handshake: Duration,
-    mut draining: watch::Receiver<bool>,
+    drain: drain::Watch,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         tokio::select! {
             () = tokio::time::sleep(handshake) => {}
-            _ = draining.wait_for(|draining| *draining) => {}
+            () = drain.draining() => {}
         }
     })
 }
@@ -189,19 +190,20 @@ impl Connection {
 /// file descriptors ([`super::accept`]); TLS ones handshaken concurrently
 /// off that loop (a slow client delays no other), each within
 /// the handshake timeout; a connection whose HTTP/2 preface has not come
-/// that long after it was accepted (or handshaken), or by the time
-/// `draining` turns true, is closed; so is one that has had no call in
-/// flight for the idle timeout.
+/// that long after it was accepted (or handshaken), or by the time the
+/// server drains, is closed; so is one that has had no call in flight for
+/// the idle timeout. The accept loop, each handshake under way and each
+/// connection until the server takes it hold `drain`.
 pub fn incoming(
     listener: TcpListener,
     tls: Option<Arc<LiveTls>>,
     timeouts: Timeouts,
-    draining: watch::Receiver<bool>,
+    drain: drain::Watch,
     metrics: ServerMetrics,
 ) -> impl Stream<Item = OneWrite<Connection>> + Send {
     let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
     let listener = Acceptor::new(listener, "api");
-    tokio::spawn(accept(listener, tls, timeouts, draining, tx, metrics));
+    tokio::spawn(accept(listener, tls, timeouts, drain, tx, metrics));
     futures_util::stream::unfold(rx, |mut rx| async move {
         let connection = rx.recv().await?;
         Some((connection, rx))
@@ -214,7 +216,7 @@ async fn accept(
     mut listener: Acceptor,
     tls: Option<Arc<LiveTls>>,
     timeouts: Timeouts,
-    draining: watch::Receiver<bool>,
+    drain: drain::Watch,
     accepted: mpsc::Sender<OneWrite<Connection>>,
     metrics: ServerMetrics,
 ) {
@@ -232,7 +234,7 @@ async fn accept(
             if accepted
                 .send(OneWrite::new(Connection::plain(
                     stream,
-                    preface_deadline(timeouts.handshake, draining.clone()),
+                    preface_deadline(timeouts.handshake, drain.clone()),
                     timeouts,
                 )))
                 .await
@@ -245,7 +247,7 @@ async fn accept(
         let acceptor = TlsAcceptor::from(tls.config());
         let tls = tls.clone();
         let accepted = accepted.clone();
-        let draining = draining.clone();
+        let drain = drain.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _handshaking = handshaking;
@@ -254,7 +256,7 @@ async fn accept(
             match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
                     metrics.handshake(Handshake::Ok);
-                    let awaiting = preface_deadline(timeouts.handshake, draining);
+                    let awaiting = preface_deadline(timeouts.handshake, drain);
                     let connection = handshaken(stream, tls, local, remote, awaiting, timeouts);
                     let _ = accepted.send(OneWrite::new(connection)).await;
                 }

@@ -1,12 +1,14 @@
 //! The server: the listeners, their connections ([`conn`]: plaintext or
 //! [`tls`], each reply in one write, [`one_write`]), the admin routes
 //! ([`admin`]), and [`run`], which serves the API through the middleware
-//! until shutdown, then drains.
+//! until shutdown, then drains ([`drain`], the one signal all of them
+//! follow).
 
 pub mod accept;
 pub mod admin;
 pub mod close;
 pub mod conn;
+pub mod drain;
 mod metrics;
 pub mod one_write;
 mod serve;
@@ -14,12 +16,12 @@ pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::domain::IdentityService;
 use crate::grpc::{CognitoIdentityServiceServer, GrpcApi, IdentityHeader};
@@ -29,7 +31,8 @@ use crate::{middleware, proto};
 
 pub use metrics::ServerMetrics;
 
-use tls::LiveTls;
+use drain::Drain;
+use tls::{LiveTls, LoadedTls};
 
 /// The largest request message the API decodes: twice the largest valid
 /// request of the service model in ASCII (see
@@ -43,15 +46,6 @@ const MAX_SUPPORT_REQUEST_BYTES: usize = 64 * 1024;
 
 /// How often `gateway_upstream_up` is brought up to date.
 const UPSTREAM_CHECK: Duration = Duration::from_secs(10);
-
-/// A task that ends when this is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// The gRPC server's own settings.
 #[derive(Clone, Debug)]
@@ -68,8 +62,9 @@ pub struct ServerSettings {
     /// callers are anonymous unless a client certificate names them.
     pub caller_identity_header: Option<IdentityHeader>,
     /// TLS on the API listener (`--tls-cert`, `--tls-key`,
-    /// `--tls-client-ca`); `None`: plaintext.
-    pub tls: Option<Arc<LiveTls>>,
+    /// `--tls-client-ca`), its files read and checked: [`run`] puts them in
+    /// force, and reloads them when they change. `None`: plaintext.
+    pub tls: Option<LoadedTls>,
     /// Streams a connection may have open at once, advertised in SETTINGS.
     pub max_concurrent_streams: u32,
     /// How long a new connection may take to finish its TLS handshake, and
@@ -133,12 +128,19 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
+/// The API's gRPC service.
+type Api<S> = CognitoIdentityServiceServer<GrpcApi<S>>;
+
+/// What the API listener serves: the API, health checking and reflection
+/// behind the middleware.
+type Routed<S> = <middleware::GatewayStack<Api<S>> as tower::Layer<Routes>>::Service;
+
 /// Serves the gateway API over `service` (a [`crate::service::Gateway`] in
 /// production), with gRPC health checking and reflection, and the admin
 /// routes, until `shutdown` resolves. Then it reports NOT_SERVING (and
 /// `/readyz` 503), stops accepting, and lets in-flight calls finish within
-/// the grace period. The server's metrics join the service's in `metrics`,
-/// which `/metrics` exposes.
+/// the grace period ([`drain`]). The server's metrics join the service's in
+/// `metrics`, which `/metrics` exposes.
 pub async fn run<S: IdentityService>(
     settings: &ServerSettings,
     listeners: Listeners,
@@ -146,49 +148,108 @@ pub async fn run<S: IdentityService>(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
-    type Api<S> = CognitoIdentityServiceServer<GrpcApi<S>>;
-
+    // The one signal that every listener, connection and task follows.
+    let drain = Drain::new();
+    // The TLS files in force as they were checked, reloaded when they
+    // change for as long as the server runs.
+    let tls = settings
+        .tls
+        .clone()
+        .map(|loaded| Arc::new(LiveTls::new(loaded)));
+    let _tls_watch = tls
+        .clone()
+        .and_then(|tls| tls.watch(crate::reload::CHECK_EVERY));
     let server_metrics = ServerMetrics::default();
-    let rpc_metrics = RpcMetrics::default();
-    let api =
-        GrpcApi::new(service.clone()).trusting_header(settings.caller_identity_header.clone());
     metrics.register(|registry| {
-        rpc_metrics.register(registry);
         server_metrics.register(registry);
-        api.register(registry);
-        if let Some(tls) = &settings.tls {
+        if let Some(tls) = &tls {
             tls.register(registry);
         }
     });
+    let (health, routed) = services(settings, service.clone(), &metrics).await?;
 
-    let draining = Arc::new(AtomicBool::new(false));
-    let (admin_stop, admin_stopped) = oneshot::channel::<()>();
-    let probe: Arc<dyn admin::Probe> = Arc::new(service.clone());
-    // `gateway_upstream_up` kept current whether or not anyone asks.
-    let upstream_checks = {
-        let probe = probe.clone();
-        let server_metrics = server_metrics.clone();
-        AbortOnDrop(tokio::spawn(async move {
-            let mut every = tokio::time::interval(UPSTREAM_CHECK);
-            loop {
-                every.tick().await;
-                admin::check_upstream(&*probe, &server_metrics).await;
-            }
-        }))
-    };
+    let probe: Arc<dyn admin::Probe> = Arc::new(service);
+    tokio::spawn(check_upstream(
+        probe.clone(),
+        server_metrics.clone(),
+        drain.watch(),
+    ));
     if let Some(admin) = listeners.admin {
         let state = admin::AdminState {
-            draining: draining.clone(),
+            drain: drain.watch(),
             probe,
             metrics,
             server_metrics: server_metrics.clone(),
             header_timeout: settings.admin_header_timeout,
         };
-        tokio::spawn(admin::serve(admin, state, async {
-            let _ = admin_stopped.await;
-        }));
+        tokio::spawn(admin::serve(admin, state));
     }
 
+    let timeouts = conn::Timeouts {
+        handshake: settings.handshake_timeout,
+        idle: settings.idle_timeout,
+        max_age: settings.max_connection_age,
+    };
+    let incoming = conn::incoming(
+        listeners.grpc,
+        tls,
+        timeouts,
+        drain.hold(),
+        server_metrics.clone(),
+    );
+    let http2 = serve::Http2 {
+        max_concurrent_streams: settings.max_concurrent_streams,
+        keepalive_interval: settings.keepalive_interval,
+        keepalive_timeout: settings.keepalive_timeout,
+        // A connection told to close keeps its calls in flight for as long
+        // as a call may take.
+        close_grace: settings.request_timeout + Duration::from_secs(1),
+    };
+    let served = serve::serve(incoming, routed, http2, &drain, server_metrics);
+    let grace = settings.shutdown_grace;
+    tokio::select! {
+        () = served => {}
+        () = drain_on::<S>(shutdown, &health, &drain, grace) => {
+            tracing::warn!(?grace, "grace period over: abandoning calls still in flight");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Once `shutdown` resolves: health checking says NOT_SERVING, then
+/// `drain` starts, and its `grace` period with it; resolves when that is
+/// over.
+async fn drain_on<S: IdentityService>(
+    shutdown: impl Future<Output = ()>,
+    health: &HealthReporter,
+    drain: &Drain,
+    grace: Duration,
+) {
+    shutdown.await;
+    tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
+    health.set_not_serving::<Api<S>>().await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    drain.start();
+    tokio::time::sleep(grace).await;
+}
+
+/// The API over `service`, gRPC health checking (SERVING until the
+/// reporter returned says otherwise) and reflection, behind the middleware
+/// ([`middleware::stack`]); their metrics join `metrics`.
+async fn services<S: IdentityService>(
+    settings: &ServerSettings,
+    service: Arc<S>,
+    metrics: &Metrics,
+) -> Result<(HealthReporter, Routed<S>), RunError> {
+    let rpc_metrics = RpcMetrics::default();
+    let api = GrpcApi::new(service).trusting_header(settings.caller_identity_header.clone());
+    metrics.register(|registry| {
+        rpc_metrics.register(registry);
+        api.register(registry);
+    });
     let api = api
         .into_server()
         .max_decoding_message_size(MAX_REQUEST_BYTES);
@@ -205,38 +266,10 @@ pub async fn run<S: IdentityService>(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?
         .max_decoding_message_size(MAX_SUPPORT_REQUEST_BYTES);
-
-    let (draining_tx, draining_rx) = oneshot::channel::<()>();
-    // The one drain signal connections follow: turned true when shutdown
-    // starts. Connections that have not spoken yet are closed then; the
-    // others are told to finish (GOAWAY).
-    let (drain_connections, connections_drain) = tokio::sync::watch::channel(false);
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
-        draining.store(true, Ordering::Release);
-        health.set_not_serving::<Api<S>>().await;
-        health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        let _ = draining_tx.send(());
-    };
-
-    let incoming = conn::incoming(
-        listeners.grpc,
-        settings.tls.clone(),
-        conn::Timeouts {
-            handshake: settings.handshake_timeout,
-            idle: settings.idle_timeout,
-            max_age: settings.max_connection_age,
-        },
-        connections_drain,
-        server_metrics.clone(),
-    );
-    let routes = tonic::service::Routes::new(health_service)
+    let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    let service = middleware::stack(
+    let routed = middleware::stack(
         settings.request_timeout,
         settings.concurrency_limit,
         settings.request_body_timeout,
@@ -246,38 +279,21 @@ pub async fn run<S: IdentityService>(
         api,
     )
     .service(routes);
-    let http2 = serve::Http2 {
-        max_concurrent_streams: settings.max_concurrent_streams,
-        keepalive_interval: settings.keepalive_interval,
-        keepalive_timeout: settings.keepalive_timeout,
-        // A connection told to close keeps its calls in flight for as long
-        // as a call may take.
-        close_grace: settings.request_timeout + Duration::from_secs(1),
-    };
-    let server = serve::serve(
-        incoming,
-        service,
-        http2,
-        drain_connections,
-        signal,
-        server_metrics,
-    );
+    Ok((health, routed))
+}
 
-    let grace = settings.shutdown_grace;
-    let grace_over = async move {
-        // Only a fired shutdown starts the clock; a dropped sender means the
-        // server already ended on its own.
-        if draining_rx.await.is_err() {
-            std::future::pending::<()>().await;
+/// Keeps `gateway_upstream_up` current whether or not anyone asks, until
+/// the server stops.
+async fn check_upstream(probe: Arc<dyn admin::Probe>, metrics: ServerMetrics, drain: drain::Watch) {
+    let checks = async {
+        let mut every = tokio::time::interval(UPSTREAM_CHECK);
+        loop {
+            every.tick().await;
+            admin::check_upstream(&*probe, &metrics).await;
         }
-        tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        () = server => {}
-        () = grace_over => tracing::warn!(?grace, "grace period over: abandoning calls still in flight"),
+        () = checks => {}
+        () = drain.stopped() => {}
     }
-    let _ = admin_stop.send(());
-    drop(upstream_checks);
-    tracing::info!("stopped");
-    Ok(())
 }

@@ -11,18 +11,17 @@
 //! Each such close is graceful: a GOAWAY, the calls in flight finish (for
 //! as long as a call may take), then the connection is closed.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::watch;
 use tonic::body::Body;
 use tower::{BoxError, Service, ServiceExt};
 
 use super::conn::Connection;
+use super::drain::{self, Drain};
 use super::metrics::ServerMetrics;
 use super::one_write::OneWrite;
 
@@ -40,16 +39,14 @@ pub(super) struct Http2 {
     pub(super) close_grace: Duration,
 }
 
-/// Serves every connection `incoming` yields with `service` until
-/// `shutdown` resolves; then stops accepting, tells each connection to
-/// finish (GOAWAY), and returns once all have closed. `draining` is turned
-/// true when shutdown starts; connections follow it.
+/// Serves every connection `incoming` yields with `service` until `drain`
+/// starts; then stops accepting while each connection, following it,
+/// finishes (GOAWAY), and returns once all have closed.
 pub(super) async fn serve<S, B>(
     incoming: impl Stream<Item = OneWrite<Connection>>,
     service: S,
     http2: Http2,
-    draining: watch::Sender<bool>,
-    shutdown: impl Future<Output = ()>,
+    drain: &Drain,
     metrics: ServerMetrics,
 ) where
     S: Service<http::Request<Body>, Response = http::Response<B>, Error = BoxError>
@@ -68,14 +65,15 @@ pub(super) async fn serve<S, B>(
         .keep_alive_timeout(http2.keepalive_timeout);
     let builder = Arc::new(builder);
     {
-        // Dropped once shutdown starts: the accept loop then stops and the
+        // Dropped once the drain starts: the accept loop then stops and the
         // listening socket closes, so no client connects to a server that
         // will not serve it.
         let mut incoming = std::pin::pin!(incoming);
-        let mut shutdown = std::pin::pin!(shutdown);
+        let watch = drain.watch();
+        let mut draining = std::pin::pin!(watch.draining());
         loop {
             tokio::select! {
-                () = &mut shutdown => break,
+                () = &mut draining => break,
                 next = incoming.next() => match next {
                     Some(connection) => {
                         let task = connection_task(
@@ -83,7 +81,7 @@ pub(super) async fn serve<S, B>(
                             service.clone(),
                             builder.clone(),
                             http2.close_grace,
-                            draining.subscribe(),
+                            drain.hold(),
                             metrics.clone(),
                         );
                         tokio::spawn(task);
@@ -93,9 +91,8 @@ pub(super) async fn serve<S, B>(
             }
         }
     }
-    draining.send_replace(true);
-    // Every connection holds a receiver until it has closed.
-    draining.closed().await;
+    // Every connection holds the drain until it has closed.
+    drain.drained().await;
 }
 
 /// Serves one connection until it ends, or is closed for one of the
@@ -105,7 +102,7 @@ async fn connection_task<S, B>(
     service: S,
     builder: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
     grace: Duration,
-    mut draining: watch::Receiver<bool>,
+    drain: drain::Watch,
     metrics: ServerMetrics,
 ) where
     S: Service<http::Request<Body>, Response = http::Response<B>, Error = BoxError>
@@ -138,7 +135,7 @@ async fn connection_task<S, B>(
             }
             return;
         }
-        _ = draining.wait_for(|draining| *draining) => None,
+        () = drain.draining() => None,
         why = close.due() => Some(why),
     };
     if let Some(why) = why {

@@ -16,6 +16,10 @@
 //! carry an expired certificate's caller on), and a connection is closed
 //! when its certificate expires or when the CA in force no longer vouches
 //! for it ([`LiveTls::vouches_for`], asked on every change of the files).
+//!
+//! The configuration reads and checks the files once ([`LoadedTls`]); the
+//! server puts them in force ([`LiveTls`]) and reloads them when they
+//! change.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,11 +31,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
-use tokio::sync::watch;
 use x509_parser::extensions::GeneralName;
 
 use crate::domain::Caller;
-use crate::reload::{self, InForce, Reloaded, Reloads};
+use crate::reload::{Files, Live, Loaded};
 
 /// The files TLS is served from (`--tls-cert`, `--tls-key`,
 /// `--tls-client-ca`), PEM.
@@ -47,56 +50,54 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
+    /// Whether callers are asked for a certificate.
+    pub fn asks_for_client_certificates(&self) -> bool {
+        self.client_ca.is_some()
+    }
+}
+
+impl Files for TlsFiles {
+    type Value = TlsConfig;
+    /// Certificate, key, CA (empty without one).
+    type Bytes = [Vec<u8>; 3];
+    const WHAT: &'static str = "TLS certificate and client CA";
+
     fn paths(&self) -> Vec<PathBuf> {
         let mut paths = vec![self.cert.clone(), self.key.clone()];
         paths.extend(self.client_ca.clone());
         paths
     }
-}
 
-/// The TLS configuration in force, and the files it comes from. Its
-/// `Debug` names the files, and shows nothing of the key.
-pub struct LiveTls {
-    files: TlsFiles,
-    in_force: InForce<Built>,
-    /// Counts the configurations put in force, for connections to check
-    /// their certificate against each new one.
-    changes: watch::Sender<u64>,
-    reloads: Reloads,
+    fn read(&self) -> Result<([Vec<u8>; 3], [u8; 32]), String> {
+        read(self)
+    }
+
+    /// Checked: the key matches the certificate, the CA bundle holds at
+    /// least one CA. An error names the file, never what a key holds.
+    fn build(&self, bytes: &[Vec<u8>; 3]) -> Result<TlsConfig, String> {
+        build(self, bytes)
+    }
 }
 
 /// What the files build: the configuration for handshakes, and the client
 /// certificate verifier in it, for checking connections already open.
-struct Built {
+pub struct TlsConfig {
     config: Arc<ServerConfig>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
 }
 
-impl std::fmt::Debug for LiveTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveTls")
-            .field("files", &self.files)
-            .finish_non_exhaustive()
-    }
-}
+/// The TLS files read and checked: plain data, put in force by
+/// [`Live::new`].
+pub type LoadedTls = Loaded<TlsFiles>;
 
-impl LiveTls {
-    /// The configuration the files hold, checked: the key matches the
-    /// certificate, the CA bundle holds at least one CA.
-    pub fn load(files: TlsFiles) -> Result<Self, String> {
-        let (bytes, digest) = read(&files)?;
-        let built = build(&files, &bytes)?;
-        Ok(Self {
-            files,
-            in_force: InForce::new(built, digest),
-            changes: watch::Sender::new(0),
-            reloads: Reloads::default(),
-        })
-    }
+/// The TLS configuration in force, and the files it comes from. Its
+/// `Debug` names the files, and shows nothing of the key.
+pub type LiveTls = Live<TlsFiles>;
 
+impl Live<TlsFiles> {
     /// Registers its metrics (`gateway_tls_reloads_total`) in `registry`.
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        self.reloads.register(
+        self.reloads().register(
             registry,
             "gateway_tls_reloads",
             "Changes of the TLS certificate, key or client CA files, by outcome (ok: in \
@@ -106,12 +107,7 @@ impl LiveTls {
 
     /// The configuration for the next handshake.
     pub fn config(&self) -> Arc<ServerConfig> {
-        self.in_force.current().config.clone()
-    }
-
-    /// Told of every configuration put in force from now on.
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+        self.current().config.clone()
     }
 
     /// Whether the client CA in force vouches, now, for a certificate
@@ -119,46 +115,13 @@ impl LiveTls {
     /// chains to a CA in force and is in date. Without a client CA no
     /// certificate is asked for, and none is vouched for.
     pub fn vouches_for(&self, chain: &[CertificateDer<'static>]) -> bool {
-        let built = self.in_force.current();
+        let built = self.current();
         match (&built.verifier, chain.split_first()) {
             (Some(verifier), Some((leaf, intermediates))) => verifier
                 .verify_client_cert(leaf, intermediates, UnixTime::now())
                 .is_ok(),
             _ => false,
         }
-    }
-
-    /// Whether callers are asked for a certificate.
-    pub fn asks_for_client_certificates(&self) -> bool {
-        self.files.client_ca.is_some()
-    }
-
-    /// Reads the files again and puts what they hold in force when they
-    /// changed and load; otherwise what is in force stays.
-    pub fn reload(&self) -> Reloaded {
-        let (bytes, digest) = match read(&self.files) {
-            Ok(read) => read,
-            Err(why) => return Reloaded::Refused(why),
-        };
-        let reloaded = self
-            .in_force
-            .replace_if_changed(digest, || build(&self.files, &bytes));
-        if reloaded == Reloaded::Replaced {
-            self.changes.send_modify(|n| *n += 1);
-        }
-        reloaded
-    }
-
-    /// Reloads whenever one of the files changes (their directories
-    /// watched, and checked every `every` as well), saying and counting
-    /// each outcome in `gateway_tls_reloads_total{outcome}`, until the
-    /// watch is dropped.
-    pub fn watch(self: Arc<Self>, every: Duration) -> reload::Watch {
-        let paths = self.files.paths();
-        reload::spawn(&paths, every, move || {
-            self.reloads
-                .report("TLS certificate and client CA", self.reload());
-        })
     }
 }
 
@@ -180,7 +143,7 @@ fn read(files: &TlsFiles) -> Result<([Vec<u8>; 3], [u8; 32]), String> {
     ))
 }
 
-fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<Built, String> {
+fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<TlsConfig, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let named = |path: &Path, what: &str| format!("TLS file {}: {what}", path.display());
     let chain = CertificateDer::pem_slice_iter(cert)
@@ -242,7 +205,7 @@ fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<Built, Stri
     // its certificate, and has it checked, in a full handshake.
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
-    Ok(Built {
+    Ok(TlsConfig {
         config: Arc::new(config),
         verifier,
     })

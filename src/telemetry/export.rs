@@ -22,8 +22,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use super::otlp;
 use super::finished::FinishedSpan;
+use super::otlp;
 
 /// The OTLP trace service's export method, for `grpc`.
 const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";

@@ -42,7 +42,6 @@ use super::spans::{self, Sampler};
 /// The service name when `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name none.
 const DEFAULT_SERVICE_NAME: &str = "cognito-identity-gateway";
 
-
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
