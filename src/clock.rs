@@ -73,7 +73,7 @@ impl Clock {
     }
 
     /// How long `real` time is on this clock.
-    pub fn from_real(&self, real: Duration) -> Duration {
+    pub(crate) fn on_clock(&self, real: Duration) -> Duration {
         real.mul_f64(self.speed)
     }
 

@@ -44,8 +44,11 @@
 //! [`server::run`].
 
 #![forbid(unsafe_code)]
+// The public surface is what the binary, the tests, the benches and the
+// fuzz targets use; everything else is the crate's own.
+#![warn(unreachable_pub)]
 
-pub mod audit;
+mod audit;
 pub mod cache;
 pub mod clock;
 pub mod config;
@@ -55,10 +58,10 @@ pub mod emulator;
 pub mod grpc;
 pub mod guard;
 pub mod jwt;
-pub mod middleware;
+mod middleware;
 pub mod policy;
 pub mod proto;
-pub mod rate;
+mod rate;
 pub mod reload;
 pub mod server;
 pub mod service;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// A token bucket.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     capacity: f64,
     tokens: f64,
@@ -17,12 +17,12 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket refilling at `rate` tokens a second.
-    pub fn new(rate: f64) -> Self {
+    pub(crate) fn new(rate: f64) -> Self {
         Self::with_burst(rate, rate.max(1.0))
     }
 
     /// A full bucket of `burst` tokens refilling at `rate` a second.
-    pub fn with_burst(rate: f64, burst: f64) -> Self {
+    pub(crate) fn with_burst(rate: f64, burst: f64) -> Self {
         Self {
             rate,
             capacity: burst,
@@ -32,17 +32,17 @@ impl TokenBucket {
     }
 
     /// Tokens a second.
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.rate
     }
 
     /// The most it holds.
-    pub fn capacity(&self) -> f64 {
+    pub(crate) fn capacity(&self) -> f64 {
         self.capacity
     }
 
     /// The tokens there at `now` (below zero: promised to reservations).
-    pub fn level(&mut self, now: Instant) -> f64 {
+    pub(crate) fn level(&mut self, now: Instant) -> f64 {
         if let Some(at) = self.at {
             let elapsed = now.saturating_duration_since(at).as_secs_f64();
             self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
@@ -52,7 +52,7 @@ impl TokenBucket {
     }
 
     /// Takes a token at `now` if one is there.
-    pub fn try_take(&mut self, now: Instant) -> bool {
+    pub(crate) fn try_take(&mut self, now: Instant) -> bool {
         if self.level(now) < 1.0 {
             return false;
         }
@@ -63,7 +63,11 @@ impl TokenBucket {
     /// Reserves the next token for a taker that may wait up to `max_wait`:
     /// how long to wait for it, or, refused (nothing taken), when it would
     /// have come.
-    pub fn reserve(&mut self, now: Instant, max_wait: Duration) -> Result<Duration, Duration> {
+    pub(crate) fn reserve(
+        &mut self,
+        now: Instant,
+        max_wait: Duration,
+    ) -> Result<Duration, Duration> {
         let left = self.level(now) - 1.0;
         let wait = if left >= 0.0 {
             Duration::ZERO
@@ -78,7 +82,7 @@ impl TokenBucket {
     }
 
     /// Hands back a token taken or reserved and not used.
-    pub fn give_back(&mut self) {
+    pub(crate) fn give_back(&mut self) {
         self.tokens = (self.tokens + 1.0).min(self.capacity);
     }
 }

@@ -172,7 +172,7 @@ impl<U: Upstream> Gateway<U> {
     }
 
     /// Writes the audit log, if `audit` is some.
-    pub fn with_audit(mut self, audit: Option<Auditor>) -> Self {
+    pub(crate) fn with_audit(mut self, audit: Option<Auditor>) -> Self {
         self.audit = audit;
         self
     }

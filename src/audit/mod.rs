@@ -39,12 +39,12 @@ use tokio::sync::mpsc;
 use crate::domain::{CacheOutcome, Caller, Error, Operation, RequestContext, Scope, Served};
 use crate::policy::{self, Verdict};
 use metrics::AuditMetrics;
-pub use user::HmacKey;
+pub(crate) use user::HmacKey;
 use writer::Writer;
 
 /// Where the lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AuditSink {
+pub(crate) enum AuditSink {
     /// Standard output (`--audit-log -`), for a log collector.
     Stdout,
     /// A file, appended to.
@@ -53,7 +53,7 @@ pub enum AuditSink {
 
 /// The audit log's settings.
 #[derive(Clone, Debug)]
-pub struct AuditSettings {
+pub(crate) struct AuditSettings {
     /// Where the lines go.
     pub sink: AuditSink,
     /// The key of the user hash.
@@ -63,7 +63,7 @@ pub struct AuditSettings {
     pub queue: usize,
     /// How long the sink may fail before the lines the writer holds go to
     /// standard error, marked `audit-fallback: `.
-    pub fallback_after: std::time::Duration,
+    pub(crate) fallback_after: std::time::Duration,
 }
 
 /// What an audited call asked for, read when its line is written: the
@@ -94,7 +94,7 @@ struct Entry {
 
 /// The audit log: its queue, and the thread that writes it.
 #[derive(Debug)]
-pub struct Auditor {
+pub(crate) struct Auditor {
     /// `None` on the queue only wakes the writer ([`AuditWriter::finish`]).
     queue: mpsc::Sender<Option<Entry>>,
     /// Places in the queue that refusals' lines leave free, for developer
@@ -121,7 +121,7 @@ impl std::fmt::Debug for Entry {
 impl Auditor {
     /// Opens the sink and starts the writer. `code_name` names the gRPC
     /// code of an error (the gRPC layer's mapping, handed in).
-    pub fn start(
+    pub(crate) fn start(
         settings: AuditSettings,
         code_name: fn(&Error) -> &'static str,
     ) -> Result<(Self, AuditWriter), String> {
@@ -181,14 +181,14 @@ impl Auditor {
     }
 
     /// Registers its metrics in `registry`.
-    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+    pub(crate) fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         self.metrics.register(registry);
     }
 
     /// Writes the line of a call refused for who its caller is.
     /// Best effort: a full queue loses the line (counted), as the call is
     /// refused anyway.
-    pub fn refused<O: Operation>(
+    pub(crate) fn refused<O: Operation>(
         &self,
         ctx: &RequestContext,
         caller: Arc<str>,
@@ -211,7 +211,7 @@ impl Auditor {
     /// is none, the refusal to answer it with if its line is `required`
     /// (the developer operation's); a line not required is lost (counted)
     /// and the call served.
-    pub fn reserve<O: Operation>(
+    pub(crate) fn reserve<O: Operation>(
         &self,
         ctx: &RequestContext,
         caller: Arc<str>,
@@ -275,7 +275,7 @@ impl Auditor {
 
 /// The writer thread, to be finished when the server has stopped.
 #[derive(Debug)]
-pub struct AuditWriter {
+pub(crate) struct AuditWriter {
     /// Only to wake a writer waiting for a line.
     queue: mpsc::Sender<Option<Entry>>,
     stop: Arc<AtomicBool>,
@@ -288,7 +288,7 @@ impl AuditWriter {
     /// for it, `within` at most: lines still queued at shutdown (the calls
     /// the drain abandoned are written `CANCELLED`) reach the sink before
     /// the process exits, or, if it still fails, standard error.
-    pub async fn finish(self, within: std::time::Duration) {
+    pub(crate) async fn finish(self, within: std::time::Duration) {
         self.stop.store(true, Ordering::Release);
         // Wakes a writer pausing before it tries a failing sink again.
         self.thread.unpark();
@@ -304,7 +304,7 @@ impl AuditWriter {
 /// ([`Reserved::answered`]); a call dropped unanswered (its deadline
 /// passed, its caller went away) is written as `CANCELLED`.
 #[derive(Debug)]
-pub struct Reserved {
+pub(crate) struct Reserved {
     /// Both `None` once sent.
     permit: Option<mpsc::OwnedPermit<Option<Entry>>>,
     entry: Option<Box<Entry>>,
@@ -313,7 +313,7 @@ pub struct Reserved {
 
 impl Reserved {
     /// Writes the call's line with how it was answered.
-    pub fn answered<T: crate::domain::Answer>(mut self, served: &Served<T>) {
+    pub(crate) fn answered<T: crate::domain::Answer>(mut self, served: &Served<T>) {
         let code_name = self.code_name;
         self.send(|entry| {
             entry.cache = served.cache;
@@ -346,7 +346,7 @@ impl Drop for Reserved {
 }
 
 /// The caller's name in a line when no policy names it: its identity.
-pub fn caller_name(caller: &Caller) -> Arc<str> {
+pub(crate) fn caller_name(caller: &Caller) -> Arc<str> {
     match caller {
         Caller::Anonymous => policy::ANONYMOUS.into(),
         Caller::Spiffe(id) | Caller::Dns(id) => id.clone(),

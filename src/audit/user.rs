@@ -21,11 +21,11 @@ const PUBLIC_PROVIDERS: [&str; 7] = [
 
 /// The key of the `user` hash. Its `Debug` shows nothing of it.
 #[derive(Clone)]
-pub struct HmacKey(hmac::Key);
+pub(crate) struct HmacKey(hmac::Key);
 
 impl HmacKey {
     /// A key of these bytes.
-    pub fn new(bytes: &[u8]) -> Self {
+    pub(crate) fn new(bytes: &[u8]) -> Self {
         Self(hmac::Key::new(hmac::HMAC_SHA256, bytes))
     }
 

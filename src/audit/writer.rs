@@ -61,7 +61,6 @@ pub(super) struct Writer {
 
 /// Where the writer's lines go, and when it stops.
 pub(super) struct Outlets {
-    /// The sink.
     pub(super) sink: Box<dyn Write + Send>,
     /// The fallback (standard error).
     pub(super) fallback: Box<dyn Write + Send>,

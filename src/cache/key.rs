@@ -40,7 +40,7 @@ impl fmt::Debug for CacheKey {
 }
 
 /// Makes keys.
-pub struct KeyMaker {
+pub(crate) struct KeyMaker {
     key: [u8; blake3::KEY_LEN],
 }
 
@@ -100,7 +100,7 @@ impl KeyFields for Canonical<'_> {
 
 impl KeyMaker {
     /// A key maker with a fresh random hashing key.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         use aws_lc_rs::rand::SecureRandom;
         let mut key = [0u8; blake3::KEY_LEN];
         // This fails only without an OS random source, in which case nothing
@@ -126,7 +126,7 @@ impl KeyMaker {
 
     /// The key of `input`: its operation and every field that changes its
     /// answer ([`Operation::key_fields`]).
-    pub fn key<O: Operation>(&self, input: &O) -> CacheKey {
+    pub(crate) fn key<O: Operation>(&self, input: &O) -> CacheKey {
         let mut canonical = self.start(O::NAME);
         input.key_fields(&mut canonical);
         canonical.finish()

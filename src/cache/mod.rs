@@ -21,7 +21,7 @@ use moka::future::Cache;
 use moka::ops::compute::Op;
 
 pub use crate::clock::Clock;
-pub use key::{CacheKey, KeyMaker};
+pub(crate) use key::{CacheKey, KeyMaker};
 
 use entry::{Entry, ExpireAtTokenExpiry, Lifetimes};
 
@@ -95,7 +95,7 @@ impl Default for CacheSettings {
 
 /// How long before a caller's deadline a still-valid token seen with too
 /// little life left is served rather than waiting on for its renewal.
-pub const STALE_RESERVE: Duration = Duration::from_millis(50);
+pub(crate) const STALE_RESERVE: Duration = Duration::from_millis(50);
 
 /// Counters, kept here and read out as [`CacheStats`].
 #[derive(Debug, Default)]
@@ -176,7 +176,7 @@ impl TokenCache {
         }
     }
 
-    /// The settings.
+    /// What it was built with.
     pub fn settings(&self) -> &CacheSettings {
         &self.lifetimes.settings
     }
@@ -371,7 +371,7 @@ impl TokenCache {
             (Some(entry), Some(deadline))
                 if entry.valid(clock.now(), self.lifetimes.settings.safety_margin) =>
             {
-                let left = clock.from_real(deadline.saturating_duration_since(Instant::now()));
+                let left = clock.on_clock(deadline.saturating_duration_since(Instant::now()));
                 Some(clock.real(left.saturating_sub(STALE_RESERVE)))
             }
             _ => None,

@@ -13,16 +13,16 @@ const MIN_AUDIT_KEY: usize = 16;
 /// Flags of [`AuditSettings`].
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Audit")]
-pub struct AuditArgs {
+pub(crate) struct AuditArgs {
     /// The audit log: a file appended to, or - for standard output. One
     /// JSON line per developer-identity call and per refused call.
     #[arg(long, env = "COGNITO_GATEWAY_AUDIT_LOG")]
-    pub audit_log: Option<String>,
+    pub(crate) audit_log: Option<String>,
 
     /// The key (a file's bytes, trailing newline ignored; at least 16) of
     /// the audit log's user hash, HMAC-SHA256. Required with --audit-log.
     #[arg(long, env = "COGNITO_GATEWAY_AUDIT_HMAC_KEY_FILE")]
-    pub audit_hmac_key_file: Option<std::path::PathBuf>,
+    pub(crate) audit_hmac_key_file: Option<std::path::PathBuf>,
 
     /// Audit lines that may wait for the sink; when they are all taken,
     /// developer calls are refused UNAVAILABLE (AUDIT_UNAVAILABLE).
@@ -31,7 +31,7 @@ pub struct AuditArgs {
         env = "COGNITO_GATEWAY_AUDIT_QUEUE_CAPACITY",
         default_value = "8192"
     )]
-    pub audit_queue_capacity: String,
+    pub(crate) audit_queue_capacity: String,
 
     /// How long the audit log's sink may fail (developer calls are refused
     /// meanwhile) before the lines of calls already answered go to standard
@@ -41,7 +41,7 @@ pub struct AuditArgs {
         env = "COGNITO_GATEWAY_AUDIT_FALLBACK_AFTER",
         default_value = "10s"
     )]
-    pub audit_fallback_after: String,
+    pub(crate) audit_fallback_after: String,
 }
 
 impl AuditArgs {

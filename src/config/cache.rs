@@ -7,7 +7,7 @@ use crate::cache::CacheSettings;
 /// Flags of [`CacheSettings`].
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Cache")]
-pub struct CacheArgs {
+pub(crate) struct CacheArgs {
     /// Cache answers at all (true/false); off sends every call upstream.
     #[arg(long, env = "COGNITO_GATEWAY_CACHE", default_value = "true")]
     pub cache: String,
@@ -18,7 +18,7 @@ pub struct CacheArgs {
         env = "COGNITO_GATEWAY_CACHE_OPEN_ID_TOKENS",
         default_value = "true"
     )]
-    pub cache_open_id_tokens: String,
+    pub(crate) cache_open_id_tokens: String,
 
     /// Cache GetCredentialsForIdentity, until the credentials expire.
     #[arg(
@@ -26,7 +26,7 @@ pub struct CacheArgs {
         env = "COGNITO_GATEWAY_CACHE_CREDENTIALS",
         default_value = "true"
     )]
-    pub cache_credentials: String,
+    pub(crate) cache_credentials: String,
 
     /// Cache GetId for authenticated logins (unauthenticated ones never are).
     #[arg(
@@ -34,7 +34,7 @@ pub struct CacheArgs {
         env = "COGNITO_GATEWAY_CACHE_IDENTITY_IDS",
         default_value = "true"
     )]
-    pub cache_identity_ids: String,
+    pub(crate) cache_identity_ids: String,
 
     /// How long a GetId answer is kept.
     #[arg(
@@ -42,7 +42,7 @@ pub struct CacheArgs {
         env = "COGNITO_GATEWAY_CACHE_IDENTITY_ID_TTL",
         default_value = "1h"
     )]
-    pub cache_identity_id_ttl: String,
+    pub(crate) cache_identity_id_ttl: String,
 
     /// Entries expire this long before their token does.
     #[arg(
@@ -50,7 +50,7 @@ pub struct CacheArgs {
         env = "COGNITO_GATEWAY_CACHE_SAFETY_MARGIN",
         default_value = "30s"
     )]
-    pub cache_safety_margin: String,
+    pub(crate) cache_safety_margin: String,
 
     /// Serve a cached token only while this share of its life remains (0 to 1).
     #[arg(
@@ -58,7 +58,7 @@ pub struct CacheArgs {
         env = "COGNITO_GATEWAY_CACHE_MIN_REMAINING",
         default_value = "0.5"
     )]
-    pub cache_min_remaining: String,
+    pub(crate) cache_min_remaining: String,
 
     /// Renew an entry in the background from this share of its life on (0
     /// to 1, below 1 minus --cache-min-remaining), when a request comes:
@@ -69,7 +69,7 @@ pub struct CacheArgs {
         env = "COGNITO_GATEWAY_CACHE_REFRESH_AFTER",
         default_value = "0.4"
     )]
-    pub cache_refresh_after: String,
+    pub(crate) cache_refresh_after: String,
 
     /// At most this many background refreshes a second.
     #[arg(
@@ -77,7 +77,7 @@ pub struct CacheArgs {
         env = "COGNITO_GATEWAY_CACHE_REFRESH_RATE",
         default_value = "100"
     )]
-    pub cache_refresh_rate: String,
+    pub(crate) cache_refresh_rate: String,
 
     /// Memory budget of the cache: bytes, or with KiB, MiB, GiB.
     #[arg(
@@ -85,7 +85,7 @@ pub struct CacheArgs {
         env = "COGNITO_GATEWAY_CACHE_MAX_BYTES",
         default_value = "256MiB"
     )]
-    pub cache_max_bytes: String,
+    pub(crate) cache_max_bytes: String,
 }
 
 impl CacheArgs {

@@ -11,7 +11,7 @@ use crate::server::tls::{LoadedTls, TlsFiles};
 /// Flags of who may call.
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Callers and TLS")]
-pub struct CallersArgs {
+pub(crate) struct CallersArgs {
     /// The caller policy, a YAML file: who may call which operation, for
     /// which pools, login providers, principal tags and token lifetimes.
     #[arg(long, env = "COGNITO_GATEWAY_POLICY")]
@@ -26,7 +26,7 @@ pub struct CallersArgs {
         num_args = 0..=1,
         default_missing_value = "true"
     )]
-    pub allow_all_callers: String,
+    pub(crate) allow_all_callers: String,
 
     /// Take the caller's identity from this header, which a service mesh
     /// doing mutual TLS in front of the gateway sets (l5d-client-id for
@@ -44,22 +44,22 @@ pub struct CallersArgs {
         env = "COGNITO_GATEWAY_CALLER_IDENTITY_HEADER_TRUSTED_PEERS",
         default_value = crate::grpc::DEFAULT_TRUSTED_PEERS
     )]
-    pub caller_identity_header_trusted_peers: String,
+    pub(crate) caller_identity_header_trusted_peers: String,
 
     /// The API listener's certificate chain (PEM): with --tls-key, the API
     /// speaks TLS 1.2/1.3 (ALPN h2). Reloaded when it changes.
     #[arg(long, env = "COGNITO_GATEWAY_TLS_CERT")]
-    pub tls_cert: Option<std::path::PathBuf>,
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
 
     /// The private key of --tls-cert (PEM). Reloaded when it changes.
     #[arg(long, env = "COGNITO_GATEWAY_TLS_KEY")]
-    pub tls_key: Option<std::path::PathBuf>,
+    pub(crate) tls_key: Option<std::path::PathBuf>,
 
     /// CA bundle (PEM) that client certificates must chain to: callers
     /// presenting one are identified by its SPIFFE URI SAN or first DNS
     /// SAN, callers presenting none are anonymous. Reloaded when it changes.
     #[arg(long, env = "COGNITO_GATEWAY_TLS_CLIENT_CA")]
-    pub tls_client_ca: Option<std::path::PathBuf>,
+    pub(crate) tls_client_ca: Option<std::path::PathBuf>,
 }
 
 /// Who may call, as configured.

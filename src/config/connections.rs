@@ -8,7 +8,7 @@ use super::problems::Problems;
 /// Flags of the API listener's connections.
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Connections")]
-pub struct ConnectionArgs {
+pub(crate) struct ConnectionArgs {
     /// Streams (calls) one connection may have open at once, advertised to
     /// clients in HTTP/2 SETTINGS; clients queue the rest.
     #[arg(
@@ -42,7 +42,7 @@ pub struct ConnectionArgs {
         env = "COGNITO_GATEWAY_MAX_BUFFERED_REQUEST_BYTES",
         default_value = "64MiB"
     )]
-    pub max_buffered_request_bytes: String,
+    pub(crate) max_buffered_request_bytes: String,
 
     /// How long a connection with no call in flight is kept open before the
     /// gateway closes it (clients reconnect on their next call).
@@ -51,7 +51,7 @@ pub struct ConnectionArgs {
         env = "COGNITO_GATEWAY_CONNECTION_IDLE_TIMEOUT",
         default_value = "5m"
     )]
-    pub connection_idle_timeout: String,
+    pub(crate) connection_idle_timeout: String,
 
     /// How long a request's head may take to arrive on the admin listener,
     /// the first or the next on a kept-alive connection: a half-sent or
@@ -69,7 +69,7 @@ pub struct ConnectionArgs {
         env = "COGNITO_GATEWAY_HTTP2_KEEPALIVE_INTERVAL",
         default_value = "60s"
     )]
-    pub http2_keepalive_interval: String,
+    pub(crate) http2_keepalive_interval: String,
 
     /// How long a PING's answer may take before the connection is closed.
     #[arg(
@@ -77,7 +77,7 @@ pub struct ConnectionArgs {
         env = "COGNITO_GATEWAY_HTTP2_KEEPALIVE_TIMEOUT",
         default_value = "20s"
     )]
-    pub http2_keepalive_timeout: String,
+    pub(crate) http2_keepalive_timeout: String,
 
     /// How long a connection is kept at most, less a jitter of up to a
     /// tenth (1m to 30d): it is then told to close (GOAWAY; its calls in
@@ -85,7 +85,7 @@ pub struct ConnectionArgs {
     /// certificate and the TLS files in force are checked again at least
     /// this often.
     #[arg(long, env = "COGNITO_GATEWAY_MAX_CONNECTION_AGE", default_value = "1h")]
-    pub max_connection_age: String,
+    pub(crate) max_connection_age: String,
 }
 
 /// The bounds of `--max-connection-age`: at least a minute (a client that

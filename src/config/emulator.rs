@@ -26,19 +26,19 @@ pub struct EmulatorArgs {
         env = "COGNITO_EMULATOR_ACCESS_KEYS",
         value_delimiter = ','
     )]
-    pub access_keys: Vec<String>,
+    pub(crate) access_keys: Vec<String>,
     /// PEM file of the RSA key tokens are signed with; default: one made at start.
     #[arg(long, env = "COGNITO_EMULATOR_SIGNING_KEY")]
-    pub signing_key: Option<std::path::PathBuf>,
+    pub(crate) signing_key: Option<std::path::PathBuf>,
     /// Faults at start, as the JSON of `PUT /_emulator/faults`.
     #[arg(long, env = "COGNITO_EMULATOR_FAULTS")]
     pub faults: Option<String>,
     /// Rate-limit every operation at Cognito's default quotas.
     #[arg(long, conflicts_with = "faults")]
-    pub cognito_quotas: bool,
+    pub(crate) cognito_quotas: bool,
     /// Also create the ready pool of `--emulator` mode.
     #[arg(long)]
-    pub default_pool: bool,
+    pub(crate) default_pool: bool,
 }
 
 /// Checked emulator configuration.
@@ -49,12 +49,12 @@ pub struct EmulatorConfig {
     /// Its settings.
     pub settings: crate::emulator::EmulatorSettings,
     /// Whether to create the ready pool.
-    pub default_pool: bool,
+    pub(crate) default_pool: bool,
 }
 
 impl EmulatorArgs {
     /// Checks everything, reading the key file; lists every problem.
-    pub fn into_config(self) -> Result<EmulatorConfig, ConfigError> {
+    pub(crate) fn into_config(self) -> Result<EmulatorConfig, ConfigError> {
         use crate::emulator::{EmulatorSettings, FaultSettings};
         let mut p = Problems::default();
         let listen = p.check(

@@ -8,14 +8,14 @@ use super::problems::Problems;
 /// Flags of [`GuardSettings`].
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Upstream guard")]
-pub struct GuardArgs {
+pub(crate) struct GuardArgs {
     /// Calls that may wait on Cognito at once (cache misses and uncached
     /// calls); more are refused with RESOURCE_EXHAUSTED
     /// (UPSTREAM_CONCURRENCY_LIMIT). Below --concurrency-limit, so that a
     /// slow Cognito never takes the slots cache hits need. Unset: half of
     /// --concurrency-limit.
     #[arg(long, env = "COGNITO_GATEWAY_UPSTREAM_CONCURRENCY_LIMIT")]
-    pub upstream_concurrency_limit: Option<String>,
+    pub(crate) upstream_concurrency_limit: Option<String>,
 
     /// Upstream calls a second this replica may make, per operation:
     /// OPERATION=RATE pairs (RATE a number or off) over Cognito's default
@@ -28,7 +28,7 @@ pub struct GuardArgs {
         default_value = "GetId=25,GetOpenIdToken=200,GetCredentialsForIdentity=200,\
                          GetOpenIdTokenForDeveloperIdentity=50"
     )]
-    pub upstream_quota: String,
+    pub(crate) upstream_quota: String,
 
     /// Upstream failures in a row (refused, reset, timed out, 5xx) that open
     /// the circuit breaker: calls that need Cognito are then refused at once
@@ -39,7 +39,7 @@ pub struct GuardArgs {
         env = "COGNITO_GATEWAY_UPSTREAM_CIRCUIT_FAILURES",
         default_value = "5"
     )]
-    pub upstream_circuit_failures: String,
+    pub(crate) upstream_circuit_failures: String,
 
     /// How long the open breaker refuses calls before it lets one probe
     /// call through.
@@ -48,7 +48,7 @@ pub struct GuardArgs {
         env = "COGNITO_GATEWAY_UPSTREAM_CIRCUIT_COOLDOWN",
         default_value = "5s"
     )]
-    pub upstream_circuit_cooldown: String,
+    pub(crate) upstream_circuit_cooldown: String,
 
     /// An upstream call its caller gave up on after this long counts as a
     /// failure for the breaker (a hung Cognito outlives callers' deadlines).
@@ -57,7 +57,7 @@ pub struct GuardArgs {
         env = "COGNITO_GATEWAY_UPSTREAM_CIRCUIT_SLOW_CALL",
         default_value = "1s"
     )]
-    pub upstream_circuit_slow_call: String,
+    pub(crate) upstream_circuit_slow_call: String,
 }
 
 impl GuardArgs {

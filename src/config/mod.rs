@@ -43,35 +43,35 @@ pub struct Cli {
 
     /// Where the server listens, and its bounds on calls.
     #[command(flatten)]
-    pub server: ServerArgs,
+    pub(crate) server: ServerArgs,
 
     /// The API listener's connections.
     #[command(flatten)]
-    pub connections: ConnectionArgs,
+    pub(crate) connections: ConnectionArgs,
 
     /// Who may call.
     #[command(flatten)]
-    pub callers: CallersArgs,
+    pub(crate) callers: CallersArgs,
 
     /// The audit log.
     #[command(flatten)]
-    pub audit: AuditArgs,
+    pub(crate) audit: AuditArgs,
 
     /// The token cache.
     #[command(flatten)]
-    pub cache: CacheArgs,
+    pub(crate) cache: CacheArgs,
 
     /// The guard in front of the upstream.
     #[command(flatten)]
-    pub guard: GuardArgs,
+    pub(crate) guard: GuardArgs,
 
     /// How to reach Cognito.
     #[command(flatten)]
-    pub upstream: UpstreamArgs,
+    pub(crate) upstream: UpstreamArgs,
 
     /// Logs and traces.
     #[command(flatten)]
-    pub telemetry: TelemetryArgs,
+    pub(crate) telemetry: TelemetryArgs,
 }
 
 mod audit;
@@ -86,17 +86,19 @@ mod server;
 mod telemetry;
 mod upstream;
 
-pub use audit::AuditArgs;
-pub use cache::CacheArgs;
-pub use callers::CallersArgs;
-pub use connections::ConnectionArgs;
-pub use guard::GuardArgs;
-pub use server::ServerArgs;
-pub use telemetry::TelemetryArgs;
-pub use upstream::UpstreamArgs;
+pub(crate) use audit::AuditArgs;
+pub(crate) use cache::CacheArgs;
+pub(crate) use callers::CallersArgs;
+pub(crate) use connections::ConnectionArgs;
+pub(crate) use guard::GuardArgs;
+pub(crate) use server::ServerArgs;
+pub(crate) use telemetry::TelemetryArgs;
+pub(crate) use upstream::UpstreamArgs;
 
 #[cfg(feature = "emulator")]
-pub use emulator::{EmulatorArgs, EmulatorConfig};
+pub(crate) use emulator::EmulatorArgs;
+#[cfg(feature = "emulator")]
+pub use emulator::EmulatorConfig;
 use problems::Problems;
 
 /// Subcommands.
@@ -137,29 +139,29 @@ impl Program {
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// Where the gRPC server listens.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Where the admin HTTP server listens, if anywhere.
-    pub admin_listen: Option<SocketAddr>,
+    pub(crate) admin_listen: Option<SocketAddr>,
     /// How to reach Cognito.
     pub upstream: UpstreamSettings,
     /// The server.
-    pub server: ServerSettings,
+    pub(crate) server: ServerSettings,
     /// The token cache.
-    pub cache: CacheSettings,
+    pub(crate) cache: CacheSettings,
     /// The guard in front of the upstream.
-    pub guard: GuardSettings,
+    pub(crate) guard: GuardSettings,
     /// Logs and traces.
-    pub telemetry: TelemetrySettings,
+    pub(crate) telemetry: TelemetrySettings,
     /// The caller policy, read and checked (put in force, and reloaded
     /// when its file changes, once the gateway runs); `None`: every caller
     /// may call everything.
-    pub policy: Option<LoadedPolicy>,
+    pub(crate) policy: Option<LoadedPolicy>,
     /// The audit log, if on.
-    pub audit: Option<AuditSettings>,
+    pub(crate) audit: Option<AuditSettings>,
     /// Start an embedded emulator and use it as the upstream (`--emulator`):
     /// [`Settings::start_embedded_emulator`] resolves it.
     #[cfg(feature = "emulator")]
-    pub embedded_emulator: bool,
+    pub(crate) embedded_emulator: bool,
 }
 
 #[cfg(feature = "emulator")]
@@ -168,7 +170,7 @@ impl Settings {
     /// and points the upstream at it (its region unless one is set, and its
     /// access key); the emulator serves while the handle lives. Without it,
     /// nothing.
-    pub async fn start_embedded_emulator(
+    pub(crate) async fn start_embedded_emulator(
         &mut self,
     ) -> Result<Option<std::sync::Arc<crate::emulator::Emulator>>, String> {
         use crate::emulator;

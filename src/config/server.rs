@@ -14,7 +14,7 @@ use crate::server::tls::LoadedTls;
 /// Flags of the server.
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Server")]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// Address the gRPC server listens on.
     #[arg(long, env = "COGNITO_GATEWAY_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: String,

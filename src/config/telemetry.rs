@@ -7,10 +7,10 @@ use crate::telemetry::{LogFormat, TelemetrySettings, TraceSettings};
 /// Flags of [`TelemetrySettings`].
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Telemetry")]
-pub struct TelemetryArgs {
+pub(crate) struct TelemetryArgs {
     /// Log format; RUST_LOG sets the filter (default: info).
     #[arg(long, env = "COGNITO_GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
 }
 
 impl TelemetryArgs {

@@ -19,7 +19,7 @@ const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Flags of [`UpstreamSettings`].
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Upstream")]
-pub struct UpstreamArgs {
+pub(crate) struct UpstreamArgs {
     /// Cognito Identity endpoint, instead of the region's (an emulator, a VPC
     /// endpoint). Unset: the SDK's own AWS_ENDPOINT_URL_COGNITO_IDENTITY, then
     /// the region's endpoint.
@@ -32,12 +32,12 @@ pub struct UpstreamArgs {
 
     /// Bound on one upstream operation, retries included (e.g. 5s, 1500ms).
     #[arg(long, env = "COGNITO_GATEWAY_UPSTREAM_TIMEOUT", default_value = "5s")]
-    pub upstream_timeout: String,
+    pub(crate) upstream_timeout: String,
 
     /// Bound on one upstream attempt; at most --upstream-timeout. Unset: 2s,
     /// or --upstream-timeout when that is shorter.
     #[arg(long, env = "COGNITO_GATEWAY_UPSTREAM_ATTEMPT_TIMEOUT")]
-    pub upstream_attempt_timeout: Option<String>,
+    pub(crate) upstream_attempt_timeout: Option<String>,
 
     /// Bound on opening a connection to the upstream.
     #[arg(
@@ -45,7 +45,7 @@ pub struct UpstreamArgs {
         env = "COGNITO_GATEWAY_UPSTREAM_CONNECT_TIMEOUT",
         default_value = "1s"
     )]
-    pub upstream_connect_timeout: String,
+    pub(crate) upstream_connect_timeout: String,
 
     /// Attempts per upstream operation, the first included (1 to 10).
     #[arg(long, env = "COGNITO_GATEWAY_MAX_ATTEMPTS", default_value = "3")]

@@ -12,7 +12,7 @@ use tonic::Code;
 
 /// What the gateway makes of one Cognito error code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CognitoCode {
+pub(crate) struct CognitoCode {
     /// The gRPC code the call is answered with.
     pub grpc: Code,
     /// Whether the same call, tried again later, may succeed.
@@ -21,7 +21,7 @@ pub struct CognitoCode {
     /// circuit breaker counts as a failure. Cognito's own refusals
     /// (throttling, a bad login, a dependent identity provider down) say
     /// it is up.
-    pub upstream_down: bool,
+    pub(crate) upstream_down: bool,
 }
 
 impl CognitoCode {
@@ -29,7 +29,7 @@ impl CognitoCode {
     /// means; a code not in the table, one newer than the gateway or none
     /// the SDK could read, is answered UNKNOWN, never retried, and not
     /// held against Cognito.
-    pub fn of(code: &str) -> Self {
+    pub(crate) fn of(code: &str) -> Self {
         CODES
             .iter()
             .find(|(name, _)| *name == code)

@@ -20,17 +20,17 @@ pub enum Caller {
 /// connection is accepted, put in each of its calls' extensions by the
 /// server's serve loop.
 #[derive(Clone, Debug, Default)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// The gateway's address.
     pub local: Option<SocketAddr>,
     /// The caller's address.
-    pub remote: Option<SocketAddr>,
+    pub(crate) remote: Option<SocketAddr>,
     /// `Some` on a TLS connection: the caller its client certificate names,
     /// [`Caller::Anonymous`] when it showed none. `None` on plaintext.
-    pub certified: Option<Caller>,
+    pub(crate) certified: Option<Caller>,
     /// The connection's calls in flight, which the server counts to close
     /// connections that stay idle.
-    pub activity: Activity,
+    pub(crate) activity: Activity,
 }
 
 /// A connection's calls in flight and since when it has had none: each
@@ -41,7 +41,7 @@ pub struct Peer {
 /// Times are the system's monotonic clock, not tokio's (a paused test
 /// clock does not move them).
 #[derive(Clone, Debug, Default)]
-pub struct Activity(Option<Arc<Counts>>);
+pub(crate) struct Activity(Option<Arc<Counts>>);
 
 #[derive(Debug)]
 struct Counts {
@@ -54,11 +54,11 @@ struct Counts {
 
 /// A call in flight on its connection, ended when dropped.
 #[derive(Debug)]
-pub struct InFlight(Arc<Counts>);
+pub(crate) struct InFlight(Arc<Counts>);
 
 impl Activity {
     /// A count for a connection opened now.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(Some(Arc::new(Counts {
             start: std::time::Instant::now(),
             in_flight: AtomicUsize::new(0),
@@ -68,7 +68,7 @@ impl Activity {
 
     /// Counts a call until the returned guard is dropped; `None` when
     /// nothing is counted.
-    pub fn call(&self) -> Option<InFlight> {
+    pub(crate) fn call(&self) -> Option<InFlight> {
         let counts = self.0.as_ref()?;
         counts.in_flight.fetch_add(1, Ordering::AcqRel);
         Some(InFlight(counts.clone()))
@@ -76,7 +76,7 @@ impl Activity {
 
     /// How long the connection has had no call in flight at `now`; `None`
     /// while one is (or when nothing is counted).
-    pub fn idle_for(&self, now: std::time::Instant) -> Option<std::time::Duration> {
+    pub(crate) fn idle_for(&self, now: std::time::Instant) -> Option<std::time::Duration> {
         let counts = self.0.as_ref()?;
         if counts.in_flight.load(Ordering::Acquire) > 0 {
             return None;
@@ -120,7 +120,7 @@ pub struct RequestContext {
 /// request's extensions there, read into [`RequestContext::deadline`] by
 /// the gRPC layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Deadline(pub std::time::Instant);
+pub(crate) struct Deadline(pub std::time::Instant);
 
 #[cfg(test)]
 mod tests {

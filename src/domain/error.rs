@@ -195,7 +195,7 @@ impl Error {
     }
 
     /// Whether trying the same call again later may succeed.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Error::Cognito { code, .. } => CognitoCode::of(code).retryable,
             Error::Unreachable(_)
@@ -224,7 +224,7 @@ impl Error {
     /// reset, timed out, a server error), as the circuit breaker counts
     /// failures. Cognito's own refusals (throttling, a bad login, a
     /// dependent identity provider down) say it is up.
-    pub fn says_upstream_down(&self) -> bool {
+    pub(crate) fn says_upstream_down(&self) -> bool {
         match self {
             Error::Unreachable(_) | Error::UpstreamTimeout => true,
             Error::BadResponse { status, .. } => *status >= 500,

@@ -18,22 +18,25 @@ pub mod validate;
 
 use std::future::Future;
 
-pub use cognito_codes::CognitoCode;
-pub use context::{Activity, Caller, Deadline, InFlight, Peer, RequestContext};
+pub(crate) use cognito_codes::CognitoCode;
+pub(crate) use context::{Activity, Deadline, InFlight, Peer};
+pub use context::{Caller, RequestContext};
 pub use error::Error;
-pub use operation::{Answer, Caching, KeyFields, Lifetime, Operation, Scope};
+pub use operation::Operation;
+pub(crate) use operation::{Answer, Caching, KeyFields, Lifetime, Scope};
 pub use operation_name::OperationName;
 pub use operations::{
     Credentials, GetCredentialsForIdentityInput, GetCredentialsForIdentityOutput, GetIdInput,
     GetIdOutput, GetOpenIdTokenForDeveloperIdentityInput, GetOpenIdTokenInput, OpenIdToken, RawMap,
 };
-pub use outcome::{CacheOutcome, CacheStats, FetchFor, Served, UpstreamCall, Upstreamed};
+pub use outcome::{CacheOutcome, Served, Upstreamed};
+pub(crate) use outcome::{CacheStats, FetchFor, UpstreamCall};
 pub use secret::Secret;
 pub use types::{
     AccountId, CustomRoleArn, IdentityId, IdentityPoolId, Logins, PrincipalTags, SecretMap,
     TokenDuration,
 };
-pub use validate::{Field, Violation, Violations};
+pub use validate::Violations;
 
 /// The operations as the gateway offers them: what the gRPC layer calls,
 /// with who is calling.
@@ -66,10 +69,10 @@ pub trait Upstream: Send + Sync + 'static {
         std::future::ready(true)
     }
 
-    /// GetId.
+    /// The identity id of the logins in a pool, made on first use.
     fn get_id(&self, input: &GetIdInput) -> impl Future<Output = Upstreamed<GetIdOutput>> + Send;
 
-    /// GetOpenIdToken.
+    /// An OpenID token for an identity, vouched for by its logins.
     fn get_open_id_token(
         &self,
         input: &GetOpenIdTokenInput,
@@ -81,7 +84,8 @@ pub trait Upstream: Send + Sync + 'static {
         input: &GetOpenIdTokenForDeveloperIdentityInput,
     ) -> impl Future<Output = Upstreamed<OpenIdToken>> + Send;
 
-    /// GetCredentialsForIdentity.
+    /// Temporary AWS credentials for an identity, through its pool's
+    /// role (or the custom role asked for).
     fn get_credentials_for_identity(
         &self,
         input: &GetCredentialsForIdentityInput,

@@ -111,7 +111,7 @@ pub struct Scope<'a> {
     pub operation: OperationName,
     /// The pool the request names; `None` for the operations that name an
     /// identity instead.
-    pub identity_pool: Option<&'a str>,
+    pub(crate) identity_pool: Option<&'a str>,
     /// Its Logins (the policy reads the names, and the pool of a Cognito
     /// token among them).
     pub logins: &'a SecretMap,

@@ -10,19 +10,20 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum OperationName {
-    /// GetId.
+    /// An identity id for logins in a pool.
     GetId = 1,
-    /// GetOpenIdToken.
+    /// An OpenID token for an identity, on its logins.
     GetOpenIdToken = 2,
-    /// GetOpenIdTokenForDeveloperIdentity.
+    /// An OpenID token for any user id of the backend's developer
+    /// provider, on the gateway's developer credentials.
     GetOpenIdTokenForDeveloperIdentity = 3,
-    /// GetCredentialsForIdentity.
+    /// Temporary AWS credentials for an identity.
     GetCredentialsForIdentity = 4,
 }
 
 impl OperationName {
     /// Every operation.
-    pub const ALL: [OperationName; 4] = [
+    pub(crate) const ALL: [OperationName; 4] = [
         Self::GetId,
         Self::GetOpenIdToken,
         Self::GetOpenIdTokenForDeveloperIdentity,
@@ -30,7 +31,7 @@ impl OperationName {
     ];
 
     /// The operation of this name, as the API spells it.
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|o| o.as_str() == name)
     }
 
@@ -39,7 +40,7 @@ impl OperationName {
     /// Logins. Such an operation is the one that policy must restrict,
     /// that is audited on every call, and whose user the audit log
     /// hashes; the others act only on what their caller already holds.
-    pub const fn mints_for_any_user(self) -> bool {
+    pub(crate) const fn mints_for_any_user(self) -> bool {
         matches!(self, Self::GetOpenIdTokenForDeveloperIdentity)
     }
 

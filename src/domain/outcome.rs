@@ -59,11 +59,11 @@ pub struct UpstreamCall {
     /// How long it took, retries included.
     pub elapsed: Duration,
     /// The HTTP status of the last response, if one came.
-    pub http_status: Option<u16>,
+    pub(crate) http_status: Option<u16>,
     /// The AWS request id, if the response carried one.
     pub request_id: Option<Box<str>>,
     /// Why it failed ([`Error::reason`]); `None` when it succeeded.
-    pub error_type: Option<Box<str>>,
+    pub(crate) error_type: Option<Box<str>>,
 }
 
 /// An upstream call's result, with the call's record when one was made.
@@ -75,7 +75,7 @@ pub struct Upstreamed<T> {
     pub call: Option<Box<UpstreamCall>>,
     /// When what the answer was obtained with expires (a login token in
     /// the request): the answer must not be served past it.
-    pub valid_until: Option<std::time::SystemTime>,
+    pub(crate) valid_until: Option<std::time::SystemTime>,
 }
 
 impl<T> Upstreamed<T> {

@@ -16,12 +16,12 @@ impl Secret {
     }
 
     /// The secret itself, for the one place that must send or return it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// Unwraps the secret, for the one place that hands it over to a client.
-    pub fn into_exposed(self) -> String {
+    pub(crate) fn into_exposed(self) -> String {
         self.0
     }
 

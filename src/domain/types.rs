@@ -163,7 +163,7 @@ impl Logins {
         SecretMap::parse(&LOGINS, entries).map(Self)
     }
 
-    /// The map.
+    /// Its entries, the values kept secret.
     pub fn map(&self) -> &SecretMap {
         &self.0
     }
@@ -180,7 +180,7 @@ impl PrincipalTags {
         SecretMap::parse(&PRINCIPAL_TAGS, entries).map(Self)
     }
 
-    /// The map.
+    /// Its entries, the values kept secret.
     pub fn map(&self) -> &SecretMap {
         &self.0
     }

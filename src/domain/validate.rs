@@ -10,28 +10,28 @@
 use std::fmt;
 
 /// Identity and pool ids: length 1..=55 (model shapes `IdentityId`, `IdentityPoolId`).
-pub const ID_MAX_CHARS: usize = 55;
+pub(crate) const ID_MAX_CHARS: usize = 55;
 /// Logins map: at most 10 entries (model shape `LoginsMap`).
-pub const LOGINS_MAX_ENTRIES: usize = 10;
+pub(crate) const LOGINS_MAX_ENTRIES: usize = 10;
 /// Logins key, a provider name: length 1..=128 (model shape `IdentityProviderName`).
-pub const PROVIDER_NAME_MAX_CHARS: usize = 128;
+pub(crate) const PROVIDER_NAME_MAX_CHARS: usize = 128;
 /// Logins value, a provider token or user identifier: length 1..=50,000
 /// (model shape `IdentityProviderToken`).
-pub const PROVIDER_TOKEN_MAX_CHARS: usize = 50_000;
+pub(crate) const PROVIDER_TOKEN_MAX_CHARS: usize = 50_000;
 /// PrincipalTags map: at most 50 entries (model shape `PrincipalTags`).
-pub const PRINCIPAL_TAGS_MAX_ENTRIES: usize = 50;
+pub(crate) const PRINCIPAL_TAGS_MAX_ENTRIES: usize = 50;
 /// Principal tag key: length 1..=128 (model shape `PrincipalTagID`).
-pub const TAG_KEY_MAX_CHARS: usize = 128;
+pub(crate) const TAG_KEY_MAX_CHARS: usize = 128;
 /// Principal tag value: length 1..=256 (model shape `PrincipalTagValue`).
-pub const TAG_VALUE_MAX_CHARS: usize = 256;
+pub(crate) const TAG_VALUE_MAX_CHARS: usize = 256;
 /// TokenDuration: 1..=86,400 seconds, 24 hours (model shape `TokenDuration`).
-pub const TOKEN_DURATION_MAX_SECONDS: i64 = 86_400;
+pub(crate) const TOKEN_DURATION_MAX_SECONDS: i64 = 86_400;
 /// CustomRoleArn: length 20..=2,048 (model shape `ARNString`).
-pub const ROLE_ARN_MIN_CHARS: usize = 20;
+pub(crate) const ROLE_ARN_MIN_CHARS: usize = 20;
 /// CustomRoleArn: length 20..=2,048 (model shape `ARNString`).
-pub const ROLE_ARN_MAX_CHARS: usize = 2_048;
+pub(crate) const ROLE_ARN_MAX_CHARS: usize = 2_048;
 /// AccountId: 1..=15 digits (model shape `AccountId`).
-pub const ACCOUNT_ID_MAX_CHARS: usize = 15;
+pub(crate) const ACCOUNT_ID_MAX_CHARS: usize = 15;
 
 /// Protobuf bytes of a string field of `chars` ASCII characters: its tag
 /// (one byte for the fields of `proto/`) and its length (a varint).
@@ -70,7 +70,7 @@ pub const LARGEST_REQUEST_BYTES: usize = string_field(ID_MAX_CHARS) * 2
 
 /// A request field, named both as the gRPC API and as the AWS API name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Field {
+pub(crate) enum Field {
     /// `IdentityPoolId`
     IdentityPoolId,
     /// `IdentityId`
@@ -89,7 +89,7 @@ pub enum Field {
 
 impl Field {
     /// The field's name in the gRPC API (`proto/`).
-    pub fn proto_name(self) -> &'static str {
+    pub(crate) fn proto_name(self) -> &'static str {
         match self {
             Field::IdentityPoolId => "identity_pool_id",
             Field::IdentityId => "identity_id",
@@ -101,8 +101,9 @@ impl Field {
         }
     }
 
-    /// The member's name in the AWS API.
-    pub fn aws_name(self) -> &'static str {
+    /// The member's name in the AWS API (the emulator's messages).
+    #[cfg(any(test, feature = "emulator"))]
+    pub(crate) fn aws_name(self) -> &'static str {
         match self {
             Field::IdentityPoolId => "IdentityPoolId",
             Field::IdentityId => "IdentityId",
@@ -117,11 +118,11 @@ impl Field {
 
 /// One broken constraint.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
+pub(crate) struct Violation {
     /// The field that broke it.
     pub field: Field,
     /// What is wrong, without the value when the value is secret.
-    pub description: String,
+    pub(crate) description: String,
 }
 
 /// Every constraint a request broke. Never empty when returned as an error.
@@ -130,7 +131,7 @@ pub struct Violations(Vec<Violation>);
 
 impl Violations {
     /// The violations, in field order of the request.
-    pub fn iter(&self) -> impl Iterator<Item = &Violation> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Violation> {
         self.0.iter()
     }
 
@@ -299,11 +300,11 @@ pub(crate) fn check_token_duration(seconds: i64) -> Result<(), String> {
 
 /// Bounds of a string-to-string map of the model.
 pub(crate) struct MapBounds {
-    pub max_entries: usize,
-    pub key_max_chars: usize,
-    pub value_max_chars: usize,
+    pub(crate) max_entries: usize,
+    pub(crate) key_max_chars: usize,
+    pub(crate) value_max_chars: usize,
     /// Which name the map gives its keys in messages ("provider", "tag").
-    pub key_noun: &'static str,
+    pub(crate) key_noun: &'static str,
 }
 
 /// Logins: ≤10 entries, keys 1..=128, values 1..=50,000.

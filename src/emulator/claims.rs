@@ -12,27 +12,27 @@ use crate::domain::PrincipalTags;
 
 /// The issuer Cognito puts in its tokens; the emulator's say the same, so
 /// that client code checking `iss` runs unchanged against it.
-pub const ISSUER: &str = "https://cognito-identity.amazonaws.com";
+pub(crate) const ISSUER: &str = "https://cognito-identity.amazonaws.com";
 
 /// The claims of a token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
+pub(crate) struct Claims {
     /// Issuer.
-    pub iss: String,
+    pub(crate) iss: String,
     /// The identity id.
     pub sub: String,
     /// The identity pool id.
     pub aud: String,
     /// `authenticated` and the providers, or `unauthenticated`; for the
     /// developer provider also `provider:pool id:developer user id`.
-    pub amr: Vec<String>,
+    pub(crate) amr: Vec<String>,
     /// Issued at, Unix seconds.
-    pub iat: u64,
+    pub(crate) iat: u64,
     /// Expires at, Unix seconds.
     pub exp: u64,
     /// The identity pool's ARN, in every token.
     #[serde(rename = "https://cognito-identity.amazonaws.com/identity-pool-arn")]
-    pub identity_pool_arn: String,
+    pub(crate) identity_pool_arn: String,
     /// PrincipalTags as STS session tags (what AssumeRoleWithWebIdentity
     /// reads); only when tags were given.
     #[serde(
@@ -40,19 +40,19 @@ pub struct Claims {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub tags: Option<SessionTags>,
+    pub(crate) tags: Option<SessionTags>,
 }
 
 /// The session tags claim: each tag key with its value in a list.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionTags {
+pub(crate) struct SessionTags {
     /// Tag key to values (one value each).
     pub principal_tags: BTreeMap<String, Vec<String>>,
 }
 
 impl SessionTags {
     /// The claim for `tags`, or `None` for none.
-    pub fn from_principal_tags(tags: &PrincipalTags) -> Option<Self> {
+    pub(crate) fn from_principal_tags(tags: &PrincipalTags) -> Option<Self> {
         let principal_tags: BTreeMap<String, Vec<String>> = tags
             .map()
             .iter()
@@ -98,7 +98,7 @@ impl fmt::Debug for Claims {
 impl Claims {
     /// The claims of a token for `identity`, issued at `iat` for `lifetime`
     /// seconds, in an emulated `account`.
-    pub fn for_identity(
+    pub(crate) fn for_identity(
         identity: &Resolved,
         account: &str,
         iat: u64,

@@ -14,7 +14,7 @@ use crate::rate::TokenBucket;
 
 /// Cognito's default quotas, requests per second per account and region
 /// (the Amazon Cognito service quotas page): the `cognito-default` preset.
-pub const COGNITO_DEFAULT_QUOTAS: [(&str, f64); 4] = [
+pub(crate) const COGNITO_DEFAULT_QUOTAS: [(&str, f64); 4] = [
     ("GetId", 25.0),
     ("GetOpenIdToken", 200.0),
     ("GetCredentialsForIdentity", 200.0),
@@ -85,7 +85,7 @@ impl FaultSettings {
 
 /// What to do with a call.
 #[derive(Debug, PartialEq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Answer it, after `delay`.
     Serve {
         /// Added latency.
@@ -129,13 +129,13 @@ impl Faults {
     }
 
     /// Whether connections are to be dropped.
-    pub fn dropping(&self) -> bool {
+    pub(crate) fn dropping(&self) -> bool {
         self.settings.lock().is_ok_and(|s| s.drop_connections)
     }
 
     /// Decides a call to `operation` at `now`; `roll` is a uniform number in
     /// [0, 1) for the error share.
-    pub fn decide(&self, operation: &str, now: Instant, roll: f64) -> Verdict {
+    pub(crate) fn decide(&self, operation: &str, now: Instant, roll: f64) -> Verdict {
         let Some(f) = self
             .settings
             .lock()

@@ -16,14 +16,14 @@
 //! (calls per operation, faults included).
 
 mod api;
-pub mod claims;
-pub mod faults;
+pub(crate) mod claims;
+pub(crate) mod faults;
 mod operations;
 mod pools;
 pub mod sigv4;
-pub mod store;
-pub mod tokens;
-pub mod wire;
+pub(crate) mod store;
+pub(crate) mod tokens;
+pub(crate) mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -36,9 +36,10 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-pub use faults::{FaultSettings, Faults, OperationFaults};
-pub use store::{Pool, Store};
-pub use tokens::Signer;
+pub(crate) use faults::Faults;
+pub use faults::{FaultSettings, OperationFaults};
+pub(crate) use store::{Pool, Store};
+pub(crate) use tokens::Signer;
 
 /// The id of the ready pool of `--emulator` mode, fixed so that the README
 /// and examples can name it.
@@ -50,7 +51,7 @@ pub const DEFAULT_ACCESS_KEY: (&str, &str) = ("test", "test");
 /// The AWS account the emulator's pools belong to, as their ARNs (the
 /// tokens' `identity-pool-arn` claim) name it. The emulator has no accounts,
 /// so a fake one: twelve zeros, which no real account has.
-pub const ACCOUNT_ID: &str = "000000000000";
+pub(crate) const ACCOUNT_ID: &str = "000000000000";
 /// Largest request body read: ten Logins values of 50,000 characters, as
 /// UTF-8, fit with room to spare.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;

@@ -22,7 +22,6 @@ const DEFAULT_TOKEN_DURATION_SECONDS: u64 = 900;
 /// Credentials from GetCredentialsForIdentity last one hour.
 const CREDENTIALS_SECONDS: u64 = 3600;
 
-/// GetId.
 pub(super) fn get_id(store: &mut Store, input: &Value) -> Result<Value, AwsError> {
     let req = GetIdInput::parse(
         wire::string(input, "IdentityPoolId")?,
@@ -87,7 +86,6 @@ pub(super) fn get_open_id_token_for_developer_identity(
     token_reply(signer, &resolved, seconds, tags)
 }
 
-/// GetCredentialsForIdentity.
 pub(super) fn get_credentials_for_identity(
     signer: &Signer,
     store: &mut Store,

@@ -31,14 +31,15 @@ const X_AMZ_SECURITY_TOKEN: &str = "x-amz-security-token";
 
 /// What the check needs of a request.
 pub struct SignedRequest<'a> {
-    /// HTTP method.
+    /// The HTTP method, which is signed.
     pub method: &'a str,
     /// The request target, as sent: path and query (and, over HTTP/2, the
     /// authority, which stands in for a Host header).
     pub uri: &'a http::Uri,
-    /// Headers.
+    /// The headers as received: Authorization, X-Amz-Date and those the
+    /// client signed.
     pub headers: &'a http::HeaderMap,
-    /// Body.
+    /// The body, whose hash is signed unless a client-sent hash says it.
     pub body: &'a [u8],
 }
 

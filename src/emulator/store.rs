@@ -7,7 +7,7 @@ use super::wire::{AwsError, invalid, not_authorized, not_found};
 use crate::domain::{Logins, Secret};
 
 /// The provider name under which a Cognito OpenID token is presented.
-pub const COGNITO_PROVIDER: &str = "cognito-identity.amazonaws.com";
+pub(crate) const COGNITO_PROVIDER: &str = "cognito-identity.amazonaws.com";
 
 /// Namespace of the emulator's stable identity ids (UUID v5 of pool,
 /// provider and user): the same user gets the same id, even after a restart.
@@ -16,19 +16,18 @@ const IDENTITY_NAMESPACE: uuid::Uuid =
 
 /// An identity pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pool {
+pub(crate) struct Pool {
     /// REGION:GUID.
     pub id: String,
     /// Its name.
     pub name: String,
     /// Whether GetId without logins may create identities.
-    pub allow_unauthenticated: bool,
+    pub(crate) allow_unauthenticated: bool,
     /// The developer provider's name ("login.mycompany.myapp").
     pub developer_provider: Option<String>,
     /// Public providers and their app ids ("graph.facebook.com" -> app id).
-    pub supported_login_providers: BTreeMap<String, String>,
-    /// Tags.
-    pub tags: BTreeMap<String, String>,
+    pub(crate) supported_login_providers: BTreeMap<String, String>,
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -42,22 +41,22 @@ struct Identity {
 
 /// An identity a token may be issued for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// The identity id.
     pub identity_id: String,
     /// Its pool.
-    pub pool_id: String,
+    pub(crate) pool_id: String,
     /// Provider names it is authenticated with; empty if unauthenticated.
-    pub providers: Vec<String>,
+    pub(crate) providers: Vec<String>,
     /// The pool's developer provider and the developer user identifier
     /// linked to the identity, if one is.
-    pub developer_user: Option<(String, Secret)>,
+    pub(crate) developer_user: Option<(String, Secret)>,
 }
 
 /// Which operation is resolving logins: the developer operation takes the
 /// pool's developer provider, the public ones must not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Caller {
+pub(crate) enum Caller {
     /// GetId, GetOpenIdToken, GetCredentialsForIdentity.
     Public,
     /// GetOpenIdTokenForDeveloperIdentity.
@@ -65,7 +64,7 @@ pub enum Caller {
 }
 
 /// Pools and identities.
-pub struct Store {
+pub(crate) struct Store {
     region: String,
     pools: BTreeMap<String, Pool>,
     identities: HashMap<String, Identity>,
@@ -93,7 +92,7 @@ fn logins_dont_match() -> AwsError {
 
 impl Store {
     /// An empty store for `region`.
-    pub fn new(region: impl Into<String>) -> Self {
+    pub(crate) fn new(region: impl Into<String>) -> Self {
         Self {
             region: region.into(),
             pools: BTreeMap::new(),
@@ -102,32 +101,31 @@ impl Store {
         }
     }
 
-    /// The region ids are made in.
-    pub fn region(&self) -> &str {
-        &self.region
-    }
-
     /// Adds a pool with a fresh id; returns it.
-    pub fn create_pool(&mut self, mut pool: Pool) -> Pool {
+    pub(crate) fn create_pool(&mut self, mut pool: Pool) -> Pool {
         pool.id = format!("{}:{}", self.region, uuid::Uuid::new_v4());
         self.pools.insert(pool.id.clone(), pool.clone());
         pool
     }
 
     /// Adds a pool with a given id (the quickstart's ready pool).
-    pub fn insert_pool(&mut self, pool: Pool) {
+    pub(crate) fn insert_pool(&mut self, pool: Pool) {
         self.pools.insert(pool.id.clone(), pool);
     }
 
-    /// A pool.
-    pub fn pool(&self, id: &str) -> Result<&Pool, AwsError> {
+    /// The pool `id`, or Cognito's ResourceNotFoundException.
+    pub(crate) fn pool(&self, id: &str) -> Result<&Pool, AwsError> {
         self.pools
             .get(id)
             .ok_or_else(|| not_found(format!("IdentityPool '{id}' not found.")))
     }
 
     /// Pools in id order, from after `after`, at most `max`.
-    pub fn list_pools(&self, after: Option<&str>, max: usize) -> (Vec<&Pool>, Option<String>) {
+    pub(crate) fn list_pools(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> (Vec<&Pool>, Option<String>) {
         let mut pools = self
             .pools
             .values()
@@ -141,7 +139,7 @@ impl Store {
     }
 
     /// Deletes a pool and its identities.
-    pub fn delete_pool(&mut self, id: &str) -> Result<(), AwsError> {
+    pub(crate) fn delete_pool(&mut self, id: &str) -> Result<(), AwsError> {
         self.pool(id)?;
         self.pools.remove(id);
         self.identities.retain(|_, i| i.pool != id);
@@ -150,7 +148,7 @@ impl Store {
     }
 
     /// The pool of an identity.
-    pub fn identity_pool(&self, identity_id: &str) -> Result<&Pool, AwsError> {
+    pub(crate) fn identity_pool(&self, identity_id: &str) -> Result<&Pool, AwsError> {
         let identity = self
             .identities
             .get(identity_id)
@@ -201,7 +199,7 @@ impl Store {
 
     /// GetId and the developer operation: finds (or creates) the identity
     /// of `logins` in `pool_id`, linking the logins to `identity_id` when given.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &mut self,
         pool_id: &str,
         identity_id: Option<&str>,
@@ -242,7 +240,11 @@ impl Store {
 
     /// GetOpenIdToken and GetCredentialsForIdentity without a Cognito
     /// token: the identity, authorised by `logins` (which are linked to it).
-    pub fn authorize(&mut self, identity_id: &str, logins: &Logins) -> Result<Resolved, AwsError> {
+    pub(crate) fn authorize(
+        &mut self,
+        identity_id: &str,
+        logins: &Logins,
+    ) -> Result<Resolved, AwsError> {
         let pool = self.identity_pool(identity_id)?.clone();
         self.check_providers(&pool, logins, Caller::Public)?;
         let authenticated = self
@@ -356,7 +358,7 @@ impl Store {
     }
 
     /// An identity as its tokens describe it.
-    pub fn identity(&self, identity_id: &str) -> Result<Resolved, AwsError> {
+    pub(crate) fn identity(&self, identity_id: &str) -> Result<Resolved, AwsError> {
         let identity = self
             .identities
             .get(identity_id)

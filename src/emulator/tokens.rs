@@ -23,14 +23,14 @@ const ALGORITHM: Algorithm = Algorithm::RS512;
 const TOKEN_TYPE: &str = "JWS";
 
 /// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
 /// Signs and verifies tokens.
-pub struct Signer {
+pub(crate) struct Signer {
     encoding: EncodingKey,
     decoding: DecodingKey,
     /// The public key as the JWKS lists it, `kid` included.
@@ -50,7 +50,7 @@ impl Signer {
     /// A signer with a new 2048-bit key. jsonwebtoken makes no keys: aws-lc
     /// makes one and hands it over as PKCS#8 PEM, the form `--signing-key`
     /// files take.
-    pub fn generate() -> Result<Self, String> {
+    pub(crate) fn generate() -> Result<Self, String> {
         let key = KeyPair::generate(KeySize::Rsa2048)
             .map_err(|_| "could not generate an RSA key".to_owned())?;
         let der = AsDer::<Pkcs8V1Der>::as_der(&key)
@@ -63,7 +63,7 @@ impl Signer {
 
     /// A signer with the RSA key of a PEM file's text (`PRIVATE KEY`,
     /// PKCS#8, or `RSA PRIVATE KEY`, PKCS#1).
-    pub fn from_pem(pem: &str) -> Result<Self, String> {
+    pub(crate) fn from_pem(pem: &str) -> Result<Self, String> {
         let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
             format!("not an RSA private key in a PRIVATE KEY or RSA PRIVATE KEY block: {e}")
         })?;
@@ -87,7 +87,7 @@ impl Signer {
     }
 
     /// A signed JWT carrying `claims`.
-    pub fn mint(&self, claims: &Claims) -> Result<String, String> {
+    pub(crate) fn mint(&self, claims: &Claims) -> Result<String, String> {
         let mut header = Header::new(ALGORITHM);
         header.typ = Some(TOKEN_TYPE.to_owned());
         header.kid = Some(self.kid.clone());
@@ -98,7 +98,7 @@ impl Signer {
     /// The claims of a token this signer signed, unexpired, issued by
     /// Cognito for identity `sub` of pool `aud`; otherwise why not (never
     /// echoing the token).
-    pub fn verify(&self, token: &str, sub: &str, aud: &str) -> Result<Claims, &'static str> {
+    pub(crate) fn verify(&self, token: &str, sub: &str, aud: &str) -> Result<Claims, &'static str> {
         let mut validation = Validation::new(ALGORITHM);
         // Cognito's own expiry, to the second: a token is refused from its exp.
         validation.leeway = 0;
@@ -121,7 +121,7 @@ impl Signer {
     }
 
     /// The JSON Web Key Set of the signing key.
-    pub fn jwks(&self) -> Value {
+    pub(crate) fn jwks(&self) -> Value {
         json!({ "keys": [self.jwk] })
     }
 }

@@ -44,22 +44,22 @@ impl AwsError {
 }
 
 /// `InvalidParameterException`.
-pub fn invalid(message: impl Into<String>) -> AwsError {
+pub(crate) fn invalid(message: impl Into<String>) -> AwsError {
     AwsError::new("InvalidParameterException", message)
 }
 
 /// `NotAuthorizedException`.
-pub fn not_authorized(message: impl Into<String>) -> AwsError {
+pub(crate) fn not_authorized(message: impl Into<String>) -> AwsError {
     AwsError::new("NotAuthorizedException", message)
 }
 
 /// `ResourceNotFoundException`.
-pub fn not_found(message: impl Into<String>) -> AwsError {
+pub(crate) fn not_found(message: impl Into<String>) -> AwsError {
     AwsError::new("ResourceNotFoundException", message)
 }
 
 /// Reads an optional string member.
-pub fn string(body: &Value, member: &str) -> Result<Option<String>, AwsError> {
+pub(crate) fn string(body: &Value, member: &str) -> Result<Option<String>, AwsError> {
     match body.get(member) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -68,7 +68,7 @@ pub fn string(body: &Value, member: &str) -> Result<Option<String>, AwsError> {
 }
 
 /// Reads an optional boolean member.
-pub fn boolean(body: &Value, member: &str) -> Result<Option<bool>, AwsError> {
+pub(crate) fn boolean(body: &Value, member: &str) -> Result<Option<bool>, AwsError> {
     match body.get(member) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -77,7 +77,7 @@ pub fn boolean(body: &Value, member: &str) -> Result<Option<bool>, AwsError> {
 }
 
 /// Reads an optional integer member.
-pub fn integer(body: &Value, member: &str) -> Result<Option<i64>, AwsError> {
+pub(crate) fn integer(body: &Value, member: &str) -> Result<Option<i64>, AwsError> {
     match body.get(member) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
@@ -89,7 +89,7 @@ pub fn integer(body: &Value, member: &str) -> Result<Option<i64>, AwsError> {
 }
 
 /// Reads an optional string-to-string map member; absent is empty.
-pub fn map(body: &Value, member: &str) -> Result<Vec<(String, String)>, AwsError> {
+pub(crate) fn map(body: &Value, member: &str) -> Result<Vec<(String, String)>, AwsError> {
     match body.get(member) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Object(entries)) => entries
@@ -104,7 +104,7 @@ pub fn map(body: &Value, member: &str) -> Result<Vec<(String, String)>, AwsError
 }
 
 /// A validation failure of the shared domain checks, as Cognito words one.
-pub fn violations(v: &crate::domain::Violations) -> AwsError {
+pub(crate) fn violations(v: &crate::domain::Violations) -> AwsError {
     let count = v.iter().count();
     let details: Vec<String> = v
         .iter()

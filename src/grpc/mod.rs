@@ -15,7 +15,8 @@ use crate::domain::{
 use crate::proto as pb;
 use crate::telemetry::rpc::CallNotes;
 
-pub use caller::{DEFAULT_TRUSTED_PEERS, IdentityHeader, Rejections, TrustedPeers};
+pub(crate) use caller::{DEFAULT_TRUSTED_PEERS, TrustedPeers};
+pub use caller::{IdentityHeader, Rejections};
 pub use pb::cognito_identity_service_server::CognitoIdentityServiceServer;
 
 /// The generated gRPC service's implementation over a domain service.
@@ -46,7 +47,7 @@ impl<S: IdentityService> GrpcApi<S> {
     /// Takes the caller's identity from `header`, which a service mesh in
     /// front of the gateway sets (`--caller-identity-header`), on calls
     /// from its trusted peers.
-    pub fn trusting_header(mut self, header: Option<IdentityHeader>) -> Self {
+    pub(crate) fn trusting_header(mut self, header: Option<IdentityHeader>) -> Self {
         self.identity_header = header;
         self
     }
@@ -104,19 +105,19 @@ pub mod parse {
         (!value.is_empty()).then_some(value)
     }
 
-    /// GetId.
+    /// A GetId request, its fields checked.
     pub fn get_id(m: pb::GetIdRequest) -> Result<GetIdInput, Violations> {
         GetIdInput::parse(present(m.identity_pool_id), present(m.account_id), m.logins)
     }
 
-    /// GetOpenIdToken.
+    /// A GetOpenIdToken request, its fields checked.
     pub fn get_open_id_token(
         m: pb::GetOpenIdTokenRequest,
     ) -> Result<GetOpenIdTokenInput, Violations> {
         GetOpenIdTokenInput::parse(present(m.identity_id), m.logins)
     }
 
-    /// GetOpenIdTokenForDeveloperIdentity.
+    /// A GetOpenIdTokenForDeveloperIdentity request, its fields checked.
     pub fn get_open_id_token_for_developer_identity(
         m: pb::GetOpenIdTokenForDeveloperIdentityRequest,
     ) -> Result<GetOpenIdTokenForDeveloperIdentityInput, Violations> {
@@ -129,7 +130,7 @@ pub mod parse {
         )
     }
 
-    /// GetCredentialsForIdentity.
+    /// A GetCredentialsForIdentity request, its fields checked.
     pub fn get_credentials_for_identity(
         m: pb::GetCredentialsForIdentityRequest,
     ) -> Result<GetCredentialsForIdentityInput, Violations> {

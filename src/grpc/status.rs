@@ -25,9 +25,9 @@ pub const COGNITO_DOMAIN: &str = "cognito-identity.amazonaws.com";
 /// ErrorInfo domain of errors that are the gateway's own.
 pub const GATEWAY_DOMAIN: &str = "cognito-identity-gateway";
 /// ErrorInfo metadata key of the AWS request id.
-pub const REQUEST_ID_KEY: &str = "aws_request_id";
+pub(crate) const REQUEST_ID_KEY: &str = "aws_request_id";
 /// ErrorInfo metadata key saying whether a retry may help ("true"/"false").
-pub const RETRYABLE_KEY: &str = "retryable";
+pub(crate) const RETRYABLE_KEY: &str = "retryable";
 /// ErrorInfo metadata key of the policy's name for the caller.
 pub const CALLER_KEY: &str = "caller";
 /// ErrorInfo metadata key of the operation a caller was refused.
@@ -67,10 +67,10 @@ const AUDIT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1)
 /// The wait a `google.rpc.RetryInfo` gives when the gateway knows no
 /// better: Cognito's throttling and outages say nothing of when they end,
 /// and the SDK has already retried within the call's own budget.
-pub const DEFAULT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const DEFAULT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The gRPC code `err` is answered with.
-pub fn code_of(err: &Error) -> Code {
+pub(crate) fn code_of(err: &Error) -> Code {
     match err {
         Error::InvalidRequest(_)
         | Error::MalformedRequest { .. }
@@ -96,7 +96,7 @@ pub fn code_of(err: &Error) -> Code {
 }
 
 /// The name of the gRPC code `err` is answered with (`PERMISSION_DENIED`).
-pub fn code_name(err: &Error) -> &'static str {
+pub(crate) fn code_name(err: &Error) -> &'static str {
     crate::telemetry::metrics::code_name(code_of(err))
 }
 

@@ -91,7 +91,7 @@ impl State {
 
 /// What became of a call the breaker let through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Cognito answered (an error of its own included).
     Up,
     /// The answer says Cognito is down.
@@ -100,9 +100,10 @@ pub enum Verdict {
     Unknown,
 }
 
-/// The breaker.
+/// The circuit breaker, shared by every call to Cognito: its state
+/// behind one lock, taken once when a call starts and once when it ends.
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     settings: BreakerSettings,
     state: Mutex<State>,
     metrics: GuardMetrics,
@@ -110,7 +111,7 @@ pub struct Breaker {
 
 impl Breaker {
     /// A closed breaker.
-    pub fn new(settings: BreakerSettings, metrics: GuardMetrics) -> Self {
+    pub(crate) fn new(settings: BreakerSettings, metrics: GuardMetrics) -> Self {
         metrics.circuit_state(Circuit::Closed);
         Self {
             settings,
@@ -120,7 +121,7 @@ impl Breaker {
     }
 
     /// The state now.
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.state
             .lock()
             .map_or(State::Closed { failures: 0 }, |s| *s)
@@ -128,7 +129,7 @@ impl Breaker {
 
     /// Lets a call through at `now`, or refuses it while Cognito is known
     /// to be down.
-    pub fn admit(&self, now: Instant) -> Result<Ticket<'_>, Error> {
+    pub(crate) fn admit(&self, now: Instant) -> Result<Ticket<'_>, Error> {
         if self.settings.failures == 0 {
             return Ok(self.ticket(now, false));
         }
@@ -224,7 +225,7 @@ impl Breaker {
 /// [`Ticket::finished`]; dropped unsaid, the call was abandoned, which
 /// counts as a failure once it had waited the slow-call time.
 #[derive(Debug)]
-pub struct Ticket<'a> {
+pub(crate) struct Ticket<'a> {
     breaker: &'a Breaker,
     started: Instant,
     probe: bool,
@@ -233,7 +234,7 @@ pub struct Ticket<'a> {
 
 impl Ticket<'_> {
     /// The call ended with `error`, if it failed.
-    pub fn finished(mut self, error: Option<&Error>) {
+    pub(crate) fn finished(mut self, error: Option<&Error>) {
         self.done = true;
         let verdict = match error {
             Some(err) if err.says_upstream_down() => Verdict::Down,
@@ -243,7 +244,8 @@ impl Ticket<'_> {
     }
 
     /// Whether this call is the half-open breaker's probe.
-    pub fn is_probe(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_probe(&self) -> bool {
         self.probe
     }
 }

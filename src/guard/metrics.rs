@@ -85,7 +85,7 @@ struct OperationLabel {
 
 /// The guard's metrics, shared by its breaker and quota guard.
 #[derive(Clone, Debug, Default)]
-pub struct GuardMetrics {
+pub(crate) struct GuardMetrics {
     circuit_state: Family<StateLabel, Gauge>,
     circuit_changes: Family<StateLabel, Counter>,
     quota_decisions: Family<QuotaLabels, Counter>,
@@ -95,7 +95,7 @@ pub struct GuardMetrics {
 
 impl GuardMetrics {
     /// Registers the families in `registry`.
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "gateway_upstream_circuit_state",
             "The upstream circuit breaker's state: 1 for the one it is in (closed: calls go \

@@ -15,16 +15,17 @@
 //! through [`Guard::admit`]; only callers take a waiting place
 //! ([`Guard::take_waiting_place`]).
 
-pub mod breaker;
+pub(crate) mod breaker;
 mod metrics;
-pub mod quota;
+pub(crate) mod quota;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-pub use breaker::{BreakerSettings, Ticket};
-pub use metrics::GuardMetrics;
+pub use breaker::BreakerSettings;
+pub(crate) use breaker::Ticket;
+pub(crate) use metrics::GuardMetrics;
 pub use quota::QuotaSettings;
 
 use crate::clock::Clock;
@@ -99,7 +100,7 @@ impl Guard {
     /// A caller's place among those waiting on Cognito, held until its
     /// answer comes; refused at once with [`Error::UpstreamBusy`] when they
     /// are all taken (it never waits for one).
-    pub fn take_waiting_place(&self) -> Result<Waiting, Error> {
+    pub(crate) fn take_waiting_place(&self) -> Result<Waiting, Error> {
         let before = self.waiting.fetch_add(1, Ordering::AcqRel);
         let place = Waiting(self.waiting.clone());
         match self.waiting_limit {
@@ -116,7 +117,7 @@ impl Guard {
     /// at once while the breaker is open, then within the operation's
     /// budget (a caller may wait for a slot). The ticket says what became
     /// of the call.
-    pub async fn admit(
+    pub(crate) async fn admit(
         &self,
         operation: OperationName,
         purpose: FetchFor,
@@ -129,7 +130,7 @@ impl Guard {
 
 /// A caller's place among those waiting on Cognito; given back on drop.
 #[derive(Debug)]
-pub struct Waiting(Arc<AtomicUsize>);
+pub(crate) struct Waiting(Arc<AtomicUsize>);
 
 impl Drop for Waiting {
     fn drop(&mut self) {

@@ -31,7 +31,7 @@ use crate::rate::TokenBucket;
 
 /// Cognito Identity's default quotas, requests a second per account and
 /// region (Amazon Cognito's service quotas; raised on request).
-pub const COGNITO_DEFAULT_QUOTAS: [(OperationName, f64); 4] = [
+pub(crate) const COGNITO_DEFAULT_QUOTAS: [(OperationName, f64); 4] = [
     (OperationName::GetId, 25.0),
     (OperationName::GetOpenIdToken, 200.0),
     (OperationName::GetCredentialsForIdentity, 200.0),
@@ -40,7 +40,7 @@ pub const COGNITO_DEFAULT_QUOTAS: [(OperationName, f64); 4] = [
 
 /// Time a caller's deadline must still leave once its slot comes: a slot
 /// that comes later would be spent on a call nobody waits for.
-pub const CALL_RESERVE: Duration = Duration::from_millis(100);
+pub(crate) const CALL_RESERVE: Duration = Duration::from_millis(100);
 
 /// How long a caller with no known deadline may wait for a slot.
 const NO_DEADLINE_WAIT: Duration = Duration::from_secs(1);
@@ -188,7 +188,7 @@ const WINDOW: Duration = Duration::from_millis(1050);
 
 /// The budgets of every operation.
 #[derive(Debug)]
-pub struct Quotas {
+pub(crate) struct Quotas {
     budgets: [Option<Mutex<Budget>>; 4],
     clock: Clock,
     metrics: GuardMetrics,
@@ -209,7 +209,7 @@ impl Drop for Reserved<'_> {
 
 impl Quotas {
     /// Full budgets, spent on `clock`'s time.
-    pub fn new(settings: QuotaSettings, clock: Clock, metrics: GuardMetrics) -> Self {
+    pub(crate) fn new(settings: QuotaSettings, clock: Clock, metrics: GuardMetrics) -> Self {
         for operation in OperationName::ALL {
             metrics.quota_rate(operation, settings.rate(operation));
         }
@@ -227,7 +227,11 @@ impl Quotas {
     /// Takes a slot for one call to `operation`, waiting for it if the
     /// call is a caller's and its deadline allows; refused with
     /// [`Error::UpstreamQuota`] otherwise.
-    pub async fn acquire(&self, operation: OperationName, purpose: FetchFor) -> Result<(), Error> {
+    pub(crate) async fn acquire(
+        &self,
+        operation: OperationName,
+        purpose: FetchFor,
+    ) -> Result<(), Error> {
         let Some(budget) = &self.budgets[index(operation)] else {
             return Ok(());
         };
@@ -305,7 +309,7 @@ fn take(budget: &Mutex<Budget>, purpose: FetchFor, clock: &Clock) -> Taken {
             // Deadlines are real time; the budget is on the clock's.
             let max_wait = deadline.map_or(NO_DEADLINE_WAIT, |d| {
                 clock
-                    .from_real(d.saturating_duration_since(Instant::now()))
+                    .on_clock(d.saturating_duration_since(Instant::now()))
                     .saturating_sub(CALL_RESERVE)
             });
             match bucket.reserve(now, max_wait) {

@@ -49,7 +49,7 @@ const PREFIX: usize = 5;
 /// ever waits for a slot, a counter does what a semaphore would, without
 /// the semaphore's lock on every release.
 #[derive(Clone, Debug)]
-pub struct AdmitLayer {
+pub(crate) struct AdmitLayer {
     in_flight: Arc<AtomicUsize>,
     limit: usize,
     body_timeout: Duration,
@@ -63,7 +63,7 @@ impl AdmitLayer {
     /// most `max_message` bytes) has come, which it must within
     /// `body_timeout`; messages still arriving hold at most `buffer_limit`
     /// bytes together.
-    pub fn new(
+    pub(crate) fn new(
         limit: usize,
         body_timeout: Duration,
         max_message: usize,
@@ -100,14 +100,14 @@ impl<S> Layer<S> for AdmitLayer {
 
 /// The service of [`AdmitLayer`].
 #[derive(Clone, Debug)]
-pub struct Admit<S> {
+pub(crate) struct Admit<S> {
     inner: S,
     slots: AdmitLayer,
 }
 
 /// A call's slot, given back when its response future ends or is dropped.
 #[derive(Debug)]
-pub struct Slot(Arc<AtomicUsize>);
+pub(crate) struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -119,7 +119,7 @@ impl Drop for Slot {
 /// back when it is dropped. Nothing, and no reference to the budget, until
 /// a message is held incomplete.
 #[derive(Debug, Default)]
-pub struct Held {
+pub(crate) struct Held {
     budget: Option<Arc<AtomicUsize>>,
     bytes: usize,
 }
@@ -159,7 +159,7 @@ fn declared_in(head: &[u8]) -> Option<usize> {
 
 /// The request body as it comes: usually one frame, kept as it is.
 #[derive(Debug, Default)]
-pub struct Received {
+pub(crate) struct Received {
     first: Option<Bytes>,
     more: Option<BytesMut>,
     len: usize,
@@ -250,7 +250,7 @@ pin_project_lite::pin_project! {
     /// private in all but name: only this module builds and reads them.)
     #[allow(missing_docs)]
     #[project = Proj]
-    pub enum AdmitFuture<S, F> {
+    pub(crate) enum AdmitFuture<S, F> {
         /// The message is being read; no slot is held.
         Reading {
             parts: Option<http::request::Parts>,

@@ -21,7 +21,7 @@ use crate::domain::{Deadline, Error};
 
 pin_project_lite::pin_project! {
     /// `call`, or [`Elapsed`] once `deadline` has passed while it waited.
-    pub struct Timeout<F> {
+    pub(crate) struct Timeout<F> {
         #[pin]
         call: F,
         deadline: Instant,
@@ -32,10 +32,10 @@ pin_project_lite::pin_project! {
 
 /// The deadline passed before the work finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Elapsed;
+pub(crate) struct Elapsed;
 
 /// Runs `call` until `deadline`; see [`Timeout`].
-pub fn timeout_at<F: Future>(deadline: Instant, call: F) -> Timeout<F> {
+pub(crate) fn timeout_at<F: Future>(deadline: Instant, call: F) -> Timeout<F> {
     Timeout {
         call,
         deadline,
@@ -64,13 +64,13 @@ impl<F: Future> Future for Timeout<F> {
 
 /// Applies each call's deadline; see [`super::stack`].
 #[derive(Clone, Copy, Debug)]
-pub struct DeadlineLayer {
+pub(crate) struct DeadlineLayer {
     request_timeout: Duration,
 }
 
 impl DeadlineLayer {
     /// Deadlines of at most `request_timeout`.
-    pub fn new(request_timeout: Duration) -> Self {
+    pub(crate) fn new(request_timeout: Duration) -> Self {
         Self { request_timeout }
     }
 }
@@ -88,7 +88,7 @@ impl<S> Layer<S> for DeadlineLayer {
 
 /// The service of [`DeadlineLayer`].
 #[derive(Clone, Debug)]
-pub struct DeadlineService<S> {
+pub(crate) struct DeadlineService<S> {
     inner: S,
     request_timeout: Duration,
 }
@@ -98,7 +98,7 @@ pin_project_lite::pin_project! {
     /// DEADLINE_EXCEEDED when the deadline passes first. Not boxed: the
     /// inner future is large and moving it costs more than the timer. The
     /// timer is only armed if the call has to wait ([`Timeout`]).
-    pub struct DeadlineFuture<F> {
+    pub(crate) struct DeadlineFuture<F> {
         #[pin]
         call: Timeout<F>,
     }

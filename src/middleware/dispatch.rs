@@ -15,13 +15,13 @@ use crate::proto::API_PREFIX;
 /// an axum router that wraps the request body in one more box and matches
 /// the path against every service, a cost every call would pay.
 #[derive(Clone, Debug)]
-pub struct DispatchLayer<A> {
+pub(crate) struct DispatchLayer<A> {
     api: A,
 }
 
 impl<A> DispatchLayer<A> {
     /// Hands API calls to `api`.
-    pub fn new(api: A) -> Self {
+    pub(crate) fn new(api: A) -> Self {
         Self { api }
     }
 }
@@ -39,7 +39,7 @@ impl<A: Clone, S> Layer<S> for DispatchLayer<A> {
 
 /// The service of [`DispatchLayer`].
 #[derive(Clone, Debug)]
-pub struct Dispatch<A, S> {
+pub(crate) struct Dispatch<A, S> {
     api: A,
     routes: S,
 }

@@ -3,28 +3,28 @@
 //! [`admit`], [`dispatch`] (the span and metrics layer is telemetry's,
 //! [`ObserveLayer`]).
 
-pub mod admit;
-pub mod deadline;
-pub mod dispatch;
+pub(crate) mod admit;
+pub(crate) mod deadline;
+pub(crate) mod dispatch;
 
 use std::time::Duration;
 
 use tower::ServiceBuilder;
 use tower::layer::util::{Identity, Stack};
 
-pub use admit::AdmitLayer;
-pub use deadline::DeadlineLayer;
-pub use dispatch::DispatchLayer;
+pub(crate) use admit::AdmitLayer;
+pub(crate) use deadline::DeadlineLayer;
+pub(crate) use dispatch::DispatchLayer;
 
 use crate::telemetry::rpc::ObserveLayer;
 use crate::telemetry::rpc_metrics::RpcMetrics;
 
 /// The stack's type, for `tonic::transport::Server::layer`.
-pub type GatewayStack<A> =
+pub(crate) type GatewayStack<A> =
     Stack<DispatchLayer<A>, Stack<AdmitLayer, Stack<DeadlineLayer, Stack<ObserveLayer, Identity>>>>;
 
 /// The middleware, outermost first, ending in `api`, the API's gRPC service.
-pub fn stack<A>(
+pub(crate) fn stack<A>(
     request_timeout: Duration,
     concurrency_limit: usize,
     body_timeout: Duration,

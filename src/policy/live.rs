@@ -57,14 +57,14 @@ impl Files for PolicyFile {
 
 /// A policy file read and checked: plain data, put in force by
 /// [`Live::new`].
-pub type LoadedPolicy = Loaded<PolicyFile>;
+pub(crate) type LoadedPolicy = Loaded<PolicyFile>;
 
 /// The policy in force, and the file it comes from.
 pub type LivePolicy = Live<PolicyFile>;
 
 impl Loaded<PolicyFile> {
     /// The policy in the file at `path`, checked.
-    pub fn from_file(path: &Path) -> Result<Self, String> {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, String> {
         Self::load(PolicyFile {
             path: Some(path.to_path_buf()),
             metrics: PolicyMetrics::default(),

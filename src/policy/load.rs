@@ -54,7 +54,7 @@ impl Policy {
     }
 
     /// [`Self::parse`], counting its decisions in `metrics`.
-    pub fn parse_counted(text: &str, metrics: &PolicyMetrics) -> Result<Self, String> {
+    pub(crate) fn parse_counted(text: &str, metrics: &PolicyMetrics) -> Result<Self, String> {
         let file: PolicyFile = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
         let mut p = Problems::default();
         let mut callers = Vec::with_capacity(file.callers.len());
@@ -152,6 +152,7 @@ fn caller(
         spiffe_ids,
         dns_names,
         limiter: rate_limit.map(super::limiter),
+        #[cfg(test)]
         rate_limit,
         rules,
     }

@@ -21,10 +21,11 @@ mod metrics;
 mod peers;
 mod verdict;
 
-pub use live::{LivePolicy, LoadedPolicy, PolicyFile};
-pub use metrics::PolicyMetrics;
+pub use live::LivePolicy;
+pub(crate) use live::LoadedPolicy;
+pub(crate) use metrics::PolicyMetrics;
 use peers::PeerLimits;
-pub use verdict::Verdict;
+pub(crate) use verdict::Verdict;
 
 use foldhash::{HashMap, HashSet};
 use std::borrow::Cow;
@@ -46,7 +47,7 @@ const DEFAULT_TOKEN_DURATION: Duration = Duration::from_secs(900);
 
 /// What the policy does with a denial.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Denied calls are refused.
     Enforce,
     /// Denied calls are let through, and logged, audited and counted as
@@ -132,7 +133,7 @@ impl CallerIndex {
 
 /// A caller's rate limit, as the policy gives it.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     /// Calls a second, on average.
     pub per_second: f64,
     /// Calls at once after a quiet spell.
@@ -147,6 +148,8 @@ struct NamedCaller {
     allowed: Allowed,
     spiffe_ids: Vec<IdPattern>,
     dns_names: Vec<String>,
+    /// As the file says it (the limiter holds it in its own form).
+    #[cfg(test)]
     rate_limit: Option<RateLimit>,
     /// The rate limit's state (GCRA, lock-free): every call of the caller
     /// counts, cache hits and denied calls included.
@@ -204,7 +207,7 @@ impl Operations {
 
 /// The policy's answer for one call.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Allowed (and counted in `gateway_policy_decisions_total`); `caller`
     /// is the policy's name for it (`anonymous` for a caller with no
     /// identity), shared with the policy rather than copied.
@@ -240,25 +243,32 @@ pub enum Decision {
 }
 
 /// The name of callers with no identity, in decisions and metrics.
-pub const ANONYMOUS: &str = "anonymous";
+pub(crate) const ANONYMOUS: &str = "anonymous";
 /// The name of an identified caller that no entry names.
-pub const UNKNOWN: &str = "unknown";
+pub(crate) const UNKNOWN: &str = "unknown";
 
 impl Policy {
     /// Enforcing, or trying.
-    pub fn mode(&self) -> Mode {
+    #[cfg(test)]
+    pub(crate) fn mode(&self) -> Mode {
         self.mode
     }
 
     /// The rate limit of the caller named `name`, if it has one.
-    pub fn rate_limit(&self, name: &str) -> Option<RateLimit> {
+    #[cfg(test)]
+    pub(crate) fn rate_limit(&self, name: &str) -> Option<RateLimit> {
         self.callers.iter().find(|c| &*c.name == name)?.rate_limit
     }
 
     /// The policy's answer for `caller`, on a connection from `peer`,
     /// asking for `scope`. Callers with no identity and identified callers
     /// no entry names are held to their limits per peer address.
-    pub fn decide(&self, caller: &Caller, peer: Option<IpAddr>, scope: &Scope<'_>) -> Decision {
+    pub(crate) fn decide(
+        &self,
+        caller: &Caller,
+        peer: Option<IpAddr>,
+        scope: &Scope<'_>,
+    ) -> Decision {
         let dry_run = self.mode == Mode::DryRun;
         let (name, allowed, rules) = match caller {
             Caller::Anonymous => {
@@ -383,7 +393,7 @@ impl NamedCaller {
 /// token in its Logins, read but not verified (Cognito verifies it against
 /// the identity). Borrowed when the request names its pool: no copy on
 /// every call.
-pub fn pool_of<'a>(scope: &Scope<'a>) -> Option<Cow<'a, str>> {
+pub(crate) fn pool_of<'a>(scope: &Scope<'a>) -> Option<Cow<'a, str>> {
     match scope.identity_pool {
         Some(pool) => Some(Cow::Borrowed(pool)),
         None => scope

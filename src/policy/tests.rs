@@ -7,7 +7,7 @@ use super::*;
 use crate::domain::{
     GetCredentialsForIdentityInput, GetIdInput, GetOpenIdTokenForDeveloperIdentityInput, Operation,
 };
-use crate::reload::Reloaded;
+use crate::reload::outcome::Reloaded;
 
 const POOL: &str = "us-east-1:0a0a0a0a-0000-4000-8000-000000000001";
 const OTHER_POOL: &str = "us-east-1:0a0a0a0a-0000-4000-8000-000000000002";

@@ -41,7 +41,7 @@ impl Verdict {
 
     /// A call the policy would refuse, let through because it only tries
     /// itself out: the audit log records it whatever its operation.
-    pub const fn dry_run_refusal(self) -> bool {
+    pub(crate) const fn dry_run_refusal(self) -> bool {
         matches!(
             self,
             Self::Deny { dry_run: true } | Self::RateLimited { dry_run: true }
@@ -58,7 +58,7 @@ impl EncodeLabelValue for Verdict {
 impl Decision {
     /// The decision in one word; a caller with no identity that the
     /// policy refuses is denied like any other.
-    pub fn verdict(&self) -> Verdict {
+    pub(crate) fn verdict(&self) -> Verdict {
         match *self {
             Decision::Allow { .. } => Verdict::Allow,
             Decision::Deny { dry_run, .. } | Decision::Unauthenticated { dry_run, .. } => {

@@ -13,7 +13,7 @@ use super::watch::{Watch, spawn};
 /// How often files in force are checked besides the watch on their
 /// directories: a mounted ConfigMap or Secret takes up to a minute to
 /// change anyway, so a lost event costs little more than that.
-pub const CHECK_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// A kind of files a value is built from: which they are, how they are
 /// read, and what they build.
@@ -122,7 +122,7 @@ impl<F: Files> Live<F> {
     }
 
     /// The value in force now.
-    pub fn current(&self) -> Guard<Arc<F::Value>> {
+    pub(crate) fn current(&self) -> Guard<Arc<F::Value>> {
         self.in_force.current()
     }
 
@@ -235,7 +235,7 @@ impl<T> InForce<T> {
 /// What `build` returns, or its panic as an error: a value in a file that
 /// the checks missed must cost that file, not the process or every later
 /// reload.
-pub fn catching_panics<T>(build: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+pub(crate) fn catching_panics<T>(build: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()

@@ -15,9 +15,8 @@
 //! has, and do nothing when they are the same.
 
 mod live;
-mod outcome;
+pub(crate) mod outcome;
 mod watch;
 
-pub use live::{CHECK_EVERY, Files, Live, Loaded, catching_panics};
-pub use outcome::{Reloaded, Reloads};
+pub(crate) use live::{CHECK_EVERY, Files, Live, Loaded, catching_panics};
 pub use watch::{Watch, spawn};

@@ -19,7 +19,7 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// A listener's accept loop state.
 #[derive(Debug)]
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     listener: TcpListener,
     /// What the log calls it.
     name: &'static str,
@@ -30,7 +30,7 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// Accepts on `listener`, which logs call `name`.
-    pub fn new(listener: TcpListener, name: &'static str) -> Self {
+    pub(crate) fn new(listener: TcpListener, name: &'static str) -> Self {
         Self {
             listener,
             name,
@@ -42,7 +42,7 @@ impl Acceptor {
 
     /// The next connection, however long the process has to wait for the
     /// resources to take one.
-    pub async fn accept(&mut self) -> (TcpStream, std::net::SocketAddr) {
+    pub(crate) async fn accept(&mut self) -> (TcpStream, std::net::SocketAddr) {
         loop {
             match self.listener.accept().await {
                 Ok(accepted) => {

@@ -25,7 +25,7 @@ use crate::telemetry::metrics::Metrics;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// What the admin routes ask of the service.
-pub trait Probe: Send + Sync + 'static {
+pub(crate) trait Probe: Send + Sync + 'static {
     /// Whether the upstream can be reached now.
     fn upstream_up(&self) -> BoxFuture<bool>;
     /// The cache's counters, brought up to date.
@@ -46,7 +46,7 @@ impl<S: IdentityService> Probe for Arc<S> {
 
 /// What the admin routes report on.
 #[derive(Clone)]
-pub struct AdminState {
+pub(crate) struct AdminState {
     /// The server's drain: `/readyz` is 503 once it has started, and the
     /// listener stops when it is gone.
     pub drain: drain::Watch,
@@ -55,10 +55,10 @@ pub struct AdminState {
     /// The gateway's metrics, for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// The server's own, for `gateway_upstream_up`.
-    pub server_metrics: ServerMetrics,
+    pub(crate) server_metrics: ServerMetrics,
     /// How long a request's head may take to arrive, the first or the next
     /// on a kept-alive connection (`--admin-header-timeout`).
-    pub header_timeout: std::time::Duration,
+    pub(crate) header_timeout: std::time::Duration,
 }
 
 fn text(status: u16, body: impl Into<Bytes>, content_type: &'static str) -> Response<Full<Bytes>> {
@@ -103,7 +103,7 @@ async fn route<B>(
 
 /// Whether the upstream can be reached now, also set in
 /// `gateway_upstream_up`.
-pub async fn check_upstream(probe: &dyn Probe, metrics: &ServerMetrics) -> bool {
+pub(crate) async fn check_upstream(probe: &dyn Probe, metrics: &ServerMetrics) -> bool {
     let up = probe.upstream_up().await;
     metrics.upstream_up(up);
     up
@@ -111,7 +111,7 @@ pub async fn check_upstream(probe: &dyn Probe, metrics: &ServerMetrics) -> bool 
 
 /// Serves the admin routes on `listener` for as long as the server runs:
 /// through its drain, until the drain is gone.
-pub async fn serve(listener: TcpListener, state: AdminState) {
+pub(crate) async fn serve(listener: TcpListener, state: AdminState) {
     let watch = state.drain.clone();
     let mut stopped = std::pin::pin!(watch.stopped());
     let mut listener = super::accept::Acceptor::new(listener, "admin");

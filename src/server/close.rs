@@ -12,7 +12,7 @@ use super::tls::{self, LiveTls};
 
 /// Why a connection is closed while its caller still uses it.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// It reached `--max-connection-age` (less its jitter).
     MaxAge,
     /// Its client certificate expired.
@@ -23,7 +23,7 @@ pub enum Reason {
 
 impl Reason {
     /// Its name in metrics and logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::MaxAge => "max_age",
             Reason::CertificateExpired => "certificate_expired",
@@ -36,7 +36,7 @@ impl Reason {
 /// or its certificate's expiry if that comes first), and on TLS with a
 /// client certificate, each new client CA that does not vouch for it.
 #[derive(Clone)]
-pub struct Close {
+pub(crate) struct Close {
     at: (tokio::time::Instant, Reason),
     recheck: Option<Recheck>,
 }
@@ -92,7 +92,7 @@ impl Close {
     }
 
     /// Resolves when the connection is to be closed, with why.
-    pub async fn due(&mut self) -> Reason {
+    pub(crate) async fn due(&mut self) -> Reason {
         let (at, reason) = self.at;
         let sleep = tokio::time::sleep_until(at);
         tokio::pin!(sleep);

@@ -37,7 +37,7 @@ const ACCEPTED_QUEUE: usize = 64;
 const HANDSHAKES: usize = 512;
 
 /// One accepted connection.
-pub struct Connection {
+pub(crate) struct Connection {
     io: Io,
     peer: Peer,
     /// Until its first bytes come: resolves when they must have come by
@@ -52,12 +52,12 @@ pub struct Connection {
 
 impl Connection {
     /// What the connection says about its calls.
-    pub fn peer(&self) -> &Peer {
+    pub(crate) fn peer(&self) -> &Peer {
         &self.peer
     }
 
     /// What ends it.
-    pub fn close(&self) -> Close {
+    pub(crate) fn close(&self) -> Close {
         self.close.clone()
     }
 }
@@ -154,13 +154,13 @@ enum Io {
 
 /// How long a connection may take over what.
 #[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// To finish its TLS handshake, then to send its HTTP/2 preface.
     pub handshake: Duration,
     /// With no call in flight, before it is closed.
     pub idle: Duration,
     /// At most, whatever happens on it (less a jitter).
-    pub max_age: Duration,
+    pub(crate) max_age: Duration,
 }
 
 impl Connection {
@@ -194,7 +194,7 @@ impl Connection {
 /// server drains, is closed; so is one that has had no call in flight for
 /// the idle timeout. The accept loop, each handshake under way and each
 /// connection until the server takes it hold `drain`.
-pub fn incoming(
+pub(crate) fn incoming(
     listener: TcpListener,
     tls: Option<Arc<LiveTls>>,
     timeouts: Timeouts,

@@ -79,20 +79,20 @@ impl Drain {
     }
 
     /// Resolves once no watch from [`Drain::hold`] is left.
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         self.holders.closed().await;
     }
 }
 
 impl Watch {
     /// Whether the drain has started.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         *self.signal.borrow()
     }
 
     /// Resolves once the drain has started, or when the drain is gone
     /// (`run` returned): either way nothing is served any more.
-    pub async fn draining(&self) {
+    pub(crate) async fn draining(&self) {
         let mut signal = self.signal.clone();
         let _ = signal.wait_for(|draining| *draining).await;
     }

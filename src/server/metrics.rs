@@ -50,7 +50,7 @@ struct ReasonLabel {
 
 /// The server's metrics, shared by its listeners and connections.
 #[derive(Clone, Debug, Default)]
-pub struct ServerMetrics {
+pub(crate) struct ServerMetrics {
     handshakes: Family<HandshakeLabel, Counter>,
     closed: Family<ReasonLabel, Counter>,
     upstream_up: Gauge,
@@ -58,7 +58,7 @@ pub struct ServerMetrics {
 
 impl ServerMetrics {
     /// Registers the families in `registry`.
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "gateway_tls_handshakes",
             "TLS handshakes on the API listener, by outcome (ok, refused, timeout)",

@@ -4,10 +4,10 @@
 //! until shutdown, then drains ([`drain`], the one signal all of them
 //! follow).
 
-pub mod accept;
-pub mod admin;
-pub mod close;
-pub mod conn;
+pub(crate) mod accept;
+pub(crate) mod admin;
+pub(crate) mod close;
+pub(crate) mod conn;
 pub mod drain;
 mod metrics;
 pub mod one_write;
@@ -29,7 +29,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::telemetry::rpc_metrics::RpcMetrics;
 use crate::{middleware, proto};
 
-pub use metrics::ServerMetrics;
+pub(crate) use metrics::ServerMetrics;
 
 use drain::Drain;
 use tls::{LiveTls, LoadedTls};

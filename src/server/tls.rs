@@ -51,7 +51,7 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     /// Whether callers are asked for a certificate.
-    pub fn asks_for_client_certificates(&self) -> bool {
+    pub(crate) fn asks_for_client_certificates(&self) -> bool {
         self.client_ca.is_some()
     }
 }
@@ -92,7 +92,7 @@ pub type LoadedTls = Loaded<TlsFiles>;
 
 /// The TLS configuration in force, and the files it comes from. Its
 /// `Debug` names the files, and shows nothing of the key.
-pub type LiveTls = Live<TlsFiles>;
+pub(crate) type LiveTls = Live<TlsFiles>;
 
 impl Live<TlsFiles> {
     /// Registers its metrics (`gateway_tls_reloads_total`) in `registry`.
@@ -114,7 +114,7 @@ impl Live<TlsFiles> {
     /// `chain` (leaf first) that was accepted in an earlier handshake: it
     /// chains to a CA in force and is in date. Without a client CA no
     /// certificate is asked for, and none is vouched for.
-    pub fn vouches_for(&self, chain: &[CertificateDer<'static>]) -> bool {
+    pub(crate) fn vouches_for(&self, chain: &[CertificateDer<'static>]) -> bool {
         let built = self.current();
         match (&built.verifier, chain.split_first()) {
             (Some(verifier), Some((leaf, intermediates))) => verifier

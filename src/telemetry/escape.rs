@@ -16,7 +16,7 @@ use tracing_subscriber::fmt::format::Writer;
 /// The fields of text log lines, as tracing-subscriber's default writes
 /// them (the message first, then `name=value`), escaped.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct EscapedFields;
+pub(super) struct EscapedFields;
 
 impl<'writer> FormatFields<'writer> for EscapedFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {

@@ -54,7 +54,7 @@ struct OutcomeLabel {
 
 /// The exporter's metrics: spans ended, dropped, and exported by outcome.
 #[derive(Clone, Debug, Default)]
-pub struct TraceMetrics {
+pub(crate) struct TraceMetrics {
     ended: Counter,
     dropped: Counter,
     exported: Family<OutcomeLabel, Counter>,
@@ -62,7 +62,7 @@ pub struct TraceMetrics {
 
 impl TraceMetrics {
     /// Registers the families in `registry`.
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "gateway_trace_spans_ended",
             "Spans finished and handed to the trace exporter's queue",
@@ -85,7 +85,7 @@ impl TraceMetrics {
 /// Finished spans waiting for the exporter. A lock held for a push is
 /// uncontended almost always (two pushes per call at most, nanoseconds each).
 #[derive(Debug)]
-pub struct Queue {
+pub(crate) struct Queue {
     spans: Mutex<Vec<FinishedSpan>>,
     /// Told when a full batch waits.
     ready: Notify,

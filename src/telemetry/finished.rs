@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 /// A span that has ended, as the exporter encodes it.
 #[derive(Debug)]
-pub struct FinishedSpan {
+pub(crate) struct FinishedSpan {
     pub(crate) trace_id: [u8; 16],
     pub(crate) span_id: [u8; 8],
     pub(crate) parent_span_id: Option<[u8; 8]>,
@@ -22,7 +22,7 @@ pub struct FinishedSpan {
 
 /// What differs between the two kinds of span.
 #[derive(Debug)]
-pub enum Side {
+pub(crate) enum Side {
     /// An API call, served.
     Server {
         /// `{package.service}/{method}`.

@@ -166,7 +166,7 @@ impl prometheus_client::collector::Collector for CacheCollector {
 }
 
 /// The canonical name of a gRPC code, as the gRPC specification spells it.
-pub fn code_name(code: tonic::Code) -> &'static str {
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         Ok => "OK",

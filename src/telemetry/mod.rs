@@ -11,15 +11,15 @@
 //! credential.
 
 mod escape;
-pub mod export;
-pub mod finished;
+pub(crate) mod export;
+pub(crate) mod finished;
 pub mod metrics;
-pub mod otlp;
-pub mod propagation;
-pub mod rpc;
-pub mod rpc_metrics;
-pub mod spans;
-pub mod traces;
+pub(crate) mod otlp;
+pub(crate) mod propagation;
+pub(crate) mod rpc;
+pub(crate) mod rpc_metrics;
+pub(crate) mod spans;
+pub(crate) mod traces;
 
 use clap::ValueEnum;
 use tracing::{Level, Metadata};
@@ -31,14 +31,14 @@ use tracing_subscriber::layer::Filter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-pub use traces::TraceSettings;
+pub(crate) use traces::TraceSettings;
 
 /// The instrumentation scope of the gateway's spans.
-pub const SCOPE_NAME: &str = "cognito-identity-gateway";
+pub(crate) const SCOPE_NAME: &str = "cognito-identity-gateway";
 
 /// How log lines look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// For people.
     Text,
     /// One JSON object a line, for log pipelines.
@@ -49,9 +49,9 @@ pub enum LogFormat {
 #[derive(Clone, Debug)]
 pub struct TelemetrySettings {
     /// How log lines look.
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     /// Trace export, if the environment asks for it.
-    pub traces: Option<TraceSettings>,
+    pub(crate) traces: Option<TraceSettings>,
 }
 
 /// Keeps the trace exporter running; [`Telemetry::shutdown`] flushes it.

@@ -28,7 +28,7 @@ const RESOURCE_ATTRIBUTES: u32 = 1;
 /// The parts of every export that do not change: the resource and the
 /// instrumentation scope, encoded once.
 #[derive(Debug, Clone)]
-pub struct Header {
+pub(crate) struct Header {
     /// `ResourceSpans.resource` as an encoded field.
     resource: Vec<u8>,
     /// `ScopeSpans.scope` as an encoded field.
@@ -37,7 +37,7 @@ pub struct Header {
 
 impl Header {
     /// The resource's attributes (from the environment) and the scope.
-    pub fn new<'a>(resource: impl IntoIterator<Item = (&'a Key, &'a Value)>) -> Self {
+    pub(crate) fn new<'a>(resource: impl IntoIterator<Item = (&'a Key, &'a Value)>) -> Self {
         let mut attributes = Vec::new();
         for (key, value) in resource {
             match value {
@@ -65,7 +65,7 @@ impl Header {
 
 /// Reusable buffers for encoding exports.
 #[derive(Debug, Default)]
-pub struct Encoder {
+pub(crate) struct Encoder {
     spans: Vec<u8>,
     span: Vec<u8>,
     text: String,
@@ -74,7 +74,7 @@ pub struct Encoder {
 impl Encoder {
     /// `spans` as one `ExportTraceServiceRequest`, written into `out`
     /// (cleared first).
-    pub fn encode(&mut self, header: &Header, spans: &[FinishedSpan], out: &mut Vec<u8>) {
+    pub(crate) fn encode(&mut self, header: &Header, spans: &[FinishedSpan], out: &mut Vec<u8>) {
         self.spans.clear();
         for span in spans {
             self.span.clear();

@@ -6,10 +6,10 @@ use opentelemetry::{Context, global};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
 /// The W3C header that carries a caller's span.
-pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Reads W3C trace context and baggage from now on.
-pub fn install_propagators() {
+pub(crate) fn install_propagators() {
     global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
         Box::new(BaggagePropagator::new()),
@@ -29,6 +29,6 @@ impl Extractor for HeaderExtractor<'_> {
 }
 
 /// The caller's trace context and baggage from gRPC metadata (HTTP/2 headers).
-pub fn extract(headers: &http::HeaderMap) -> Context {
+pub(crate) fn extract(headers: &http::HeaderMap) -> Context {
     global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))
 }

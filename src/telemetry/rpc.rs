@@ -29,7 +29,7 @@ use crate::proto::{API_METHODS, API_PATHS};
 /// request's extensions, filled by the gRPC layer from the service's answer.
 /// Untraced calls carry none, and pay nothing for it.
 #[derive(Clone, Debug, Default)]
-pub struct CallNotes {
+pub(crate) struct CallNotes {
     notes: Arc<Mutex<Notes>>,
     trace_id: [u8; 16],
 }
@@ -42,7 +42,7 @@ struct Notes {
 
 impl CallNotes {
     /// The notes of a call traced in `trace_id`.
-    pub fn new(trace_id: [u8; 16]) -> Self {
+    pub(crate) fn new(trace_id: [u8; 16]) -> Self {
         Self {
             notes: Arc::default(),
             trace_id,
@@ -50,12 +50,12 @@ impl CallNotes {
     }
 
     /// The trace the call belongs to.
-    pub fn trace_id(&self) -> [u8; 16] {
+    pub(crate) fn trace_id(&self) -> [u8; 16] {
         self.trace_id
     }
 
     /// How the cache answered, and the upstream call made for the call.
-    pub fn note(&self, cache: Option<CacheOutcome>, upstream: Option<Box<UpstreamCall>>) {
+    pub(crate) fn note(&self, cache: Option<CacheOutcome>, upstream: Option<Box<UpstreamCall>>) {
         if let Ok(mut notes) = self.notes.lock() {
             *notes = Notes { cache, upstream };
         }
@@ -71,13 +71,13 @@ impl CallNotes {
 
 /// Observes API calls; see the module documentation.
 #[derive(Clone, Debug, Default)]
-pub struct ObserveLayer {
+pub(crate) struct ObserveLayer {
     metrics: RpcMetrics,
 }
 
 impl ObserveLayer {
     /// Counts calls in `metrics`.
-    pub fn new(metrics: RpcMetrics) -> Self {
+    pub(crate) fn new(metrics: RpcMetrics) -> Self {
         Self { metrics }
     }
 }
@@ -95,7 +95,7 @@ impl<S> Layer<S> for ObserveLayer {
 
 /// The service of [`ObserveLayer`].
 #[derive(Clone, Debug)]
-pub struct Observe<S> {
+pub(crate) struct Observe<S> {
     inner: S,
     metrics: RpcMetrics,
 }
@@ -182,7 +182,7 @@ fn method_name(path: &str) -> Option<(&'static str, &'static str)> {
 
 pin_project_lite::pin_project! {
     /// A response body that reads the status from the trailers.
-    pub struct ObservedBody<B> {
+    pub(crate) struct ObservedBody<B> {
         #[pin]
         inner: B,
         finish: Option<Finish>,
@@ -223,7 +223,7 @@ pin_project_lite::pin_project! {
     /// The future of [`Observe`]: the call, polled with its span current,
     /// then its books closed. Not boxed: the inner future is large and
     /// moving it costs more than this.
-    pub struct ObserveFuture<F> {
+    pub(crate) struct ObserveFuture<F> {
         #[pin]
         call: F,
         finish: Option<Finish>,

@@ -57,7 +57,7 @@ struct Families {
 
 /// The gRPC calls' metrics, shared by every call.
 #[derive(Clone)]
-pub struct RpcMetrics(Arc<Families>);
+pub(crate) struct RpcMetrics(Arc<Families>);
 
 impl std::fmt::Debug for RpcMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,7 +78,7 @@ impl Default for RpcMetrics {
 
 impl RpcMetrics {
     /// Registers the families in `registry`.
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "grpc_server_requests",
             "gRPC calls finished, by method and status code",
@@ -97,12 +97,12 @@ impl RpcMetrics {
     }
 
     /// A call started.
-    pub fn call_started(&self) {
+    pub(crate) fn call_started(&self) {
         self.0.in_flight.inc();
     }
 
     /// A call finished with `code` after `elapsed`.
-    pub fn call_finished(&self, rpc: &'static str, code: tonic::Code, elapsed: Duration) {
+    pub(crate) fn call_finished(&self, rpc: &'static str, code: tonic::Code, elapsed: Duration) {
         let m = &*self.0;
         m.in_flight.dec();
         let labels = || RpcLabels {

@@ -32,7 +32,7 @@ use crate::domain::{CacheOutcome, UpstreamCall};
 
 /// Which calls are traced: `OTEL_TRACES_SAMPLER` and its argument.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Sampler {
+pub(crate) enum Sampler {
     /// Every call.
     AlwaysOn,
     /// None.
@@ -45,7 +45,7 @@ pub enum Sampler {
 
 /// The sampler of a call without a caller's trace context.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Root {
+pub(crate) enum Root {
     /// Every call.
     AlwaysOn,
     /// None.
@@ -57,7 +57,7 @@ pub enum Root {
 impl Sampler {
     /// The sampler `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG` name; the
     /// specification's default is `parentbased_always_on`.
-    pub fn from_env(name: Option<&str>, arg: Option<&str>) -> Result<Self, String> {
+    pub(crate) fn from_env(name: Option<&str>, arg: Option<&str>) -> Result<Self, String> {
         let ratio = || -> Result<u64, String> {
             let ratio = match arg {
                 None => 1.0,
@@ -140,7 +140,7 @@ impl Parent {
 
 /// Where sampled spans go: set once, when the environment asks for export.
 #[derive(Debug)]
-pub struct Tracer {
+pub(crate) struct Tracer {
     sampler: Sampler,
     ids: RandomIdGenerator,
     queue: Arc<Queue>,
@@ -164,7 +164,7 @@ fn unix_nanos(time: SystemTime) -> u64 {
 
 /// The server span of an API call in flight.
 #[derive(Debug)]
-pub struct ServerSpan {
+pub(crate) struct ServerSpan {
     name: &'static str,
     method: &'static str,
     trace_id: [u8; 16],
@@ -178,11 +178,11 @@ pub struct ServerSpan {
 
 /// What the call's span is told when it ends.
 #[derive(Debug, Default)]
-pub struct Ending {
+pub(crate) struct Ending {
     /// The gRPC status code.
     pub status: i32,
     /// Why it failed: an error's reason.
-    pub error_type: Option<Box<str>>,
+    pub(crate) error_type: Option<Box<str>>,
     /// How the cache answered.
     pub cache: Option<CacheOutcome>,
     /// The upstream call made for it, if any.
@@ -194,7 +194,7 @@ impl ServerSpan {
     /// context in `headers`; `None` when tracing is off or not sampled.
     /// `peers` (the server's and the client's addresses) is only asked when
     /// the call is traced.
-    pub fn start(
+    pub(crate) fn start(
         name: &'static str,
         method: &'static str,
         headers: &http::HeaderMap,
@@ -228,18 +228,18 @@ impl ServerSpan {
     }
 
     /// The trace id, for the audit log.
-    pub fn trace_id_bytes(&self) -> [u8; 16] {
+    pub(crate) fn trace_id_bytes(&self) -> [u8; 16] {
         self.trace_id
     }
 
     /// The trace id, for log lines.
-    pub fn trace_id(&self) -> impl fmt::Display + use<> {
+    pub(crate) fn trace_id(&self) -> impl fmt::Display + use<> {
         TraceId::from_bytes(self.trace_id)
     }
 
     /// Ends the span: its call finished after `elapsed`, as `ending` says.
     /// The upstream call made for it becomes its child.
-    pub fn end(self, elapsed: Duration, ending: Ending) {
+    pub(crate) fn end(self, elapsed: Duration, ending: Ending) {
         let Some(tracer) = TRACER.get() else { return };
         if let Some(call) = ending.upstream {
             let start_unix_nanos = unix_nanos(call.started);

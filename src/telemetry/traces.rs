@@ -84,7 +84,7 @@ fn count(name: &str, default: usize) -> Result<usize, String> {
 
 /// The running exporter; [`Exporter::shutdown`] sends what is left.
 #[derive(Debug)]
-pub struct Exporter {
+pub(crate) struct Exporter {
     stop: oneshot::Sender<()>,
     finished: oneshot::Receiver<()>,
     timeout: Duration,
@@ -93,12 +93,12 @@ pub struct Exporter {
 
 impl Exporter {
     /// Its metrics.
-    pub fn metrics(&self) -> &export::TraceMetrics {
+    pub(crate) fn metrics(&self) -> &export::TraceMetrics {
         &self.metrics
     }
 
     /// Exports the spans still queued, within `OTEL_BSP_EXPORT_TIMEOUT`.
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         let _ = self.stop.send(());
         if tokio::time::timeout(self.timeout, self.finished)
             .await
@@ -111,7 +111,7 @@ impl Exporter {
 
 /// Trace export as the environment asks for it, checked.
 #[derive(Clone, Debug)]
-pub struct TraceSettings {
+pub(crate) struct TraceSettings {
     uri: Uri,
     /// Marked sensitive: their `Debug` does not show their values.
     headers: HeaderMap,
@@ -128,7 +128,7 @@ impl TraceSettings {
     /// Reads the standard environment (see the module documentation):
     /// `None` when it asks for no export, every problem as a message naming
     /// its variable.
-    pub fn from_env() -> Result<Option<Self>, String> {
+    pub(crate) fn from_env() -> Result<Option<Self>, String> {
         if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
             return Ok(None);
         }
@@ -205,7 +205,7 @@ impl TraceSettings {
 /// Starts exporting as `settings` say, on a thread of its own. `None` when
 /// that thread cannot be started (said on standard error): the gateway then
 /// serves untraced rather than not at all.
-pub fn start(settings: TraceSettings) -> Option<Exporter> {
+pub(crate) fn start(settings: TraceSettings) -> Option<Exporter> {
     let named = env("OTEL_SERVICE_NAME").is_some()
         || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
     let mut resource = Resource::builder();

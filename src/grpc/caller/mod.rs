@@ -22,7 +22,7 @@ use tonic::Request;
 
 use crate::domain::{Caller, Peer};
 
-pub use peers::{DEFAULT_TRUSTED_PEERS, TrustedPeers};
+pub(crate) use peers::{DEFAULT_TRUSTED_PEERS, TrustedPeers};
 pub use rejections::Rejections;
 
 /// Envoy's and Istio's header, whose last element's `URI=` holds the

@@ -10,11 +10,11 @@ use std::str::FromStr;
 
 /// The default of `--caller-identity-header-trusted-peers`: where a
 /// sidecar proxy in the same pod connects from.
-pub const DEFAULT_TRUSTED_PEERS: &str = "127.0.0.0/8,::1/128";
+pub(crate) const DEFAULT_TRUSTED_PEERS: &str = "127.0.0.0/8,::1/128";
 
 /// A range of addresses: a network and the length of its prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
+pub(super) struct Cidr {
     network: IpAddr,
     prefix: u8,
 }
@@ -23,7 +23,7 @@ impl Cidr {
     /// Whether `addr` is in the range. An IPv4-mapped IPv6 address
     /// (`::ffff:127.0.0.1`, as a dual-stack socket reports an IPv4 peer) is
     /// its IPv4 address.
-    pub fn contains(&self, addr: IpAddr) -> bool {
+    pub(super) fn contains(&self, addr: IpAddr) -> bool {
         match (self.network, addr.to_canonical()) {
             (IpAddr::V4(network), IpAddr::V4(addr)) => {
                 (u32::from(network) ^ u32::from(addr)) & v4_mask(self.prefix) == 0
