@@ -179,6 +179,8 @@ fn gateway_upstream_settings(endpoint: &str) -> UpstreamSettings {
     use clap::Parser;
     let cli = Cli::try_parse_from([
         "gateway",
+        "--listen",
+        "127.0.0.1:0",
         "--endpoint-url",
         endpoint,
         "--region",
