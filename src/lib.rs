@@ -58,6 +58,7 @@ pub mod emulator;
 pub mod grpc;
 pub mod guard;
 pub mod jwt;
+mod labels;
 mod middleware;
 pub mod policy;
 pub mod proto;

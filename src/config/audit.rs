@@ -101,22 +101,8 @@ fn audit_key(path: &Path) -> Result<HmacKey, String> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-    use crate::config::{Cli, ConfigError, Settings};
-
-    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
-        let mut argv = vec!["cognito-identity-gateway", "--listen", "127.0.0.1:0"];
-        argv.extend_from_slice(args);
-        Cli::try_parse_from(argv)
-            .expect("flags parse")
-            .into_settings()
-    }
-
-    fn problems(args: &[&str]) -> String {
-        settings(args).unwrap_err().to_string()
-    }
+    use crate::config::tests::{problems, settings};
 
     #[test]
     fn the_audit_log_needs_a_key_of_sixteen_bytes() {

@@ -182,22 +182,8 @@ impl CallersArgs {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-    use crate::config::{Cli, ConfigError, Settings};
-
-    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
-        let mut argv = vec!["cognito-identity-gateway", "--listen", "127.0.0.1:0"];
-        argv.extend_from_slice(args);
-        Cli::try_parse_from(argv)
-            .expect("flags parse")
-            .into_settings()
-    }
-
-    fn problems(args: &[&str]) -> String {
-        settings(args).unwrap_err().to_string()
-    }
+    use crate::config::tests::{problems, settings};
 
     fn dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("callers-{name}-{}", std::process::id()));

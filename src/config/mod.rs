@@ -284,6 +284,19 @@ mod tests {
             .into_settings()
     }
 
+    /// The flags as typed, on a loopback address: what the parts' own
+    /// tests check.
+    pub(super) fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
+        let mut argv = vec!["--listen", "127.0.0.1:0"];
+        argv.extend_from_slice(args);
+        parse_exactly(&argv)
+    }
+
+    /// The problems [`settings`] finds, as the message says them.
+    pub(super) fn problems(args: &[&str]) -> String {
+        settings(args).unwrap_err().to_string()
+    }
+
     #[test]
     fn serving_every_caller_must_be_explicit() {
         let err = parse_exactly(&[]).unwrap_err();

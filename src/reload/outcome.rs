@@ -1,9 +1,10 @@
 //! What a reload did, said in the log and counted by outcome.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+
+use crate::labels::{Outcome, OutcomeLabel};
 
 /// What a reload did.
 #[derive(Debug, PartialEq, Eq)]
@@ -14,30 +15,6 @@ pub enum Reloaded {
     Replaced,
     /// They do not load (why); what was in force stays.
     Refused(String),
-}
-
-/// How a reload that changed something ended, as a label value.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-enum Outcome {
-    /// In force.
-    Ok,
-    /// Refused: what was in force stays.
-    Error,
-}
-
-impl EncodeLabelValue for Outcome {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
-        use std::fmt::Write;
-        encoder.write_str(match self {
-            Outcome::Ok => "ok",
-            Outcome::Error => "error",
-        })
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabel {
-    outcome: Outcome,
 }
 
 /// The reloads of one kind of file that changed something, by outcome

@@ -17,40 +17,16 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use super::finished::FinishedSpan;
 use super::otlp;
+use crate::labels::{Outcome, OutcomeLabel};
 
 /// The OTLP trace service's export method, for `grpc`.
 const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-
-/// How a batch's export ended, as a label value.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-enum Outcome {
-    Ok,
-    Error,
-}
-
-impl EncodeLabelValue for Outcome {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
-        std::fmt::Write::write_str(
-            encoder,
-            match self {
-                Outcome::Ok => "ok",
-                Outcome::Error => "error",
-            },
-        )
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabel {
-    outcome: Outcome,
-}
 
 /// The exporter's metrics: spans ended, dropped, and exported by outcome.
 #[derive(Clone, Debug, Default)]
