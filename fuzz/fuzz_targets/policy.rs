@@ -1,5 +1,5 @@
-//! The caller policy file's parser and checks; a policy that parses is then
-//! asked about a few callers.
+//! The caller policy file's parser and checks: whatever the bytes, a
+//! policy or a list of problems, never a panic.
 
 #![no_main]
 
@@ -10,8 +10,5 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(policy) = Policy::parse(text) {
-        let _ = policy.mode();
-        let _ = policy.rate_limit("checkout");
-    }
+    let _ = Policy::parse(text);
 });
