@@ -2,7 +2,8 @@
 //! compiler, so a machine with only the Rust toolchain builds the crate. The
 //! encoded descriptor set is kept too: gRPC reflection serves it. The API
 //! service's method names and paths are written out as constants, so that
-//! the code that labels and routes calls takes them from the proto.
+//! the code that labels and routes calls takes them from the proto. And the
+//! commit the binary is built from is kept for `--version`.
 
 use std::fmt::Write as _;
 
@@ -15,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "proto/cognito_identity_gateway/v1/gateway.proto";
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=build.rs");
+    revision();
     let descriptors = protox::compile([proto], ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
@@ -55,4 +57,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .codec_path("crate::proto::codec::MessageCodec")
         .compile_fds(descriptors)?;
     Ok(())
+}
+
+/// Sets `GATEWAY_REVISION` for the crate: the variable of that name when
+/// the build is given one (an image built from a source archive), else the
+/// checkout's commit, else `unknown`.
+fn revision() {
+    println!("cargo:rerun-if-env-changed=GATEWAY_REVISION");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .map(|text| text.trim().to_owned())
+            .filter(|text| !text.is_empty())
+    };
+    let revision = std::env::var("GATEWAY_REVISION")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=GATEWAY_REVISION={revision}");
+    // A new commit moves HEAD's branch: the revision is read again.
+    for path in [
+        git(&["rev-parse", "--git-path", "HEAD"]),
+        git(&["symbolic-ref", "-q", "HEAD"])
+            .and_then(|branch| git(&["rev-parse", "--git-path", &branch])),
+        git(&["rev-parse", "--git-path", "packed-refs"]),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        println!("cargo:rerun-if-changed={path}");
+    }
 }

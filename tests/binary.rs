@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tonic_health::pb::HealthCheckRequest;
@@ -126,4 +126,96 @@ async fn serve_then_signal(signal: &str) {
         stderr.contains(&format!("SIG{signal} received")),
         "{stderr}"
     );
+}
+
+#[test]
+fn version_names_the_commit_and_help_says_where_to_start() {
+    let out = gateway()
+        .arg("--version")
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let version = String::from_utf8(out.stdout).unwrap();
+    let expected = format!("cognito-identity-gateway {} (", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected), "{version}");
+    let revision = version
+        .trim_end()
+        .strip_prefix(&expected)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_default();
+    assert!(
+        !revision.is_empty()
+            && revision
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-'),
+        "{version}"
+    );
+
+    let out = gateway()
+        .arg("--help")
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.starts_with("A gRPC gateway in front of Amazon Cognito Identity"),
+        "{help}"
+    );
+    assert!(
+        help.contains("To start: `cognito-identity-gateway --emulator"),
+        "{help}"
+    );
+}
+
+/// The gateway's first log lines, its standard error on a terminal (a
+/// pseudo-terminal `script` gives it) with `env`, for two seconds.
+fn logged_on_a_terminal(env: &[(&str, &str)]) -> String {
+    let command = format!(
+        "timeout -s TERM 2 {} --emulator --listen 127.0.0.1:0",
+        env!("CARGO_BIN_EXE_cognito-identity-gateway")
+    );
+    let out = Command::new("script")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("COGNITO_GATEWAY_ADMIN_LISTEN", "off")
+        .envs(env.iter().copied())
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("script (util-linux) runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn logs_are_coloured_on_a_terminal_only_and_never_with_no_color() {
+    const ESC: char = '\u{1b}';
+    let terminal = logged_on_a_terminal(&[]);
+    assert!(terminal.contains("serving gRPC"), "{terminal}");
+    assert!(
+        terminal.contains(ESC),
+        "a terminal gets colour: {terminal:?}"
+    );
+
+    let no_color = logged_on_a_terminal(&[("NO_COLOR", "1")]);
+    assert!(no_color.contains("serving gRPC"), "{no_color}");
+    assert!(!no_color.contains(ESC), "NO_COLOR: {no_color:?}");
+
+    // Standard error to a pipe, as to a file or a collector.
+    let mut child = support::binary::command()
+        .args([
+            "--emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+        ])
+        .spawn()
+        .unwrap();
+    let log = support::binary::collect_stderr(&mut child);
+    std::thread::sleep(Duration::from_secs(2));
+    support::binary::signal(&child, "TERM");
+    child.wait().unwrap();
+    let piped = log.join().unwrap();
+    assert!(piped.contains("serving gRPC"), "{piped}");
+    assert!(!piped.contains(ESC), "a pipe gets none: {piped:?}");
 }

@@ -26,10 +26,37 @@ use crate::server::ServerSettings;
 use crate::telemetry::TelemetrySettings;
 use crate::upstream::UpstreamSettings;
 
-/// The command line, as typed. Values that need checking are kept as text
-/// here so that every problem can be reported at once, not only the first.
+/// The version `--version` prints: Cargo.toml's, and the commit built.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("GATEWAY_REVISION"),
+    ")"
+);
+
+/// What `--help` opens with.
+const ABOUT: &str = "A gRPC gateway in front of Amazon Cognito Identity (identity pools): \
+services call it for identity ids, OpenID tokens and AWS credentials instead of holding \
+developer credentials. It caches tokens, checks each caller against a policy, audits \
+developer tokens, and keeps serving cached tokens through a Cognito outage.";
+
+/// Where `--help` says to start.
+const START: &str = "To start: `cognito-identity-gateway --emulator --listen 127.0.0.1:50051` \
+serves a ready identity pool of an embedded emulator, no AWS account needed. In production, \
+give --region (or the AWS configuration), a --policy, and --tls-cert/--tls-key/--tls-client-ca \
+for mutual TLS; the README says more. Every flag can also be set by the environment variable \
+shown with it.";
+
+// The command line, as typed. Values that need checking are kept as text
+// so that every problem can be reported at once, not only the first.
 #[derive(Debug, Parser)]
-#[command(name = "cognito-identity-gateway", version, about)]
+#[command(
+    name = "cognito-identity-gateway",
+    version = VERSION,
+    about = ABOUT,
+    after_help = START
+)]
+/// The gateway's command line.
 pub struct Cli {
     /// Run something other than the gateway.
     #[command(subcommand)]

@@ -103,7 +103,10 @@ pub fn start(settings: TelemetrySettings) -> Telemetry {
     let filter =
         log_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
     // Colours only for a terminal: a file or a log collector gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Colour only for a person at a terminal, and never with NO_COLOR set
+    // (no-color.org): a log file or collector would keep the codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
