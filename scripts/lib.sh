@@ -55,3 +55,21 @@ export_test_aws_env() {
     export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
     export AWS_EC2_METADATA_DISABLED=true
 }
+
+# Installs Debian packages, as root or through sudo.
+install_packages() {
+    local sudo_if_needed=()
+    [ "$(id -u)" = 0 ] || sudo_if_needed=(sudo)
+    echo "installing $*" >&2
+    "${sudo_if_needed[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_if_needed[@]}" apt-get install -y -qq "$@" >/dev/null
+}
+
+# Podman and runc, from Debian's packages when missing, with
+# scripts/containers.conf unless CONTAINERS_CONF names another.
+ensure_podman() {
+    if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+        install_packages podman buildah runc uidmap slirp4netns fuse-overlayfs
+    fi
+    export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/scripts/containers.conf}
+}
