@@ -5,7 +5,9 @@
         deploy/monitoring/alerts.yaml deploy/monitoring/dashboard.json
 
 SCRAPE is a text exposition scraped from a running gateway's /metrics
-(Prometheus text 0.0.4, or OpenMetrics). Every PromQL expression of the
+(Prometheus text 0.0.4, or OpenMetrics); `--scrape` given more than once
+reads the scrapes as one (what one gateway cannot show at once, e.g. TLS
+and a plaintext listener's identity header). Every PromQL expression of the
 files is read: each rule's `expr` in a rules file (YAML: top-level `groups`,
 as Prometheus and a PrometheusRule's spec have it), and in a Grafana
 dashboard (JSON) every panel target's `expr` and every query variable. For
@@ -786,8 +788,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Check that the metric and label names of alerting rules and Grafana "
                     "dashboards are in a scrape of the gateway's /metrics.")
-    parser.add_argument("--scrape", required=True, type=Path,
-                        help="a text exposition scraped from a running gateway")
+    parser.add_argument("--scrape", required=True, type=Path, action="append",
+                        help="a text exposition scraped from a running gateway; given more "
+                             "than once, the scrapes count as one")
     parser.add_argument("--allow-empty", action="append", default=[], metavar="FAMILY",
                         help="a metric family that may have no series in the scrape (its "
                              "labels go unchecked); may be given more than once")
@@ -795,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rules files (.yaml) and Grafana dashboards (.json)")
     args = parser.parse_args(argv)
     try:
-        scrape = parse_scrape(args.scrape.read_text(encoding="utf-8"))
+        scrape = parse_scrape("\n".join(p.read_text(encoding="utf-8") for p in args.scrape))
         queries: list[Query] = []
         recorded: set[str] = set()
         for path in args.files:

@@ -231,6 +231,17 @@ def test_grouping_labels_are_looked_for_on_the_metrics_they_group(tmp_path):
         "label operation: not on any series of grpc_server_handled_total")
 
 
+def test_scrapes_given_twice_count_as_one(tmp_path):
+    text = SCRAPE.read_text(encoding="utf-8")
+    cut = text.index("# HELP gateway_policy_decisions_total")
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text(text[:cut], encoding="utf-8")
+    second.write_text(text[cut:], encoding="utf-8")
+    assert run("--scrape", first, ALERTS, DASHBOARD).returncode == 1
+    done = run("--scrape", first, "--scrape", second, ALERTS, DASHBOARD)
+    assert done.returncode == 0, done.stdout
+
+
 def test_an_unreadable_file_is_an_error_of_its_own(tmp_path):
     path = tmp_path / "alerts.txt"
     path.write_text("groups: []\n", encoding="utf-8")
