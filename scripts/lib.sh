@@ -73,3 +73,50 @@ ensure_podman() {
     fi
     export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/scripts/containers.conf}
 }
+
+# Tools the project builds for itself live here, out of the way of the
+# system's: target/tools/bin, put first on PATH by the ensure_* below.
+TOOLS_BIN=$PWD/target/tools/bin
+
+# Helm, built from its Go module into target/tools/bin when missing (the
+# Go module proxy is the one place that serves it here), then on PATH.
+# HELM_VERSION pins it; a helm of another version there is rebuilt. `go
+# install` leaves helm's version and its default Kubernetes version unset
+# (it would say "v3.21", and render for Kubernetes 1.20), so the build
+# stamps both the way helm's own Makefile does: HELM_KUBE_MINOR is 1.x of
+# the k8s.io/client-go helm is built with (v0.36 for helm v3.21.4).
+HELM_VERSION=v3.21.4
+HELM_KUBE_MINOR=36
+
+ensure_helm() {
+    mkdir -p "$TOOLS_BIN"
+    case ":$PATH:" in *":$TOOLS_BIN:"*) ;; *) export PATH="$TOOLS_BIN:$PATH" ;; esac
+    if [ ! -x "$TOOLS_BIN/helm" ] \
+        || [ "$("$TOOLS_BIN/helm" version --template '{{.Version}}' 2>/dev/null)" != "$HELM_VERSION" ]; then
+        command -v go >/dev/null || { echo "ensure_helm: go is needed to build helm" >&2; return 1; }
+        echo "building helm $HELM_VERSION into $TOOLS_BIN" >&2
+        local stamp="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+        local part
+        for part in pkg/chartutil pkg/lint/rules; do
+            stamp="$stamp -X helm.sh/helm/v3/$part.k8sVersionMajor=1"
+            stamp="$stamp -X helm.sh/helm/v3/$part.k8sVersionMinor=$HELM_KUBE_MINOR"
+        done
+        GOBIN=$TOOLS_BIN go install -ldflags "$stamp" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    fi
+}
+
+# checkov (the chart's static checks), in a virtualenv of its own under
+# target/tools, (re)installed from tests/checkov-requirements.txt whenever
+# that file changes: it pins boto3 to a version tests/requirements.txt
+# cannot share. Puts nothing on PATH; run "$CHECKOV_VENV/bin/checkov".
+CHECKOV_VENV=target/tools/checkov
+
+ensure_checkov() {
+    local stamp="$CHECKOV_VENV/.requirements"
+    if [ ! -x "$CHECKOV_VENV/bin/checkov" ] || ! cmp -s tests/checkov-requirements.txt "$stamp"; then
+        echo "installing tests/checkov-requirements.txt into $CHECKOV_VENV" >&2
+        python3 -m venv "$CHECKOV_VENV"
+        "$CHECKOV_VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/checkov-requirements.txt
+        cp tests/checkov-requirements.txt "$stamp"
+    fi
+}
