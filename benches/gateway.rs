@@ -64,6 +64,7 @@ use tonic::transport::{Channel, Endpoint};
 #[allow(dead_code)]
 mod certs;
 #[path = "../tests/support/loopback.rs"]
+#[allow(dead_code)]
 mod loopback;
 #[path = "gateway/mtls.rs"]
 mod mtls;
@@ -538,15 +539,15 @@ async fn counter_sum(gateway: &Server, name: &str) -> u64 {
 }
 
 /// Developer calls the server has answered with grpc-status OK so far: the
-/// gateway's `grpc_server_requests` counter, or the floor's own count.
+/// gateway's `grpc_server_handled` counter, or the floor's own count.
 async fn answered_ok(server: &Server) -> u64 {
     match server.admin {
         Some(admin) => {
             let metrics = http_get(admin, "/metrics").await.1;
-            series(&metrics, "grpc_server_requests_total{")
+            series(&metrics, "grpc_server_handled_total{")
                 .find(|(labels, _)| {
-                    labels.contains("rpc=\"GetOpenIdTokenForDeveloperIdentity\"")
-                        && labels.contains("code=\"OK\"")
+                    labels.contains("grpc_method=\"GetOpenIdTokenForDeveloperIdentity\"")
+                        && labels.contains("grpc_code=\"OK\"")
                 })
                 .map_or(0, |(_, value)| value as u64)
         }
@@ -657,7 +658,7 @@ async fn hit_path(time: Duration, rounds: usize) {
     // (SIGTERM: it flushes its exporter), then compare the spans the
     // collector received with the spans owed: a server span per call, a
     // client span per upstream call (the first call's cache miss).
-    let calls = counter_sum(&traced, "grpc_server_requests").await;
+    let calls = counter_sum(&traced, "grpc_server_handled").await;
     let upstream = counter_sum(&traced, "cognito_upstream_calls").await;
     let dropped = counter_sum(&traced, "gateway_trace_spans_dropped").await;
     let stopped = Command::new("kill")
@@ -830,7 +831,7 @@ async fn miss_path(rounds: usize) {
     let direct = &paths[1];
     let direct_mean =
         direct.iter().map(|&v| f64::from(v)).sum::<f64>() / direct.len().max(1) as f64;
-    let server = mean("grpc_server_request_duration_seconds");
+    let server = mean("grpc_server_handling_seconds");
     let upstream = mean("cognito_upstream_duration_seconds");
     println!(
         "\nInside the gateway (means over all its calls): {server} µs from a call's arrival to its status, of which {upstream} µs in the SDK's call to the emulator (the same call made directly with the gateway's SDK settings: {direct_mean:.0} µs, mean); the rest of the added time is the extra gRPC hop on the loopback."

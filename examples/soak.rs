@@ -59,6 +59,7 @@ const NO_FAULTS: &str = r#"{"operations":{}}"#;
 
 // The tests' loopback helpers: a free port, a GET, a metric's series.
 #[path = "../tests/support/loopback.rs"]
+#[allow(dead_code)]
 mod loopback;
 use loopback::{free_port, http_get, series};
 

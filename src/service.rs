@@ -36,7 +36,7 @@ struct Backend<U> {
     calls: UpstreamMetrics,
 }
 
-/// Labels of an upstream call.
+/// Labels of an upstream call, the same on its count and its latency.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
     operation: OperationName,
@@ -45,16 +45,11 @@ struct UpstreamLabels {
     code: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabel {
-    method: OperationName,
-}
-
 /// The upstream calls made, by operation and outcome, and their latency.
 #[derive(Clone, Debug)]
 struct UpstreamMetrics {
     calls: Family<UpstreamLabels, Counter>,
-    latency: Family<OperationLabel, Histogram, fn() -> Histogram>,
+    latency: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for UpstreamMetrics {
@@ -79,24 +74,20 @@ impl UpstreamMetrics {
         );
         registry.register(
             "cognito_upstream_duration_seconds",
-            "Time a call to Cognito Identity took, retries included, by operation",
+            "Time a call to Cognito Identity took, retries included, by operation and outcome",
             self.latency.clone(),
         );
     }
 
     fn finished(&self, call: &crate::domain::UpstreamCall) {
-        let code = call.error_type.as_deref().unwrap_or("OK");
-        self.calls
-            .get_or_create(&UpstreamLabels {
-                operation: call.operation,
-                code: code.to_owned(),
-            })
-            .inc();
+        let labels = UpstreamLabels {
+            operation: call.operation,
+            code: call.error_type.as_deref().unwrap_or("OK").to_owned(),
+        };
         self.latency
-            .get_or_create(&OperationLabel {
-                method: call.operation,
-            })
+            .get_or_create(&labels)
             .observe(call.elapsed.as_secs_f64());
+        self.calls.get_or_create(&labels).inc();
     }
 }
 

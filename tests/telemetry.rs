@@ -152,8 +152,7 @@ async fn spans_metrics_and_logs() {
 
     // Metrics moved as the calls were made.
     let after = http_get(admin_port, "/metrics").await.1;
-    let developer_ok =
-        r#"grpc_server_requests_total{rpc="GetOpenIdTokenForDeveloperIdentity",code="OK"}"#;
+    let developer_ok = r#"grpc_server_handled_total{grpc_type="unary",grpc_service="cognito_identity_gateway.v1.CognitoIdentityService",grpc_method="GetOpenIdTokenForDeveloperIdentity",grpc_code="OK"}"#;
     assert_eq!(
         metric(&after, developer_ok) - metric(&before, developer_ok),
         2.0,
@@ -162,14 +161,14 @@ async fn spans_metrics_and_logs() {
     assert_eq!(
         metric(
             &after,
-            r#"grpc_server_requests_total{rpc="GetId",code="INVALID_ARGUMENT"}"#
+            r#"grpc_server_handled_total{grpc_type="unary",grpc_service="cognito_identity_gateway.v1.CognitoIdentityService",grpc_method="GetId",grpc_code="INVALID_ARGUMENT"}"#
         ),
         1.0
     );
     assert_eq!(
         metric(
             &after,
-            r#"grpc_server_requests_total{rpc="GetId",code="NOT_FOUND"}"#
+            r#"grpc_server_handled_total{grpc_type="unary",grpc_service="cognito_identity_gateway.v1.CognitoIdentityService",grpc_method="GetId",grpc_code="NOT_FOUND"}"#
         ),
         1.0
     );
@@ -193,8 +192,23 @@ async fn spans_metrics_and_logs() {
         "{after}"
     );
     assert!(metric(&after, "gateway_cache_entries") >= 1.0, "{after}");
+    assert_eq!(
+        metric(
+            &after,
+            r#"grpc_server_started_total{grpc_type="unary",grpc_service="cognito_identity_gateway.v1.CognitoIdentityService",grpc_method="GetId"}"#
+        ),
+        2.0
+    );
     assert!(
-        after.contains(r#"grpc_server_request_duration_seconds_count{method="GetId"} 2"#),
+        after.contains(
+            r#"grpc_server_handling_seconds_count{grpc_type="unary",grpc_service="cognito_identity_gateway.v1.CognitoIdentityService",grpc_method="GetId",grpc_code="NOT_FOUND"} 1"#
+        ),
+        "{after}"
+    );
+    assert!(
+        after.contains(
+            r#"cognito_upstream_duration_seconds_count{operation="GetId",code="ResourceNotFoundException"} 1"#
+        ),
         "{after}"
     );
     assert!(after.contains("gateway_build_info{version="));

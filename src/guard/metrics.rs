@@ -45,6 +45,13 @@ pub(super) enum QuotaOutcome {
 }
 
 impl QuotaOutcome {
+    const ALL: [QuotaOutcome; 4] = [
+        QuotaOutcome::Sent,
+        QuotaOutcome::Waited,
+        QuotaOutcome::Refused,
+        QuotaOutcome::RefreshDeferred,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             QuotaOutcome::Sent => "sent",
@@ -127,6 +134,11 @@ impl GuardMetrics {
              --upstream-concurrency-limit calls were waiting on Cognito already",
             self.busy.clone(),
         );
+        // Every state from the start, at 0: a rate or an alert over them
+        // has a series to read before the first change.
+        for state in Circuit::ALL {
+            let _ = self.circuit_changes.get_or_create(&StateLabel { state });
+        }
     }
 
     /// The breaker is in `state`.
@@ -160,6 +172,11 @@ impl GuardMetrics {
                 self.quota_rates
                     .get_or_create(&OperationLabel { operation })
                     .set(rate);
+                for outcome in QuotaOutcome::ALL {
+                    let _ = self
+                        .quota_decisions
+                        .get_or_create(&QuotaLabels { operation, outcome });
+                }
             }
             None => {
                 self.quota_rates.remove(&OperationLabel { operation });

@@ -23,8 +23,12 @@ pub enum Reloaded {
 pub struct Reloads(Family<OutcomeLabel, Counter>);
 
 impl Reloads {
-    /// Registers the family as `name` (which gains `_total`).
+    /// Registers the family as `name` (which gains `_total`), each outcome
+    /// at 0.
     pub fn register(&self, registry: &mut Registry, name: &str, help: &str) {
+        for outcome in [Outcome::Ok, Outcome::Error] {
+            let _ = self.0.get_or_create(&OutcomeLabel { outcome });
+        }
         registry.register(name, help, self.0.clone());
     }
 

@@ -1,4 +1,5 @@
-//! The admin HTTP listener: `GET /metrics` (Prometheus text), `GET /healthz`
+//! The admin HTTP listener: `GET /metrics` (OpenMetrics or the Prometheus
+//! text format, as the scraper's `Accept` header asks), `GET /healthz`
 //! (the process is alive), `GET /readyz` (serving and not draining: local,
 //! whatever the upstream does) and `GET /upstreamz` (whether Cognito can be
 //! reached, also the gauge `gateway_upstream_up`).
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 use super::drain;
 use super::metrics::ServerMetrics;
 use crate::domain::{CacheStats, IdentityService};
+use crate::telemetry::exposition::{self, Format};
 use crate::telemetry::metrics::Metrics;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -78,9 +80,15 @@ async fn route<B>(
     const PLAIN: &str = "text/plain; charset=utf-8";
     Ok(match (request.method().as_str(), request.uri().path()) {
         ("GET", "/metrics") => {
+            let accept = request.headers().get(http::header::ACCEPT);
+            let format = Format::negotiate(accept.and_then(|v| v.to_str().ok()));
             let cache = state.probe.cache_stats().await;
-            let exposition = state.metrics.encode(cache);
-            text(200, exposition, "text/plain; version=0.0.4; charset=utf-8")
+            let open_metrics = state.metrics.encode(cache);
+            let body = match format {
+                Format::OpenMetrics => open_metrics,
+                Format::Text => exposition::to_text(&open_metrics),
+            };
+            text(200, body, format.content_type())
         }
         ("GET", "/healthz") => text(200, "ok\n", PLAIN),
         ("GET", "/readyz") => {

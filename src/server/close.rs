@@ -22,6 +22,13 @@ pub(crate) enum Reason {
 }
 
 impl Reason {
+    /// Every reason.
+    pub(crate) const ALL: [Reason; 3] = [
+        Reason::MaxAge,
+        Reason::CertificateExpired,
+        Reason::ClientCaChanged,
+    ];
+
     /// Its name in metrics and logs.
     pub(crate) fn as_str(self) -> &'static str {
         match self {

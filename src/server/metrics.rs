@@ -57,8 +57,14 @@ pub(crate) struct ServerMetrics {
 }
 
 impl ServerMetrics {
-    /// Registers the families in `registry`.
+    /// Registers the families in `registry`, each outcome and reason at 0.
     pub(crate) fn register(&self, registry: &mut Registry) {
+        for outcome in [Handshake::Ok, Handshake::Refused, Handshake::Timeout] {
+            let _ = self.handshakes.get_or_create(&HandshakeLabel { outcome });
+        }
+        for reason in Reason::ALL {
+            let _ = self.closed.get_or_create(&ReasonLabel { reason });
+        }
         registry.register(
             "gateway_tls_handshakes",
             "TLS handshakes on the API listener, by outcome (ok, refused, timeout)",
@@ -73,8 +79,9 @@ impl ServerMetrics {
         );
         registry.register(
             "gateway_upstream_up",
-            "1 when a connection to the upstream could be opened at the last check \
-             (every 10 s, and on /upstreamz), 0 otherwise",
+            "1 when the upstream circuit breaker was closed and a connection to the \
+             upstream could be opened at the last check (every 10 s, and on /upstreamz), \
+             0 otherwise",
             self.upstream_up.clone(),
         );
     }

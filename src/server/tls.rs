@@ -84,6 +84,9 @@ impl Files for TlsFiles {
 pub struct TlsConfig {
     config: Arc<ServerConfig>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// When the served certificate (the chain's first) expires, in seconds
+    /// since the Unix epoch, if it says.
+    expires: Option<u64>,
 }
 
 /// The TLS files read and checked: plain data, put in force by
@@ -95,14 +98,17 @@ pub type LoadedTls = Loaded<TlsFiles>;
 pub(crate) type LiveTls = Live<TlsFiles>;
 
 impl Live<TlsFiles> {
-    /// Registers its metrics (`gateway_tls_reloads_total`) in `registry`.
-    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+    /// Registers its metrics (`gateway_tls_reloads_total`, and
+    /// `gateway_tls_certificate_expiry_timestamp_seconds` read from the
+    /// certificate in force at each scrape) in `registry`.
+    pub fn register(self: &Arc<Self>, registry: &mut prometheus_client::registry::Registry) {
         self.reloads().register(
             registry,
             "gateway_tls_reloads",
             "Changes of the TLS certificate, key or client CA files, by outcome (ok: in \
              force for new handshakes; error: refused, the ones in force stay)",
         );
+        registry.register_collector(Box::new(Expiry(self.clone())));
     }
 
     /// The configuration for the next handshake.
@@ -157,6 +163,11 @@ fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<TlsConfig, 
     if chain.is_empty() {
         return Err(named(&files.cert, "holds no certificate"));
     }
+    let expires = chain
+        .first()
+        .and_then(not_after)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
     // The error names the key's file, never its bytes.
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
         named(
@@ -208,7 +219,38 @@ fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<TlsConfig, 
     Ok(TlsConfig {
         config: Arc::new(config),
         verifier,
+        expires,
     })
+}
+
+/// The served certificate's expiry, as a gauge read at each scrape.
+struct Expiry(Arc<LiveTls>);
+
+impl std::fmt::Debug for Expiry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Expiry")
+    }
+}
+
+impl prometheus_client::collector::Collector for Expiry {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        let Some(expires) = self.0.current().expires else {
+            return Ok(());
+        };
+        let gauge = prometheus_client::metrics::gauge::ConstGauge::new(
+            i64::try_from(expires).unwrap_or(i64::MAX),
+        );
+        gauge.encode(encoder.encode_descriptor(
+            "gateway_tls_certificate_expiry_timestamp_seconds",
+            "When the served TLS certificate expires, in seconds since the Unix epoch",
+            None,
+            gauge.metric_type(),
+        )?)
+    }
 }
 
 /// When the certificate `der` stops being valid, if it says.

@@ -37,8 +37,11 @@ pub(crate) struct TraceMetrics {
 }
 
 impl TraceMetrics {
-    /// Registers the families in `registry`.
+    /// Registers the families in `registry`, each outcome at 0.
     pub(crate) fn register(&self, registry: &mut Registry) {
+        for outcome in [Outcome::Ok, Outcome::Error] {
+            let _ = self.exported.get_or_create(&OutcomeLabel { outcome });
+        }
         registry.register(
             "gateway_trace_spans_ended",
             "Spans finished and handed to the trace exporter's queue",

@@ -72,7 +72,7 @@ impl Metrics {
         part(&mut self.registry.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    /// The Prometheus text exposition, with the cache's counters `cache`.
+    /// The OpenMetrics exposition, with the cache's counters `cache`.
     pub fn encode(&self, cache: Option<CacheStats>) -> String {
         *self
             .cache

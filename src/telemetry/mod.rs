@@ -12,6 +12,7 @@
 
 mod escape;
 pub(crate) mod export;
+pub(crate) mod exposition;
 pub(crate) mod finished;
 pub mod metrics;
 pub(crate) mod otlp;

@@ -302,7 +302,7 @@ where
             request.extensions_mut().insert(notes.clone());
             Box::new((span, notes))
         });
-        self.metrics.call_started();
+        self.metrics.call_started(method);
         let finish = Finish {
             span,
             method,

@@ -146,6 +146,12 @@ pub struct Running {
 impl Running {
     /// Starts it with the policy at `policy` and `extra` flags.
     pub fn start(policy: &std::path::Path, extra: &[&str]) -> Self {
+        Self::start_with_env(policy, extra, &[])
+    }
+
+    /// Starts it with the policy at `policy`, `extra` flags and the
+    /// environment variables `env`.
+    pub fn start_with_env(policy: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         use super::loopback::free_port;
         let (grpc, admin) = (free_port(), free_port());
         let listen = format!("127.0.0.1:{grpc}");
@@ -164,7 +170,7 @@ impl Running {
         ];
         args.extend_from_slice(extra);
         Self {
-            process: Process::spawn(command().args(&args)),
+            process: Process::spawn(command().args(&args).envs(env.iter().copied())),
             grpc,
             admin,
         }

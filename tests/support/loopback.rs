@@ -6,19 +6,47 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// GETs `path` from 127.0.0.1:`port`; returns the status code and the body.
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    let reply = http_get_with(port, path, &[]).await;
+    (reply.status, reply.body)
+}
+
+/// An HTTP reply: its status, its header lines, its body.
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    /// The value of the header `name` (lower case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// GETs `path` from 127.0.0.1:`port` with the request headers `headers`.
+pub async fn http_get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> Reply {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connects");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await.expect("sends");
     let mut reply = String::new();
     stream.read_to_string(&mut reply).await.expect("reads");
     let status = reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    Reply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
 }
 
 /// A port nothing listens on right now, for a server started by address.

@@ -124,6 +124,14 @@ enum Rejection {
 }
 
 impl Rejection {
+    const ALL: [Rejection; 5] = [
+        Rejection::UntrustedPeer,
+        Rejection::Malformed,
+        Rejection::Repeated,
+        Rejection::Ambiguous,
+        Rejection::NotAnIdentity,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Rejection::UntrustedPeer => "untrusted_peer",

@@ -90,8 +90,11 @@ pub struct Rejections {
 
 impl Rejections {
     /// Registers `gateway_caller_identity_header_rejected_total` in
-    /// `registry`.
+    /// `registry`, each reason at 0.
     pub fn register(&self, registry: &mut Registry) {
+        for reason in Rejection::ALL {
+            let _ = self.counted.get_or_create(&ReasonLabel { reason });
+        }
         registry.register(
             "gateway_caller_identity_header_rejected",
             "Calls whose --caller-identity-header was set aside, leaving the caller anonymous, \
