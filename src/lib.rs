@@ -131,6 +131,8 @@ pub async fn serve(
         Program::Gateway(settings) => gateway(*settings, metrics, shutdown).await,
         #[cfg(feature = "emulator")]
         Program::Emulator(config) => emulator(config, shutdown).await,
+        // Checked, nothing to run.
+        Program::Checked(_) => Ok(()),
     }
 }
 

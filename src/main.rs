@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use cognito_identity_gateway::config::Cli;
+use cognito_identity_gateway::config::{Cli, Program};
 use cognito_identity_gateway::telemetry::metrics::Metrics;
 use cognito_identity_gateway::{Failure, serve, shutdown, telemetry};
 
@@ -18,6 +18,10 @@ async fn main() -> ExitCode {
         Ok(program) => program,
         Err(problems) => return exit(Err(problems.into())),
     };
+    if let Program::Checked(settings) = &program {
+        println!("{}", settings.summary());
+        return ExitCode::SUCCESS;
+    }
     let telemetry = telemetry::start(program.telemetry());
     // One registry for the process's parts, the trace exporter's first.
     let metrics = Arc::new(Metrics::new());

@@ -219,3 +219,107 @@ fn logs_are_coloured_on_a_terminal_only_and_never_with_no_color() {
     assert!(piped.contains("serving gRPC"), "{piped}");
     assert!(!piped.contains(ESC), "a pipe gets none: {piped:?}");
 }
+
+/// `check-config` with `args` and `env`: its exit code, standard output and
+/// standard error.
+fn check_config(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = support::binary::command()
+        .arg("check-config")
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn check_config_reads_the_files_and_binds_nothing() {
+    let dir = support::temp_dir("check-config");
+    let ca = support::certs::Ca::new("check-config CA");
+    let server = ca.server();
+    let write = |name: &str, contents: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.display().to_string()
+    };
+    let cert = write("tls.crt", &server.cert);
+    let key = write("tls.key", &server.key);
+    let client_ca = write("ca.crt", &ca.pem());
+    let policy = write("policy.yaml", "mode: enforce\ncallers: []\n");
+    let audit_key = write("audit.key", "an audit key of some length\n");
+    // The ports it is told to serve on are taken: a check binds nothing.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin_taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let admin = admin_taken.local_addr().unwrap().to_string();
+    let (code, stdout, stderr) = check_config(
+        &[
+            "--listen",
+            &listen,
+            "--admin-listen",
+            &admin,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-client-ca",
+            &client_ca,
+            "--policy",
+            &policy,
+            "--audit-log=-",
+            "--audit-hmac-key-file",
+            &audit_key,
+        ],
+        // The region from the environment, as the SDK finds it; no AWS call.
+        &[("AWS_REGION", "eu-west-1")],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        format!(
+            "the configuration is valid: gRPC on {listen} (TLS on), admin on {admin}, policy on, audit log on\n"
+        )
+    );
+
+    // Flags from the environment too; every problem in one message, exit 2.
+    std::fs::write(dir.join("bad.yaml"), "mode: sometimes\n").unwrap();
+    let bad_policy = dir.join("bad.yaml").display().to_string();
+    let short_key = write("short.key", "short\n");
+    let (code, stdout, stderr) = check_config(
+        &[
+            "--listen",
+            &listen,
+            "--tls-cert",
+            &dir.join("missing.crt").display().to_string(),
+            "--tls-key",
+            &key,
+            "--policy",
+            &bad_policy,
+            "--audit-log=-",
+            "--audit-hmac-key-file",
+            &short_key,
+        ],
+        &[("COGNITO_GATEWAY_MAX_ATTEMPTS", "zero")],
+    );
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.starts_with("invalid configuration:\n"), "{stderr}");
+    for named in [
+        "missing.crt",
+        "bad.yaml",
+        "--audit-hmac-key-file",
+        "--max-attempts",
+        "--region",
+    ] {
+        assert!(stderr.contains(named), "{named} not named in:\n{stderr}");
+    }
+    assert!(
+        stderr.lines().filter(|l| l.starts_with("  - ")).count() >= 5,
+        "{stderr}"
+    );
+}

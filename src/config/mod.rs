@@ -47,21 +47,30 @@ give --region (or the AWS configuration), a --policy, and --tls-cert/--tls-key/-
 for mutual TLS; the README says more. Every flag can also be set by the environment variable \
 shown with it.";
 
-// The command line, as typed. Values that need checking are kept as text
-// so that every problem can be reported at once, not only the first.
+/// The gateway's command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "cognito-identity-gateway",
     version = VERSION,
     about = ABOUT,
-    after_help = START
+    after_help = START,
+    args_conflicts_with_subcommands = true
 )]
-/// The gateway's command line.
 pub struct Cli {
     /// Run something other than the gateway.
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    /// The gateway's flags.
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+// The gateway's flags, as typed. Values that need checking are kept as
+// text so that every problem can be reported at once, not only the first.
+/// The gateway's flags, part by part.
+#[derive(Debug, clap::Args)]
+pub struct GatewayArgs {
     /// Start an embedded Cognito Identity emulator on a loopback port, with a
     /// ready identity pool, and use it as the upstream (no AWS account needed).
     #[cfg(feature = "emulator")]
@@ -134,6 +143,10 @@ pub enum Command {
     /// Run the Cognito Identity emulator alone, for any AWS client.
     #[cfg(feature = "emulator")]
     Emulator(EmulatorArgs),
+    /// Check a whole configuration, the gateway's flags and environment and
+    /// the TLS, policy and audit key files they name, without binding a port
+    /// or calling AWS: exit 0, or 2 with every problem.
+    CheckConfig(Box<GatewayArgs>),
 }
 
 /// What the binary runs, checked.
@@ -144,6 +157,8 @@ pub enum Program {
     /// The emulator alone.
     #[cfg(feature = "emulator")]
     Emulator(EmulatorConfig),
+    /// Nothing: the configuration `check-config` was given is valid.
+    Checked(Box<Settings>),
 }
 
 impl Program {
@@ -156,6 +171,11 @@ impl Program {
             Program::Emulator(_) => TelemetrySettings {
                 log_format: crate::telemetry::LogFormat::Text,
                 traces: None,
+            },
+            // It only says what it found.
+            Program::Checked(settings) => TelemetrySettings {
+                traces: None,
+                ..settings.telemetry.clone()
             },
         }
     }
@@ -221,6 +241,25 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// What `check-config` says of a valid configuration: what would be
+    /// served, and how.
+    pub fn summary(&self) -> String {
+        let on = |yes: bool| if yes { "on" } else { "off" };
+        let admin = self
+            .admin_listen
+            .map_or_else(|| "off".to_owned(), |a| a.to_string());
+        format!(
+            "the configuration is valid: gRPC on {} (TLS {}), admin on {admin}, policy {}, \
+             audit log {}",
+            self.listen,
+            on(self.server.tls.is_some()),
+            on(self.policy.is_some()),
+            on(self.audit.is_some()),
+        )
+    }
+}
+
 /// Every problem with a configuration.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ConfigError(pub Vec<String>);
@@ -239,21 +278,57 @@ impl std::error::Error for ConfigError {}
 
 impl Cli {
     /// Checks everything and returns what to run, or every problem found.
-    pub fn into_program(mut self) -> Result<Program, ConfigError> {
-        match self.command.take() {
+    pub fn into_program(self) -> Result<Program, ConfigError> {
+        match self.command {
             #[cfg(feature = "emulator")]
             Some(Command::Emulator(args)) => args.into_config().map(Program::Emulator),
-            None => self.into_settings().map(|s| Program::Gateway(Box::new(s))),
+            Some(Command::CheckConfig(args)) => args.check().map(|s| Program::Checked(Box::new(s))),
+            None => self
+                .gateway
+                .into_settings()
+                .map(|s| Program::Gateway(Box::new(s))),
         }
+    }
+
+    /// The gateway's settings ([`GatewayArgs::into_settings`]).
+    pub fn into_settings(self) -> Result<Settings, ConfigError> {
+        self.gateway.into_settings()
+    }
+}
+
+impl GatewayArgs {
+    /// What `check-config` checks: the settings, and, where no `--region`
+    /// is given and no emulator stands in, that the environment names a
+    /// region (the gateway would not start without one).
+    pub fn check(self) -> Result<Settings, ConfigError> {
+        let region =
+            self.upstream.region.is_some() || self.embedded_emulator() || region_in_environment();
+        let mut problems = match self.into_settings() {
+            Ok(settings) if region => return Ok(settings),
+            Ok(_) => Vec::new(),
+            Err(ConfigError(problems)) => problems,
+        };
+        if !region {
+            problems.push(
+                "--region: none is given, and neither AWS_REGION, AWS_DEFAULT_REGION nor an AWS \
+                 config file names one"
+                    .to_owned(),
+            );
+        }
+        Err(ConfigError(problems))
+    }
+
+    fn embedded_emulator(&self) -> bool {
+        #[cfg(feature = "emulator")]
+        return self.emulator;
+        #[cfg(not(feature = "emulator"))]
+        return false;
     }
 
     /// Checks the gateway's flags, part by part, and the OpenTelemetry
     /// environment, and returns settings, or every problem found.
     pub fn into_settings(self) -> Result<Settings, ConfigError> {
-        #[cfg(feature = "emulator")]
-        let embedded_emulator = self.emulator;
-        #[cfg(not(feature = "emulator"))]
-        let embedded_emulator = false;
+        let embedded_emulator = self.embedded_emulator();
         let mut p = Problems::default();
         let server = self.server.settings(&mut p);
         let connections = self.connections.settings(&mut p);
@@ -286,6 +361,22 @@ impl Cli {
             _ => Err(ConfigError(p.0)),
         }
     }
+}
+
+/// Whether the AWS SDK's default chain could find a region without
+/// `--region`: in `AWS_REGION`, `AWS_DEFAULT_REGION`, or a config file
+/// (which may name one; the profile is not read here).
+fn region_in_environment() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if set("AWS_REGION") || set("AWS_DEFAULT_REGION") {
+        return true;
+    }
+    let file = std::env::var_os("AWS_CONFIG_FILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".aws/config"))
+        });
+    file.is_some_and(|f| f.is_file())
 }
 
 #[cfg(test)]
