@@ -172,7 +172,10 @@ async fn gateway(
         Some(_) => "TLS",
         None => "plaintext",
     };
-    tracing::info!(listen = %settings.listen, admin = ?settings.admin_listen, tls, "serving gRPC");
+    let admin = settings
+        .admin_listen
+        .map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(listen = %settings.listen, admin, tls, "serving gRPC");
     // The policy in force from the file as it was checked, and reloaded
     // when it changes while the gateway runs.
     let policy = settings

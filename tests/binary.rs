@@ -322,4 +322,23 @@ fn check_config_reads_the_files_and_binds_nothing() {
         stderr.lines().filter(|l| l.starts_with("  - ")).count() >= 5,
         "{stderr}"
     );
+
+    // A key that is not the certificate's, said so.
+    let other_key = write("other.key", &ca.server().key);
+    let (code, _, stderr) = check_config(
+        &[
+            "--listen",
+            &listen,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &other_key,
+        ],
+        &[("AWS_REGION", "eu-west-1")],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the key is not the certificate's"),
+        "{stderr}"
+    );
 }

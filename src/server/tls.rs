@@ -205,8 +205,14 @@ fn build(files: &TlsFiles, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<TlsConfig, 
         }
     };
     let mut config = builder.with_single_cert(chain, key).map_err(|e| {
+        let why = match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                "the key is not the certificate's".to_owned()
+            }
+            other => other.to_string(),
+        };
         format!(
-            "TLS files {} and {}: {e}",
+            "TLS files {} and {}: {why}",
             files.cert.display(),
             files.key.display()
         )
